@@ -1,0 +1,60 @@
+"""The ``p2ptools`` command group: logging set-up and the one place errors become messages."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from p2ptools import __version__
+from p2ptools.errors import P2PError, SceneFailures
+
+
+class P2PGroup(click.Group):
+    """A click group that turns every :class:`P2PError` into one clean message and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SceneFailures as exc:
+            if exc.summary:
+                click.echo(exc.summary)
+            raise click.ClickException(str(exc)) from None
+        except P2PError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """WARNING by default; ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR only."""
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    logging.captureWarnings(True)
+
+
+@click.group(cls=P2PGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="p2ptools")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+def cli(verbose: int, quiet: int) -> None:
+    """p2ptools: paired image-to-image translation (pix2pix) toolkit.
+
+    Cut GeoTIFF scenes and masks into AB pairs (tile), build inpainting pairs (make-inpaint),
+    and join or split AB images (pair, unpair).
+    """
+    configure_logging(verbose, quiet)
+
+
+def _register() -> None:
+    from p2ptools.cli.tile import tile
+
+    cli.add_command(tile)
+
+
+_register()

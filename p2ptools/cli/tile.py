@@ -1,0 +1,100 @@
+"""``p2ptools tile``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from p2ptools.cli.options import (
+    build_config,
+    config_option,
+    float_pair_callback,
+    format_option,
+    fraction_type,
+    int_list_callback,
+    jpeg_quality_option,
+    overwrite_option,
+    seed_option,
+    split_option,
+    workers_option,
+)
+
+
+def sample_root() -> Path:
+    """The labelled sample scene shipped in the package (Inria layout: images/ + gt/)."""
+    return Path(str(resources.files("p2ptools") / "data" / "sample"))
+
+
+@click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
+@click.argument("paths", nargs=-1, metavar="[SRC] OUT", type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Tile the sample scene shipped with p2ptools (SpaceNet Atlanta, 900×900).")
+@click.option("--layout", type=click.Choice(["auto", "inria", "landcover", "generic"]), default=None,
+              help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Photo folder (generic layout, with --masks).")
+@click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Mask folder (generic layout), paired with photos by file stem.")
+@click.option("--mask-suffix", default=None, help="Suffix of mask stems to strip before pairing, e.g. _mask.")
+@click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
+@click.option("--stride", type=click.IntRange(min=1), default=None, help="Step between tiles (default: --size, no overlap).")
+@click.option("--edge", type=click.Choice(["drop", "pad", "shift"]), default=None,
+              help="Scene remainder: drop it, pad the last tile, or shift the last tile back to the edge "
+                   "(default shift: every pixel used, none invented).")
+@click.option("--min-foreground", type=fraction_type(), default=None,
+              help="Keep tiles whose mask foreground fraction is above 0 and at least this (default 0).")
+@click.option("--keep-empty", type=fraction_type(), default=None,
+              help="Deterministic share of empty tiles to keep anyway (default 0).")
+@click.option("--max-nodata", type=fraction_type(), default=None,
+              help="Drop tiles with more than this fraction of nodata/transparent photo pixels (default 0.5).")
+@click.option("--palette", default=None,
+              help="Label palette: inria, binary01, landcover, or a YAML/JSON file (default: by layout).")
+@click.option("--direction", type=click.Choice(["label2photo", "photo2label"]), default=None,
+              help="label2photo: A = colorized label, B = photo (default); photo2label swaps them.")
+@format_option
+@jpeg_quality_option
+@split_option
+@seed_option
+@click.option("--bands", callback=int_list_callback, default=None, metavar="B[,G,R]",
+              help="1-based photo bands to use (default: RGB of RGB/RGBN, band 1 of single-band).")
+@click.option("--stretch", "percentiles", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
+              help="Percentiles of the per-scene 8-bit stretch for non-8-bit photos (default 2,98).")
+@workers_option
+@overwrite_option
+@config_option
+def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **options: object) -> None:
+    """Cut GeoTIFF scenes and their label masks into AB pairs.
+
+    SRC is an Inria Aerial Image Labeling folder (images/ + gt/) or a LandCover.ai folder
+    (images/ + masks/, with train.txt/val.txt/test.txt when present); use --images and --masks
+    for any other two folders (then give OUT only). Writes OUT/{train,val,test}/<scene>_<row>_<col>.png
+    (A|B side by side), OUT/manifest.csv and OUT/dataset.json. Scenes are split whole, so no
+    scene's tiles land in two splits. Rerunning the same command resumes.
+
+    \b
+    Examples:
+      p2ptools tile --sample sample-tiles
+      p2ptools tile AerialImageDataset/train inria-256 --size 256 --workers 4
+      p2ptools tile landcover.ai landcover-512 --size 512 --edge drop
+      p2ptools tile --images photos --masks labels --mask-suffix _mask out
+    """
+    from p2ptools.config import TileConfig
+    from p2ptools.errors import SceneFailures
+    from p2ptools.tiler import tile_dataset
+
+    if sample:
+        if len(paths) != 1:
+            raise click.UsageError("with --sample give OUT only")
+        src, out = sample_root(), paths[0]
+    elif len(paths) == 2:
+        src, out = paths
+    elif len(paths) == 1 and (options.get("images") or options.get("masks")):
+        src, out = None, paths[0]
+    else:
+        raise click.UsageError("give SRC OUT, or OUT with --images/--masks, or OUT with --sample")
+    cfg = build_config(TileConfig, config_file, "tile", src=src, out=out, **options)
+    report = tile_dataset(cfg, progress=True)
+    if report.failures:
+        raise SceneFailures(report.failures, report.summary())
+    click.echo(report.summary())

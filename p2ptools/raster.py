@@ -1,0 +1,388 @@
+"""Scene discovery and pairing, grid checks, 8-bit scaling and windowed reads (rasterio).
+
+Nothing here reads a whole scene: photos and masks are read window by window, and the 8-bit
+stretch of non-8-bit photos is computed once per scene from a decimated read (at most
+``STATS_MAX_SIDE`` pixels on the long side) so every tile of a scene gets the same brightness.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+from rasterio.windows import transform as window_transform
+
+from p2ptools.errors import ConfigError, GridMismatchError, InputError, RasterReadError
+
+log = logging.getLogger(__name__)
+
+RASTER_EXTENSIONS: frozenset[str] = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt"})
+LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
+STATS_MAX_SIDE = 2048
+#: GDAL block cache per process, in MB: keeps memory flat however large the scene.
+GDAL_CACHE_MB = 64
+
+
+@dataclass(frozen=True)
+class ScenePair:
+    """A photo and its label mask.
+
+    Args:
+        name: the scene name (the photo's file stem), used in tile names.
+        image: path of the photo.
+        mask: path of the mask, or None when it is missing.
+    """
+
+    name: str
+    image: Path
+    mask: Path | None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover_pairs` found.
+
+    Args:
+        layout: the layout used (``inria``, ``landcover`` or ``generic``).
+        pairs: photo/mask pairs, sorted by name (pairs with ``mask=None`` lack a mask).
+        orphan_masks: masks with no photo.
+        root: the folder that may hold official split lists.
+    """
+
+    layout: str
+    pairs: list[ScenePair]
+    orphan_masks: list[Path] = field(default_factory=list)
+    root: Path | None = None
+
+
+def _rasters(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_EXTENSIONS)
+
+
+def _pair_by_stem(images: list[Path], masks: list[Path], mask_suffix: str = "") -> tuple[list[ScenePair], list[Path]]:
+    by_stem: dict[str, Path] = {}
+    for m in masks:
+        stem = m.stem[: -len(mask_suffix)] if mask_suffix and m.stem.endswith(mask_suffix) else m.stem
+        by_stem[stem] = m
+    pairs = [ScenePair(p.stem, p, by_stem.pop(p.stem, None)) for p in images]
+    return pairs, sorted(by_stem.values())
+
+
+def discover_pairs(
+    src: Path | None,
+    layout: str = "auto",
+    images: Path | None = None,
+    masks: Path | None = None,
+    mask_suffix: str = "",
+) -> Discovery:
+    """Find photo/mask pairs in one of the supported layouts.
+
+    * Inria Aerial Image Labeling: ``SRC/images/*.tif`` + ``SRC/gt/*.tif`` (also ``SRC/train/...``
+      as the dataset unpacks), same file names.
+    * LandCover.ai v1: ``SRC/images/*.tif`` + ``SRC/masks/*.tif`` (+ ``train.txt``/``val.txt``/``test.txt``).
+    * Generic: ``images`` and ``masks`` folders paired by file stem (``mask_suffix`` is stripped from
+      mask stems, e.g. ``_mask``).
+
+    Args:
+        src: the dataset root (unused for the generic layout).
+        layout: ``auto`` (detect), ``inria``, ``landcover`` or ``generic``.
+        images: photo folder of the generic layout.
+        masks: mask folder of the generic layout.
+        mask_suffix: suffix of mask stems to strip before pairing.
+
+    Returns:
+        The discovery.
+
+    Raises:
+        InputError: if the folders are missing, empty, or the layout cannot be recognised.
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if images is not None or masks is not None or layout == "generic":
+        if images is None or masks is None:
+            raise ConfigError("the generic layout needs both --images DIR and --masks DIR")
+        img_dir, mask_dir, layout, root = Path(images), Path(masks), "generic", None
+    else:
+        if src is None:
+            raise ConfigError("give SRC (an Inria or LandCover.ai folder) or --images DIR --masks DIR")
+        root = Path(src)
+        if not root.is_dir():
+            raise InputError(f"{root}: no such folder")
+        if layout in ("auto", "inria") and not (root / "gt").is_dir() and (root / "train" / "gt").is_dir():
+            root = root / "train"
+        if layout == "auto":
+            if (root / "images").is_dir() and (root / "gt").is_dir():
+                layout = "inria"
+            elif (root / "images").is_dir() and (root / "masks").is_dir():
+                layout = "landcover"
+            else:
+                raise InputError(
+                    f"{root}: cannot recognise the layout: expected images/ + gt/ (Inria) or images/ + masks/ "
+                    "(LandCover.ai); for other folders use --images DIR --masks DIR"
+                )
+        img_dir = root / "images"
+        mask_dir = root / ("gt" if layout == "inria" else "masks")
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise InputError(f"{d}: no such folder")
+    photos = _rasters(img_dir)
+    if not photos:
+        raise InputError(f"{img_dir}: no raster files ({', '.join(sorted(RASTER_EXTENSIONS))})")
+    pairs, orphans = _pair_by_stem(photos, _rasters(mask_dir), mask_suffix)
+    return Discovery(layout, pairs, orphans, root)
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """Everything needed to read tiles of a scene consistently, in any process.
+
+    Args:
+        pair: the photo/mask pair.
+        height: scene height in pixels.
+        width: scene width in pixels.
+        bands: 1-based photo band indexes read (1 or 3 of them).
+        crs: the photo's CRS (``EPSG:n`` when it has an authority code, else WKT), or "".
+        transform: the photo's affine geotransform as 6 GDAL-order numbers (a, b, c, d, e, f).
+        stretch: per band (low, high) values mapped to 0 and 255, or None for 8-bit photos.
+        has_nodata: whether the photo has nodata/alpha/mask information.
+        mask_dtype: the mask's dtype name.
+    """
+
+    pair: ScenePair
+    height: int
+    width: int
+    bands: tuple[int, ...]
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    stretch: tuple[tuple[float, float], ...] | None
+    has_nodata: bool
+    mask_dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (for ``dataset.json``)."""
+        return {
+            "image": str(self.pair.image),
+            "mask": str(self.pair.mask),
+            "height": self.height,
+            "width": self.width,
+            "bands": list(self.bands),
+            "crs": self.crs,
+            "transform": list(self.transform),
+            "stretch": [list(s) for s in self.stretch] if self.stretch else None,
+        }
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a GDAL/rasterio error, with its underlying cause when it has one."""
+    text = str(exc).replace("See previous exception for details.", "").strip().rstrip(".")
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}" if text else str(cause)
+    return " ".join(text.split())
+
+
+def open_raster(path: Path) -> rasterio.io.DatasetReader:
+    """Open a raster, turning any failure into an error that names the file.
+
+    Raises:
+        RasterReadError: if the file is missing, not a raster or corrupt.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except (RasterioError, OSError) as exc:
+        raise RasterReadError(f"{path}: cannot open as a raster: {describe_error(exc)}") from exc
+
+
+def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:
+    """True when the dataset has a CRS or a non-identity geotransform."""
+    return ds.crs is not None or not ds.transform.is_identity
+
+
+def choose_bands(ds: rasterio.io.DatasetReader, bands: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Pick the photo bands to read.
+
+    Default: the non-alpha bands; the first three of them when there are three or more (RGB of
+    RGBN), else the first one (replicated to three channels when read).
+
+    Raises:
+        ConfigError: if requested bands do not exist or are not 1 or 3 of them.
+    """
+    if bands:
+        if len(bands) not in (1, 3):
+            raise ConfigError(f"--bands: give 1 or 3 band numbers, got {len(bands)}")
+        bad = [b for b in bands if not 1 <= b <= ds.count]
+        if bad:
+            raise ConfigError(f"{ds.name}: has {ds.count} band(s); --bands {','.join(map(str, bad))} does not exist")
+        return tuple(bands)
+    colour = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha] or [1]
+    return tuple(colour[:3]) if len(colour) >= 3 else (colour[0],)
+
+
+def _has_nodata(ds: rasterio.io.DatasetReader) -> bool:
+    flags = ds.mask_flag_enums
+    return any(
+        any(f.name in ("nodata", "alpha", "per_dataset") for f in band_flags) for band_flags in flags
+    )
+
+
+def compute_stretch(
+    ds: rasterio.io.DatasetReader, bands: tuple[int, ...], percentiles: tuple[float, float]
+) -> tuple[tuple[float, float], ...] | None:
+    """Per-band percentile stretch of a non-8-bit photo, computed over the whole scene.
+
+    The statistics come from one decimated read (nearest neighbour, at most ``STATS_MAX_SIDE``
+    pixels on the long side) over valid (non-nodata) pixels, so memory stays bounded and every
+    tile of the scene is scaled the same way: ``out = clip((v - low) / (high - low), 0, 1) * 255``.
+
+    Returns:
+        ``((low, high), ...)`` per band, or None for uint8 photos (used as they are).
+    """
+    if all(ds.dtypes[b - 1] == "uint8" for b in bands):
+        return None
+    scale = min(1.0, STATS_MAX_SIDE / max(ds.height, ds.width))
+    shape = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
+    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest).astype(np.float64)
+    valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    valid &= np.isfinite(data).all(axis=0)
+    out = []
+    for band in data:
+        vals = band[valid]
+        if vals.size == 0:
+            out.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(vals, percentiles)
+        out.append((float(lo), float(hi if hi > lo else lo + 1.0)))
+    return tuple(out)
+
+
+def inspect_scene(
+    pair: ScenePair,
+    bands: tuple[int, ...] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> SceneInfo:
+    """Open a photo and its mask, check that they share a grid and compute the 8-bit stretch.
+
+    A mask on the same pixel grid but without any georeference (as SpaceNet ships them) is
+    accepted with a warning; a mask with another size, transform or CRS is an error.
+
+    Raises:
+        InputError: if the mask is missing or is not single-band integer labels.
+        RasterReadError: if a file cannot be opened.
+        GridMismatchError: if photo and mask grids differ.
+    """
+    if pair.mask is None:
+        raise InputError(f"{pair.image}: no mask with the same name")
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(pair.image) as img, open_raster(pair.mask) as msk:
+        if msk.count != 1:
+            raise InputError(f"{pair.mask}: mask has {msk.count} bands; expected one band of class values")
+        if not np.issubdtype(np.dtype(msk.dtypes[0]), np.integer):
+            raise InputError(f"{pair.mask}: mask dtype is {msk.dtypes[0]}; expected integer class values")
+        if (img.height, img.width) != (msk.height, msk.width):
+            raise GridMismatchError(
+                f"{pair.mask}: mask is {msk.width}×{msk.height} but photo {pair.image.name} is {img.width}×{img.height}"
+            )
+        if is_georeferenced(msk):
+            if is_georeferenced(img) and not msk.transform.almost_equals(img.transform, precision=1e-6):
+                raise GridMismatchError(
+                    f"{pair.mask}: mask geotransform {tuple(msk.transform)[:6]} differs from photo "
+                    f"{pair.image.name} {tuple(img.transform)[:6]}"
+                )
+            if img.crs is not None and msk.crs is not None and msk.crs != img.crs:
+                raise GridMismatchError(f"{pair.mask}: mask CRS {msk.crs} differs from photo CRS {img.crs}")
+        elif is_georeferenced(img):
+            log.warning("%s: mask has no georeference; assuming it shares the grid of %s", pair.mask, pair.image.name)
+        chosen = choose_bands(img, bands)
+        try:
+            stretch = compute_stretch(img, chosen, percentiles)
+        except RasterioError as exc:
+            raise RasterReadError(f"{pair.image}: cannot read: {describe_error(exc)}") from exc
+        return SceneInfo(
+            pair=pair,
+            height=img.height,
+            width=img.width,
+            bands=chosen,
+            crs=img.crs.to_string() if img.crs else "",
+            transform=tuple(img.transform)[:6],  # type: ignore[arg-type]
+            stretch=stretch,
+            has_nodata=_has_nodata(img),
+            mask_dtype=msk.dtypes[0],
+        )
+
+
+def to_uint8(data: np.ndarray, stretch: tuple[tuple[float, float], ...] | None) -> np.ndarray:
+    """Scale ``(bands, H, W)`` photo data to uint8 with the scene's stretch (None: already uint8)."""
+    if stretch is None:
+        return data.astype(np.uint8, copy=False)
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i, (lo, hi) in enumerate(stretch):
+        band = (data[i].astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        np.clip(band, 0, 255, out=band)
+        out[i] = np.nan_to_num(band + 0.5).astype(np.uint8)
+    return out
+
+
+def clip_window(y: int, x: int, height: int, width: int, scene_h: int, scene_w: int) -> Window | None:
+    """Intersect a pixel window with the scene; None when it lies outside."""
+    y0, x0 = max(y, 0), max(x, 0)
+    y1, x1 = min(y + height, scene_h), min(x + width, scene_w)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return Window(x0, y0, x1 - x0, y1 - y0)
+
+
+def read_photo(
+    ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a window of the photo as RGB uint8, padding outside the scene.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB (nodata and padding set to 0) and ``(H, W)`` bool validity.
+    """
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    valid = np.zeros((height, width), dtype=bool)
+    win = clip_window(y, x, height, width, info.height, info.width)
+    if win is None:
+        return rgb, valid
+    ys, xs = int(win.row_off) - y, int(win.col_off) - x
+    data = to_uint8(ds.read(list(info.bands), window=win), info.stretch)
+    data = np.repeat(data, 3, axis=0) if data.shape[0] == 1 else data
+    sub = np.ascontiguousarray(np.moveaxis(data, 0, -1))
+    if info.has_nodata:
+        ok = ds.dataset_mask(window=win) > 0
+        sub[~ok] = 0
+    else:
+        ok = np.ones(sub.shape[:2], dtype=bool)
+    rgb[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
+    valid[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = ok
+    return rgb, valid
+
+
+def read_labels(
+    ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int, fill: int
+) -> np.ndarray:
+    """Read a window of the mask, padding outside the scene with ``fill`` (the background)."""
+    labels = np.full((height, width), fill, dtype=np.dtype(info.mask_dtype))
+    win = clip_window(y, x, height, width, info.height, info.width)
+    if win is not None:
+        ys, xs = int(win.row_off) - y, int(win.col_off) - x
+        sub = ds.read(1, window=win)
+        labels[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
+    return labels
+
+
+def window_geo(info: SceneInfo, y: int, x: int, size: int) -> tuple[tuple[float, ...], tuple[float, float, float, float]]:
+    """The geotransform and bounds ``(left, bottom, right, top)`` of a ``size``² tile at ``(y, x)``."""
+    scene = rasterio.Affine(*info.transform)
+    win = Window(x, y, size, size)
+    return tuple(window_transform(win, scene))[:6], window_bounds(win, scene)

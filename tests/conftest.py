@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny GeoTIFFs built on the fly, and the real sample data in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+#: UTM 32631, 0.5 m pixels, origin at (500000, 4000000): the grid every generated scene uses.
+CRS = "EPSG:32631"
+TRANSFORM = from_origin(500000.0, 4000000.0, 0.5, 0.5)
+
+
+def shared_path(*parts: str) -> Path:
+    """A file of ../shared/data, or skip the test when it is absent (a user's clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample data not available: {path} (../shared/data is only beside CI checkouts)")
+    return path
+
+
+def write_tif(
+    path: Path,
+    data: np.ndarray,
+    crs: str | None = CRS,
+    transform: Any = TRANSFORM,
+    nodata: float | None = None,
+    alpha: bool = False,
+    **extra: Any,
+) -> Path:
+    """Write ``(bands, H, W)`` or ``(H, W)`` data as a GeoTIFF; ``crs=None`` writes no georeference."""
+    arr = data[None] if data.ndim == 2 else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "height": arr.shape[1], "width": arr.shape[2], "count": arr.shape[0],
+        "dtype": arr.dtype.name, **extra,
+    }
+    if crs is not None:
+        profile.update(crs=crs, transform=transform)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if alpha:
+        profile["photometric"] = "RGB"
+        profile["alpha"] = "YES"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(arr)
+    return path
+
+
+def photo(h: int, w: int, seed: int = 0, bands: int = 3, dtype: str = "uint8") -> np.ndarray:
+    """A smooth random photo-like ``(bands, H, W)`` array."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = (np.sin(x / 17.0) + np.cos(y / 23.0)) * 60 + 128
+    out = np.stack([base + rng.normal(0, 10, (h, w)) + 10 * b for b in range(bands)])
+    if dtype == "uint16":
+        return np.clip(out * 8 + 300, 0, 65535).astype(np.uint16)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def blocks_mask(h: int, w: int, values: list[int], block: int = 64, seed: int = 0) -> np.ndarray:
+    """A ``(H, W)`` uint8 mask of square blocks with random class values."""
+    rng = np.random.default_rng(seed)
+    grid = rng.choice(values, size=(h // block + 1, w // block + 1))
+    return np.kron(grid, np.ones((block, block), dtype=np.int64))[:h, :w].astype(np.uint8)
+
+
+@pytest.fixture
+def inria_root(tmp_path: Path) -> Path:
+    """An Inria-like dataset: images/ + gt/, two odd-sized RGB scenes with 0/255 masks."""
+    root = tmp_path / "inria"
+    for i, (h, w) in enumerate([(300, 520), (260, 260)]):
+        write_tif(root / "images" / f"city{i}.tif", photo(h, w, seed=i))
+        write_tif(root / "gt" / f"city{i}.tif", blocks_mask(h, w, [0, 0, 255], seed=i))
+    return root
+
+
+@pytest.fixture
+def landcover_root(tmp_path: Path) -> Path:
+    """A LandCover.ai-like dataset: images/ + masks/ with classes 0–4, 1100×1100 scenes."""
+    root = tmp_path / "landcover"
+    for i in range(2):
+        write_tif(root / "images" / f"M-33-{i}.tif", photo(1100, 1100, seed=i))
+        write_tif(root / "masks" / f"M-33-{i}.tif", blocks_mask(1100, 1100, [0, 1, 2, 3, 4], block=128, seed=i))
+    return root
