@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2ptools.errors import ConfigError
-from p2ptools.output import IMAGE_FORMATS
-from p2ptools.raster import LAYOUTS
 from p2ptools.tiling import EDGE_POLICIES
 
 T = TypeVar("T")
 
 DIRECTIONS: tuple[str, ...] = ("label2photo", "photo2label")
+LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
+#: Image formats of written pairs → file extension.
+IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
 #: Tiles must be a multiple of this so every U-Net depth of at least 5 accepts them.
 SIZE_MULTIPLE = 32
 

@@ -13,20 +13,23 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from p2ptools import __version__
+from p2ptools.config import IMAGE_FORMATS
 from p2ptools.errors import InputError, OutputError
 from p2ptools.splits import SPLITS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
 STATE_DIR = ".p2ptools"
-IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
+PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,7 +50,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
+def atomic_write_csv(path: Path, frame: "pd.DataFrame") -> None:
     """Atomically write a DataFrame as CSV (no index)."""
     atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
@@ -55,7 +58,9 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
 def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) image as PNG or JPEG bytes."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpg" else []
+    # PNG: OpenCV's fast zlib setting with the "up" row filter: lossless, and on aerial tiles
+    # about 15% faster and 10% smaller than OpenCV's default "sub" filter (benchmarks/tile.py).
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpg" else PNG_PARAMS
     ok, buf = cv2.imencode(IMAGE_FORMATS[fmt], bgr, params)
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
         raise OutputError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
@@ -21,12 +22,12 @@ from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
 
+from p2ptools.config import LAYOUTS
 from p2ptools.errors import ConfigError, GridMismatchError, InputError, RasterReadError
 
 log = logging.getLogger(__name__)
 
 RASTER_EXTENSIONS: frozenset[str] = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt"})
-LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
 STATS_MAX_SIDE = 2048
 #: GDAL block cache per process, in MB: keeps memory flat however large the scene.
 GDAL_CACHE_MB = 64
@@ -341,31 +342,43 @@ def clip_window(y: int, x: int, height: int, width: int, scene_h: int, scene_w: 
     return Window(x0, y0, x1 - x0, y1 - y0)
 
 
-def read_photo(
-    ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read a window of the photo as RGB uint8, padding outside the scene.
+def read_photo(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int) -> np.ndarray:
+    """Read a window of the photo as RGB uint8 (scaled with the scene's stretch), 0 outside the scene.
+
+    Nodata pixels keep whatever value the file holds there; :func:`read_valid` tells which they are.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB (nodata and padding set to 0) and ``(H, W)`` bool validity.
+        ``(H, W, 3)`` uint8 RGB.
     """
     rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    win = clip_window(y, x, height, width, info.height, info.width)
+    if win is None:
+        return rgb
+    ys, xs = int(win.row_off) - y, int(win.col_off) - x
+    data = to_uint8(ds.read(list(info.bands), window=win), info.stretch)
+    planes = [data[0]] * 3 if data.shape[0] == 1 else list(data)
+    sub = cv2.merge(planes)  # (bands, h, w) → (h, w, 3); much faster than numpy's moveaxis copy
+    rgb[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
+    return rgb
+
+
+def read_valid(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int) -> np.ndarray:
+    """Which pixels of a window hold photo data: inside the scene and not nodata/transparent.
+
+    Uses GDAL's dataset mask (nodata value, alpha band or internal mask) only when the photo has
+    one; otherwise validity is just the window's overlap with the scene.
+
+    Returns:
+        ``(H, W)`` bool.
+    """
     valid = np.zeros((height, width), dtype=bool)
     win = clip_window(y, x, height, width, info.height, info.width)
     if win is None:
-        return rgb, valid
+        return valid
     ys, xs = int(win.row_off) - y, int(win.col_off) - x
-    data = to_uint8(ds.read(list(info.bands), window=win), info.stretch)
-    data = np.repeat(data, 3, axis=0) if data.shape[0] == 1 else data
-    sub = np.ascontiguousarray(np.moveaxis(data, 0, -1))
-    if info.has_nodata:
-        ok = ds.dataset_mask(window=win) > 0
-        sub[~ok] = 0
-    else:
-        ok = np.ones(sub.shape[:2], dtype=bool)
-    rgb[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
-    valid[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = ok
-    return rgb, valid
+    h, w = int(win.height), int(win.width)
+    valid[ys : ys + h, xs : xs + w] = ds.dataset_mask(window=win) > 0 if info.has_nodata else True
+    return valid
 
 
 def read_labels(
@@ -381,7 +394,9 @@ def read_labels(
     return labels
 
 
-def window_geo(info: SceneInfo, y: int, x: int, size: int) -> tuple[tuple[float, ...], tuple[float, float, float, float]]:
+def window_geo(
+    info: SceneInfo, y: int, x: int, size: int
+) -> tuple[tuple[float, ...], tuple[float, float, float, float]]:
     """The geotransform and bounds ``(left, bottom, right, top)`` of a ``size``² tile at ``(y, x)``."""
     scene = rasterio.Affine(*info.transform)
     win = Window(x, y, size, size)

@@ -58,7 +58,7 @@ def assign_splits(items: Sequence[str], fractions: Sequence[float], seed: int) -
     counts = split_counts(len(ordered), fractions)
     out: dict[str, str] = {}
     start = 0
-    for name, count in zip(SPLITS, counts):
+    for name, count in zip(SPLITS, counts, strict=True):
         for item in ordered[start : start + count]:
             out[item] = name
         start += count

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 import yaml
 
-from p2ptools.config import from_mapping
+from p2ptools.config import IMAGE_FORMATS, from_mapping
 from p2ptools.errors import ConfigError
-from p2ptools.output import IMAGE_FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

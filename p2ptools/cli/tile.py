@@ -38,7 +38,8 @@ def sample_root() -> Path:
               help="Mask folder (generic layout), paired with photos by file stem.")
 @click.option("--mask-suffix", default=None, help="Suffix of mask stems to strip before pairing, e.g. _mask.")
 @click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
-@click.option("--stride", type=click.IntRange(min=1), default=None, help="Step between tiles (default: --size, no overlap).")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Step between tiles (default: --size, no overlap).")
 @click.option("--edge", type=click.Choice(["drop", "pad", "shift"]), default=None,
               help="Scene remainder: drop it, pad the last tile, or shift the last tile back to the edge "
                    "(default shift: every pixel used, none invented).")

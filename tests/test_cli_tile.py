@@ -1,0 +1,305 @@
+"""``p2ptools tile`` driven through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from p2ptools.cli.main import cli
+from p2ptools.labels import decolorize, palette_from_dict
+from p2ptools.output import read_image
+from p2ptools.tiling import split_ab, tile_count
+
+from .conftest import blocks_mask, photo, shared_path, write_tif
+
+
+def run(*args: object) -> "object":
+    return CliRunner().invoke(cli, ["tile", *map(str, args)], catch_exceptions=False)
+
+
+def tiles(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.glob("*/*.png"))
+
+
+def test_sample_scene_end_to_end(tmp_path):
+    out = tmp_path / "sample"
+    res = run("--sample", out)
+    assert res.exit_code == 0, res.output
+    assert f"16 pairs in {out}" in res.output
+    assert len(tiles(out)) == 16  # 900 px, 256 tiles, shift: ceil((900-256)/256)+1 = 4 per axis
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["complete"] and meta["A"] == "label" and meta["palette"]["name"] == "inria"
+    ab = read_image(out / "train" / "atlanta_1_1.png")
+    assert ab.shape == (256, 512, 3)
+
+
+def test_real_spacenet_pair_georeference_and_labels(tmp_path):
+    """Real SpaceNet Atlanta image + its real building mask: each tile's georeference and label."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "gt").mkdir()
+    (src / "images" / "atl.tif").symlink_to(shared_path("spacenet", "sample_geotiff.tif"))
+    (src / "gt" / "atl.tif").symlink_to(shared_path("spacenet", "sample_fp_mask_from_geojson.tif"))
+    out = tmp_path / "out"
+    res = run(src, out, "--size", 128, "--edge", "drop")
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest.csv")
+    assert len(man) == tile_count(900, 128, 128, "drop") ** 2 == 49
+    with rasterio.open(src / "images" / "atl.tif") as ds:
+        scene_t = ds.transform
+        crs = ds.crs.to_string()
+    with rasterio.open(src / "gt" / "atl.tif") as ms:
+        mask = ms.read(1)
+    pal = palette_from_dict(json.loads((out / "dataset.json").read_text())["palette"])
+    for r in man.itertuples():
+        expected = window_transform(Window(r.x, r.y, 128, 128), scene_t)
+        assert tuple(map(float, r.transform.split())) == pytest.approx(tuple(expected)[:6])
+        assert r.crs == crs and r.left == pytest.approx(expected.c) and r.top == pytest.approx(expected.f)
+        window = mask[r.y : r.y + 128, r.x : r.x + 128]
+        assert r.fg_fraction == pytest.approx((window == 255).mean(), abs=1e-6)
+        assert bool(r.kept) == bool((window == 255).any())
+        if r.kept:
+            a, b = split_ab(read_image(out / r.file))
+            assert np.array_equal(decolorize(a, pal), window)  # A decodes back to the mask exactly
+            assert b.shape == (128, 128, 3) and (b[..., 0] == b[..., 1]).all()  # pan → 3 equal channels
+    assert set(man.loc[~man.kept, "reason"]) <= {"empty"}
+
+
+@pytest.mark.parametrize("edge", ["drop", "pad", "shift"])
+def test_tile_counts_follow_the_window_formula(inria_root, tmp_path, edge):
+    out = tmp_path / edge
+    res = run(inria_root, out, "--edge", edge, "--keep-empty", 1, "--max-nodata", 1)
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest.csv")
+    for scene, (h, w) in {"city0": (300, 520), "city1": (260, 260)}.items():
+        n = tile_count(h, 256, 256, edge) * tile_count(w, 256, 256, edge)
+        assert (man.scene == scene).sum() == n
+    assert man.kept.all() and len(tiles(out)) == len(man)
+    if edge == "pad":  # the padded strip counts as nodata and as background
+        last = man[(man.scene == "city0") & (man.row == 1) & (man.col == 2)].iloc[0]
+        assert last.y == 256 and last.x == 512
+        assert last.nodata_fraction == pytest.approx(1 - (44 * 8) / 256**2)
+
+
+def test_splits_are_by_scene_and_disjoint(tmp_path):
+    root = tmp_path / "many"
+    for i in range(10):
+        write_tif(root / "images" / f"s{i}.tif", photo(128, 128, seed=i))
+        write_tif(root / "gt" / f"s{i}.tif", blocks_mask(128, 128, [0, 255], block=32, seed=i))
+    out = tmp_path / "out"
+    res = run(root, out, "--size", 64, "--split", "0.6,0.2,0.2", "--seed", 5, "--keep-empty", 1)
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest.csv")
+    per_scene = man.groupby("scene").split.nunique()
+    assert (per_scene == 1).all()  # no scene in two splits
+    counts = man.groupby("split").scene.nunique().to_dict()
+    assert counts == {"train": 6, "val": 2, "test": 2}
+    for split in ("train", "val", "test"):
+        names = {p.name.rsplit("_", 2)[0] for p in (out / split).glob("*.png")}
+        assert names == set(man.loc[man.split == split, "scene"])
+
+
+def test_landcover_official_tile_lists(landcover_root, tmp_path):
+    # LandCover.ai lists 512 tiles as <scene>_<k>, k row-major over complete tiles (2x2 here)
+    (landcover_root / "train.txt").write_text("M-33-0_0\nM-33-0_3\nM-33-1_0\nM-33-1_1\nM-33-1_2\nM-33-1_3\n")
+    (landcover_root / "val.txt").write_text("M-33-0_1\n")
+    (landcover_root / "test.txt").write_text("M-33-0_2\n")
+    out = tmp_path / "lc"
+    res = run(landcover_root, out, "--size", 512, "--edge", "drop", "--keep-empty", 1)
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest.csv").set_index("tile_id")
+    assert man.loc["M-33-0_0_1", "split"] == "val" and man.loc["M-33-0_1_0", "split"] == "test"
+    assert (out / "val" / "M-33-0_0_1.png").exists() and (out / "test" / "M-33-0_1_0.png").exists()
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["palette"]["name"] == "landcover" and "official lists" in meta["split_source"]
+    # five classes: the colorized A decodes to the mask, and per-class fractions are reported
+    a, _ = split_ab(read_image(out / "val" / "M-33-0_0_1.png"))
+    with rasterio.open(landcover_root / "masks" / "M-33-0.tif") as ms:
+        window = ms.read(1, window=Window(512, 0, 512, 512))
+    assert np.array_equal(decolorize(a, palette_from_dict(meta["palette"])), window)
+    fr = man.loc["M-33-0_0_1", ["frac_background", "frac_building", "frac_woodland", "frac_water", "frac_road"]]
+    assert fr.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_min_foreground_and_keep_empty(inria_root, tmp_path):
+    base = pd.read_csv(_tiled(inria_root, tmp_path / "a", "--keep-empty", 1) / "manifest.csv")
+    strict = pd.read_csv(_tiled(inria_root, tmp_path / "b", "--min-foreground", 0.3) / "manifest.csv")
+    assert set(strict.loc[strict.kept, "tile_id"]) == set(base.loc[base.fg_fraction >= 0.3, "tile_id"])
+    one = pd.read_csv(_tiled(inria_root, tmp_path / "c", "--keep-empty", 0.5, "--seed", 1) / "manifest.csv")
+    two = pd.read_csv(_tiled(inria_root, tmp_path / "d", "--keep-empty", 0.5, "--seed", 1) / "manifest.csv")
+    assert one.equals(two)  # the kept share of empty tiles is deterministic
+
+
+def _tiled(src: Path, out: Path, *args: object) -> Path:
+    res = run(src, out, "--size", 64, *args)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_nodata_and_alpha_tiles_are_dropped(tmp_path):
+    root = tmp_path / "nd"
+    img = photo(128, 128)
+    img[:, :, :64] = 0  # left half nodata
+    write_tif(root / "images" / "a.tif", img, nodata=0)
+    write_tif(root / "gt" / "a.tif", np.full((128, 128), 255, np.uint8))
+    out = _tiled(root, tmp_path / "out")
+    man = pd.read_csv(out / "manifest.csv").set_index("tile_id")
+    assert man.loc["a_0_0", "reason"] == "nodata" and man.loc["a_0_1", "reason"] == "kept"
+    # real RGBA raster with a transparent collar: alpha band dropped, transparent tiles dropped
+    src = tmp_path / "rgba"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "rgba.tif").symlink_to(shared_path("rasterio", "RGBA.byte.tif"))
+    with rasterio.open(src / "images" / "rgba.tif") as ds:
+        profile = ds.profile
+        alpha = ds.read(4)
+    write_tif(src / "gt" / "rgba.tif", np.full(alpha.shape, 255, np.uint8), crs=profile["crs"],
+              transform=profile["transform"])
+    out = _tiled(src, tmp_path / "rgba-out", "--size", 128)
+    man = pd.read_csv(out / "manifest.csv")
+    assert {"nodata", "kept"} <= set(man.reason)
+    for r in man.itertuples():
+        win = alpha[r.y : r.y + 128, r.x : r.x + 128]
+        assert r.nodata_fraction == pytest.approx((win == 0).mean(), abs=1e-6)
+
+
+def test_naip_rgbn_uses_rgb(tmp_path):
+    src = tmp_path / "naip"
+    (src / "images").mkdir(parents=True)
+    (src / "images" / "n.tif").symlink_to(shared_path("naip", "m_4709963_se_14_1_20200831.tif"))
+    with rasterio.open(src / "images" / "n.tif") as ds:
+        rgb = ds.read([1, 2, 3], window=Window(0, 0, 256, 256))
+        write_tif(src / "gt" / "n.tif", np.full((ds.height, ds.width), 255, np.uint8),
+                  crs=ds.crs.to_string(), transform=ds.transform)
+    out = _tiled(src, tmp_path / "out", "--size", 256, "--edge", "drop")
+    _, b = split_ab(read_image(out / "train" / "n_0_0.png"))
+    assert np.array_equal(b, np.moveaxis(rgb, 0, -1))  # 8-bit RGB copied exactly, NIR left out
+
+
+def test_resume_skips_finished_tiles_and_rewrites_missing(inria_root, tmp_path):
+    out = _tiled(inria_root, tmp_path / "out", "--keep-empty", 1)
+    files = sorted(out.glob("*/*.png"))
+    old = {p: p.stat().st_mtime_ns for p in files}
+    # simulate an interrupted run: one scene unfinished, two of its tiles missing
+    (out / ".p2ptools" / "scenes" / "city0.csv").unlink()
+    gone = [p for p in files if p.name.startswith("city0")][:2]
+    for p in gone:
+        p.unlink()
+    os.utime(files[-1], ns=(1, 1))
+    res = run(inria_root, out, "--size", 64, "--keep-empty", 1)
+    assert res.exit_code == 0, res.output
+    assert "written now: 2" in res.output
+    assert all(p.exists() for p in files)
+    assert files[-1].stat().st_mtime_ns == 1  # finished work untouched
+    assert all(p.stat().st_mtime_ns == old[p] for p in files[:-1] if p not in gone)
+
+
+def test_workers_give_identical_output(inria_root, tmp_path):
+    one = _tiled(inria_root, tmp_path / "one", "--keep-empty", 0.3)
+    two = _tiled(inria_root, tmp_path / "two", "--keep-empty", 0.3, "--workers", 2)
+    assert tiles(one) == tiles(two)
+    assert all((one / t).read_bytes() == (two / t).read_bytes() for t in tiles(one))
+    assert pd.read_csv(one / "manifest.csv").equals(pd.read_csv(two / "manifest.csv"))
+
+
+def test_output_holding_another_dataset(inria_root, tmp_path):
+    out = _tiled(inria_root, tmp_path / "out")
+    res = run(inria_root, out, "--size", 128)
+    assert res.exit_code == 1 and "holds a different dataset" in res.output and "size: 64 → 128" in res.output
+    assert len(tiles(out)) > 0  # nothing removed
+    res = run(inria_root, out, "--size", 128, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "dataset.json").read_text())["params"]["size"] == 128
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    res = run(inria_root, foreign)
+    assert res.exit_code == 1 and "not empty" in res.output
+
+
+def test_jpeg_and_direction(inria_root, tmp_path):
+    out = _tiled(inria_root, tmp_path / "out", "--format", "jpg", "--direction", "photo2label")
+    assert list(out.glob("*/*.jpg")) and not list(out.glob("*/*.png"))
+    assert json.loads((out / "dataset.json").read_text())["A"] == "photo"
+
+
+# --- bad input: one clear line naming the file, other scenes finished, exit 1 ---------------------
+
+def _bad_dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "bad"
+    write_tif(root / "images" / "good.tif", photo(128, 128))
+    write_tif(root / "gt" / "good.tif", blocks_mask(128, 128, [0, 255], block=32))
+    (root / "images" / "corrupt.tif").symlink_to(shared_path("rasterio", "corrupt.tif"))
+    with rasterio.open(root / "images" / "corrupt.tif") as ds:
+        write_tif(root / "gt" / "corrupt.tif", np.full((ds.height, ds.width), 255, np.uint8),
+                  crs=ds.crs.to_string(), transform=ds.transform)
+    write_tif(root / "images" / "small.tif", photo(128, 128))
+    write_tif(root / "gt" / "small.tif", blocks_mask(100, 128, [0, 255]))
+    write_tif(root / "images" / "crs.tif", photo(128, 128))
+    write_tif(root / "gt" / "crs.tif", blocks_mask(128, 128, [0, 255]), crs="EPSG:4326")
+    write_tif(root / "images" / "nomask.tif", photo(128, 128))
+    write_tif(root / "images" / "values.tif", photo(128, 128))
+    write_tif(root / "gt" / "values.tif", blocks_mask(128, 128, [0, 3, 255, 7], block=16))
+    return root
+
+
+def test_bad_scenes_are_reported_and_the_rest_finished(tmp_path):
+    root = _bad_dataset(tmp_path)
+    out = tmp_path / "out"
+    res = run(root, out, "--size", 64)
+    assert res.exit_code == 1
+    text = res.output
+    assert "5 input(s) failed" in text
+    assert "corrupt.tif: cannot read" in text
+    assert "small.tif: mask is 128×100 but photo small.tif is 128×128" in text
+    assert "crs.tif: mask CRS EPSG:4326 differs" in text
+    assert "nomask.tif: no mask with the same name" in text
+    assert "values.tif: values outside palette 'inria' (0, 255): 3, 7" in text
+    assert "Traceback" not in text
+    assert sorted(p.name.split("_")[0] for p in out.glob("*/*.png")) == ["good"] * 4  # nothing of the others
+    meta = json.loads((out / "dataset.json").read_text())
+    assert not meta["complete"] and len(meta["failed"]) == 5
+    assert set(pd.read_csv(out / "manifest.csv").scene) == {"good"}
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["{empty}", "{out}"], "no raster files"),
+        (["{tmp}/missing", "{out}"], "no such folder"),
+        (["{tmp}", "{out}"], "cannot recognise the layout"),
+        (["{inria}", "{out}", "--size", "100"], "multiple of 32"),
+        (["{inria}", "{out}", "--split", "0.5,0.2"], "expected 3 comma-separated"),
+        (["{inria}", "{out}", "--palette", "nonsense"], "neither a built-in palette"),
+        (["{out}"], "give SRC OUT"),
+    ],
+)
+def test_user_errors_are_one_line(inria_root, tmp_path, args, message):
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "gt").mkdir()
+    subs = {"empty": tmp_path / "empty", "tmp": tmp_path, "out": tmp_path / "o", "inria": inria_root}
+    res = run(*[a.format(**subs) for a in args])
+    assert res.exit_code != 0
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_config_file_with_cli_override(inria_root, tmp_path):
+    cfg = tmp_path / "tile.yaml"
+    cfg.write_text("tile:\n  size: 128\n  edge: drop\n  keep_empty: 1.0\n")
+    out = tmp_path / "out"
+    res = run(inria_root, out, "--config", cfg, "--edge", "pad")
+    assert res.exit_code == 0, res.output
+    params = json.loads((out / "dataset.json").read_text())["params"]
+    assert params["size"] == 128 and params["edge"] == "pad"
+    cfg.write_text("tile:\n  sise: 128\n")
+    res = run(inria_root, tmp_path / "o2", "--config", cfg)
+    assert res.exit_code == 1 and "unknown option(s) sise" in res.output
