@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
+from rasterio.transform import from_origin
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
@@ -72,6 +73,23 @@ def test_real_spacenet_pair_georeference_and_labels(tmp_path):
             assert np.array_equal(decolorize(a, pal), window)  # A decodes back to the mask exactly
             assert b.shape == (128, 128, 3) and (b[..., 0] == b[..., 1]).all()  # pan → 3 equal channels
     assert set(man.loc[~man.kept, "reason"]) <= {"empty"}
+
+
+def test_real_georeferenced_road_pair(tmp_path, caplog):
+    """SpaceNet Las Vegas: real uint16 image and road mask, both georeferenced (EPSG:4326)."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "gt").mkdir()
+    (src / "images" / "vegas.tif").symlink_to(shared_path("spacenet", "road_mask_input.tif"))
+    (src / "gt" / "vegas.tif").symlink_to(shared_path("spacenet", "sample_road_raster_mask.tif"))
+    out = tmp_path / "out"
+    res = run(src, out, "--size", 256, "--keep-empty", 1)
+    assert res.exit_code == 0, res.output
+    assert "no georeference" not in res.output
+    man = pd.read_csv(out / "manifest.csv")
+    assert len(man) == tile_count(1300, 256, 256, "shift") ** 2 == 36
+    assert (man.crs == "EPSG:4326").all() and man.x.max() == 1300 - 256
+    assert man.fg_fraction.gt(0).any()
 
 
 @pytest.mark.parametrize("edge", ["drop", "pad", "shift"])
@@ -245,6 +263,9 @@ def _bad_dataset(tmp_path: Path) -> Path:
     write_tif(root / "gt" / "small.tif", blocks_mask(100, 128, [0, 255]))
     write_tif(root / "images" / "crs.tif", photo(128, 128))
     write_tif(root / "gt" / "crs.tif", blocks_mask(128, 128, [0, 255]), crs="EPSG:4326")
+    write_tif(root / "images" / "shifted.tif", photo(128, 128))
+    write_tif(root / "gt" / "shifted.tif", blocks_mask(128, 128, [0, 255]),
+              transform=from_origin(500010.0, 4000000.0, 0.5, 0.5))
     write_tif(root / "images" / "nomask.tif", photo(128, 128))
     write_tif(root / "images" / "values.tif", photo(128, 128))
     write_tif(root / "gt" / "values.tif", blocks_mask(128, 128, [0, 3, 255, 7], block=16))
@@ -257,7 +278,8 @@ def test_bad_scenes_are_reported_and_the_rest_finished(tmp_path):
     res = run(root, out, "--size", 64)
     assert res.exit_code == 1
     text = res.output
-    assert "5 input(s) failed" in text
+    assert "6 input(s) failed" in text
+    assert "shifted.tif: mask geotransform" in text
     assert "corrupt.tif: cannot read" in text
     assert "small.tif: mask is 128×100 but photo small.tif is 128×128" in text
     assert "crs.tif: mask CRS EPSG:4326 differs" in text
@@ -266,7 +288,7 @@ def test_bad_scenes_are_reported_and_the_rest_finished(tmp_path):
     assert "Traceback" not in text
     assert sorted(p.name.split("_")[0] for p in out.glob("*/*.png")) == ["good"] * 4  # nothing of the others
     meta = json.loads((out / "dataset.json").read_text())
-    assert not meta["complete"] and len(meta["failed"]) == 5
+    assert not meta["complete"] and len(meta["failed"]) == 6
     assert set(pd.read_csv(out / "manifest.csv").scene) == {"good"}
     assert not list(out.rglob("*.tmp"))
 
