@@ -113,17 +113,11 @@ class TileConfig:
             _check_fraction(name, getattr(self, name))
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
-        if self.fmt not in IMAGE_FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {self.fmt!r}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"jpeg_quality must be 1–100, got {self.jpeg_quality}")
-        if len(self.split) != 3 or any(f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
-            raise ConfigError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+        _check_split(self.split)
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        _check_output(self.fmt, self.jpeg_quality, self.workers)
 
     def output_params(self) -> dict[str, Any]:
         """The settings that determine the output's content (stored in ``dataset.json``).
@@ -149,6 +143,103 @@ class TileConfig:
             "seed": self.seed,
             "bands": list(self.bands) if self.bands else None,
             "percentiles": list(self.percentiles),
+        }
+
+
+HOLES: tuple[str, ...] = ("center", "random", "random-multi")
+FILLS: tuple[str, ...] = ("white", "black", "noise", "mean")
+FITS: tuple[str, ...] = ("crop", "pad", "stretch")
+
+
+def _check_split(split: tuple[float, ...]) -> None:
+    if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1) > 1e-6:
+        raise ConfigError(f"split must be three non-negative fractions summing to 1, got {split}")
+
+
+def _check_output(fmt: str, jpeg_quality: int, workers: int) -> None:
+    if fmt not in IMAGE_FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ConfigError(f"jpeg_quality must be 1–100, got {jpeg_quality}")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+
+
+@dataclass
+class InpaintConfig:
+    """Options of ``p2ptools make-inpaint``.
+
+    Args:
+        src: folder of photos (searched recursively).
+        out: output folder.
+        size: side of the square pairs (A and B are each ``size × size``).
+        fit: ``crop`` (centre-crop to square, default), ``pad`` or ``stretch``.
+        hole: ``center`` (one centred rectangle, a third of the width by a third of the height at
+            the default area), ``random`` (one rectangle of random position and aspect) or
+            ``random-multi`` (2–5 rectangles sharing the area).
+        hole_area: fraction of the image the hole covers (default 1/9).
+        fill: ``white`` (the seed protocol), ``black``, ``noise`` or ``mean`` (the image's mean colour).
+        seed: seed of random holes, noise and the split.
+        save_masks: also write each pair's hole mask to ``OUT/masks/<split>/<name>.png``.
+        split: train/val/test fractions of distinct images (duplicates stay together).
+        fmt: ``png`` (default) or ``jpg``.
+        jpeg_quality: JPEG quality 1–100.
+        workers: processes.
+        overwrite: start over in a folder that holds an earlier dataset.
+    """
+
+    src: Path
+    out: Path
+    size: int = 256
+    fit: str = "crop"
+    hole: str = "center"
+    hole_area: float = 1.0 / 9.0
+    fill: str = "white"
+    seed: int = 0
+    save_masks: bool = False
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    fmt: str = "png"
+    jpeg_quality: int = 95
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.src, self.out = Path(self.src), Path(self.out)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ConfigError: naming the first invalid field.
+        """
+        if self.size < 8:
+            raise ConfigError(f"size must be at least 8, got {self.size}")
+        if self.fit not in FITS:
+            raise ConfigError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.hole not in HOLES:
+            raise ConfigError(f"hole must be one of {', '.join(HOLES)}, got {self.hole!r}")
+        if not 0.0 < self.hole_area < 1.0:
+            raise ConfigError(f"hole_area must be between 0 and 1 (exclusive), got {self.hole_area}")
+        if self.fill not in FILLS:
+            raise ConfigError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+        _check_split(self.split)
+        _check_output(self.fmt, self.jpeg_quality, self.workers)
+
+    def output_params(self) -> dict[str, Any]:
+        """The settings that determine the output's content (stored in ``dataset.json``)."""
+        return {
+            "src": str(self.src.resolve()),
+            "size": self.size,
+            "fit": self.fit,
+            "hole": self.hole,
+            "hole_area": self.hole_area,
+            "fill": self.fill,
+            "seed": self.seed,
+            "save_masks": self.save_masks,
+            "split": list(self.split),
+            "format": self.fmt,
+            "jpeg_quality": self.jpeg_quality if self.fmt == "jpg" else None,
         }
 
 

@@ -8,12 +8,15 @@ its folder and renamed into place, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,9 +25,6 @@ from p2ptools import __version__
 from p2ptools.config import IMAGE_FORMATS
 from p2ptools.errors import InputError, OutputError
 from p2ptools.splits import SPLITS
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
@@ -50,9 +50,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_csv(path: Path, frame: "pd.DataFrame") -> None:
-    """Atomically write a DataFrame as CSV (no index)."""
-    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+def csv_text(rows: list[dict[str, Any]], header: list[str] | None = None) -> str:
+    """Rows of dicts as CSV text (header from ``header`` or the first row; empty text for no columns)."""
+    fields = header if header is not None else (list(rows[0]) if rows else [])
+    if not fields:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a CSV file written by :func:`csv_text` (empty for an empty file)."""
+    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+def inputs_digest(names: list[str]) -> str:
+    """A short fingerprint of a set of input names (stored in ``dataset.json`` params).
+
+    Splits are drawn over the whole set, so a rerun over a different set of inputs is another
+    dataset: resuming into it would put new items into splits beside outputs drawn differently.
+    """
+    return hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:16]
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
@@ -109,12 +132,15 @@ def write_dataset_json(out: Path, data: dict[str, Any]) -> None:
     atomic_write_text(out / DATASET_FILE, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def prepare_output(out: Path, kind: str, params: dict[str, Any], overwrite: bool) -> bool:
+def prepare_output(
+    out: Path, kind: str, params: dict[str, Any], overwrite: bool, owned: tuple[str, ...] = SPLITS
+) -> bool:
     """Make ``out`` ready for a run, or refuse when it holds something else.
 
     An existing output made with the same ``kind`` and ``params`` is resumed; one made with other
     parameters, or a non-empty folder that p2ptools did not make, is refused unless ``overwrite``
-    (which removes only what p2ptools writes: the split folders, manifest, dataset.json and state).
+    (which removes only what p2ptools writes: the ``owned`` folders — the split folders by
+    default — and the manifest, dataset.json and state).
 
     Returns:
         True when an earlier run of the same dataset is being resumed.
@@ -126,8 +152,12 @@ def prepare_output(out: Path, kind: str, params: dict[str, Any], overwrite: bool
         raise OutputError(f"{out}: exists and is not a folder")
     existing = read_dataset_json(out) if out.is_dir() else None
     if overwrite and out.is_dir():
-        for name in (*SPLITS, STATE_DIR):
-            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (*owned, STATE_DIR):
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
         for name in (MANIFEST_FILE, DATASET_FILE):
             (out / name).unlink(missing_ok=True)
         existing = None

@@ -10,13 +10,9 @@ while the other scenes go on.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import multiprocessing
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +29,14 @@ from p2ptools.output import (
     MANIFEST_FILE,
     STATE_DIR,
     atomic_write_text,
+    csv_text,
+    inputs_digest,
     prepare_output,
+    read_csv_rows,
     write_dataset_json,
     write_image,
 )
+from p2ptools.parallel import imap_unordered
 from p2ptools.raster import (
     GDAL_CACHE_MB,
     SceneInfo,
@@ -323,11 +323,12 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.masks, cfg.mask_suffix)
     palette = resolve_palette(cfg.palette, found.layout)
     out = Path(cfg.out)
-    resumed = prepare_output(out, "tiles", cfg.output_params(), cfg.overwrite)
+    params = {**cfg.output_params(), "inputs": inputs_digest([p.name for p in found.pairs])}
+    resumed = prepare_output(out, "tiles", params, cfg.overwrite)
     label_is_a = cfg.direction == "label2photo"
     meta: dict[str, Any] = {
         "kind": "tiles",
-        "params": cfg.output_params(),
+        "params": params,
         "A": "label" if label_is_a else "photo",
         "B": "photo" if label_is_a else "label",
         "palette": palette.to_dict(),
@@ -382,7 +383,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     kept = Counter(r["split"] for r in rows if r["kept"] == "True")
     report.kept = {s: kept.get(s, 0) for s in SPLITS}
     report.dropped = dict(sorted(Counter(r["reason"] for r in rows if r["kept"] != "True").items()))
-    atomic_write_text(out / MANIFEST_FILE, _csv_text(header, rows))
+    atomic_write_text(out / MANIFEST_FILE, csv_text(rows, header))
     meta.update({
         "layout": found.layout,
         "split_source": split_source,
@@ -429,36 +430,16 @@ class _SceneBook:
             self.report.failures.append((str(self.infos[scene].pair.image), self.errors[scene]))
             return
         rows = sorted(self.rows.pop(scene), key=lambda r: (r["row"], r["col"]))
-        atomic_write_text(_scene_state(self.out, scene), _csv_text(list(rows[0]) if rows else [], rows))
+        atomic_write_text(_scene_state(self.out, scene), csv_text(rows))
         self.report.written += self.written[scene]
         self.report.scenes.append(scene)
 
 
-def _csv_text(header: list[str], rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    if header:
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _run(tasks: list[ChunkTask], workers: int) -> Iterator[ChunkResult]:
-    if workers <= 1 or len(tasks) <= 1:
-        try:
-            for t in tasks:
-                yield process_chunk(t)
-        finally:
-            _DATASETS.close()
-        return
-    # fork where the platform has it: workers start at once with the parent's modules (no import
-    # cost per worker); no GDAL dataset is open in the parent at this point. spawn elsewhere.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(process_chunk, t) for t in tasks]
-        for fut in as_completed(futures):
-            yield fut.result()
+    try:
+        yield from imap_unordered(process_chunk, tasks, workers)
+    finally:
+        _DATASETS.close()  # datasets opened in this process (workers=1)
 
 
 def _assemble_manifest(out: Path, scenes: list[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -467,10 +448,8 @@ def _assemble_manifest(out: Path, scenes: list[str]) -> tuple[list[str], list[di
     rows: list[dict[str, str]] = []
     for name in scenes:
         path = _scene_state(out, name)
-        if not path.is_file():
-            continue
-        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-        if reader.fieldnames:
-            header = header or list(reader.fieldnames)
-            rows.extend(reader)
+        if path.is_file():
+            fields, scene_rows = read_csv_rows(path)
+            header = header or fields
+            rows.extend(scene_rows)
     return header, rows

@@ -52,9 +52,13 @@ def cli(verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
+    from p2ptools.cli.make_inpaint import make_inpaint
+    from p2ptools.cli.pair import pair
     from p2ptools.cli.tile import tile
+    from p2ptools.cli.unpair import unpair
 
-    cli.add_command(tile)
+    for command in (tile, make_inpaint, pair, unpair):
+        cli.add_command(command)
 
 
 _register()
