@@ -266,3 +266,220 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
     except TypeError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
+
+
+GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
+AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
+AMPS: tuple[str, ...] = ("none", "bf16", "fp16")
+
+
+@dataclass
+class ModelConfig:
+    """The networks of a pix2pix model (stored in every checkpoint to rebuild it).
+
+    Args:
+        name: the preset's name.
+        generator: registered generator name (``unet``).
+        in_channels: channels of A.
+        out_channels: channels of B.
+        num_downs: U-Net downsamplings (8 for 256-px images, 9 for 512).
+        ngf: generator filters in the first layer.
+        g_norm: generator normalisation: ``batch`` (paper), ``instance``, ``none``.
+        dropout: dropout in the innermost decoder blocks.
+        g_block: ``conv`` (paper) or ``se_res`` (residual squeeze-and-excitation blocks).
+        discriminator: registered discriminator name: ``patch`` or ``pixel`` (1×1).
+        ndf: discriminator filters in the first layer.
+        n_layers: PatchGAN stride-2 layers: 1 → 16×16 patches, 3 → 70×70, 5 → 286×286.
+        d_norm: discriminator normalisation.
+        d_se_res: residual SE blocks in the discriminator.
+        image_size: training crop (and inference) size.
+        load_size: images are resized to this before the random crop (286 for 256, 572 for 512).
+    """
+
+    name: str = "pix2pix"
+    generator: str = "unet"
+    in_channels: int = 3
+    out_channels: int = 3
+    num_downs: int = 8
+    ngf: int = 64
+    g_norm: str = "batch"
+    dropout: float = 0.5
+    g_block: str = "conv"
+    discriminator: str = "patch"
+    ndf: int = 64
+    n_layers: int = 3
+    d_norm: str = "batch"
+    d_se_res: bool = False
+    image_size: int = 256
+    load_size: int = 286
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ConfigError: naming the first invalid field, with what to do.
+        """
+        from p2ptools.nets.blocks import NORMS
+
+        for name in ("g_norm", "d_norm"):
+            if getattr(self, name) not in NORMS:
+                raise ConfigError(f"{name} must be one of {', '.join(NORMS)}, got {getattr(self, name)!r}")
+        if self.image_size % 2**self.num_downs:
+            raise ConfigError(
+                f"image_size {self.image_size} is not a multiple of 2**num_downs = {2**self.num_downs}; "
+                f"use num_downs={max(2, self.image_size.bit_length() - 1)} for {self.image_size}-px images "
+                "(8 for 256, 9 for 512) or another image_size"
+            )
+        if self.load_size < self.image_size:
+            raise ConfigError(f"load_size {self.load_size} is smaller than image_size {self.image_size}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("ngf", "ndf", "in_channels", "out_channels", "n_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the generator."""
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "num_downs": self.num_downs,
+                "ngf": self.ngf, "norm": self.g_norm, "dropout": self.dropout, "block": self.g_block}
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the discriminator (it sees A and B concatenated)."""
+        kw: dict[str, Any] = {"in_channels": self.in_channels + self.out_channels, "ndf": self.ndf,
+                              "norm": self.d_norm}
+        if self.discriminator == "patch":
+            kw.update(n_layers=self.n_layers, se_res=self.d_se_res)
+        return kw
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``p2ptools train``.
+
+    Args:
+        dataset: a folder with ``train/`` (and optionally ``val/``) of A|B images.
+        out: the run folder (checkpoints, logs, samples).
+        epochs: epochs at the initial learning rate.
+        epochs_decay: further epochs over which the learning rate decays linearly to 0.
+        batch_size: images per step (the paper: 1 for facades and maps).
+        lr: learning rate (Adam 2e-4; the WGAN preset uses RMSProp 5e-5).
+        beta1: Adam β1.
+        beta2: Adam β2.
+        optimizer: ``adam`` or ``rmsprop``.
+        gan_loss: ``vanilla`` (BCE with logits, the paper), ``lsgan``, ``wgan`` (weight clipping),
+            ``wgangp`` (gradient penalty).
+        lambda_l1: weight of the L1 term.
+        n_critic: discriminator steps per generator step (WGAN: 5).
+        clip_value: WGAN weight clipping bound.
+        lambda_gp: WGAN-GP penalty weight.
+        augment: ``flip`` (resize to load_size, random crop, horizontal flip), ``d4`` (also vertical
+            flips and 90° rotations: for aerial tiles) or ``none`` (resize only).
+        direction: ``AtoB`` or ``BtoA``.
+        num_workers: DataLoader worker processes.
+        seed: seed of weights, data order, augmentation and dropout.
+        device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
+        amp: ``none``, ``bf16`` (also on recent CPUs) or ``fp16`` (CUDA).
+        channels_last: use the channels-last memory format.
+        save_every: steps between ``latest.pt`` checkpoints.
+        patience: stop after this many epochs without a better validation L1 (0: never).
+        max_steps: stop after this many steps in all (None: run all epochs).
+        val_images: validate on at most this many ``val/`` images.
+        log_every: steps between rows of ``losses.csv``.
+    """
+
+    dataset: Path
+    out: Path
+    epochs: int = 100
+    epochs_decay: int = 100
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    optimizer: str = "adam"
+    gan_loss: str = "vanilla"
+    lambda_l1: float = 100.0
+    n_critic: int = 1
+    clip_value: float = 0.01
+    lambda_gp: float = 10.0
+    augment: str = "flip"
+    direction: str = "AtoB"
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    save_every: int = 500
+    patience: int = 0
+    max_steps: int | None = None
+    val_images: int = 64
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        self.dataset, self.out = Path(self.dataset), Path(self.out)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ConfigError: naming the first invalid field.
+        """
+        choices = {"optimizer": ("adam", "rmsprop"), "gan_loss": GAN_LOSSES, "augment": AUGMENTS,
+                   "direction": ("AtoB", "BtoA"), "amp": AMPS}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+        for name in ("epochs", "epochs_decay", "num_workers", "patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("batch_size", "n_critic", "save_every", "val_images", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs + self.epochs_decay < 1:
+            raise ConfigError("epochs + epochs_decay must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
+
+
+PRESET_NAMES: tuple[str, ...] = ("pix2pix", "pix2pix-512", "se-resunet", "wgan", "tiny")
+
+
+def presets_dir() -> Path:
+    """The bundled ``models/`` folder (beside the package in a clone or editable install)."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def load_preset(spec: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a model preset: a YAML file with ``model:`` and ``train:`` mappings.
+
+    Args:
+        spec: a path, or the name of a bundled preset (``pix2pix``, ``pix2pix-512``, ``se-resunet``,
+            ``wgan``, ``tiny``) looked up in :func:`presets_dir`.
+
+    Returns:
+        The ``model`` and ``train`` mappings (not yet validated).
+
+    Raises:
+        ConfigError: if the file is missing or malformed.
+    """
+    import yaml
+
+    path = Path(spec)
+    if not path.is_file():
+        bundled = presets_dir() / f"{spec}.yaml"
+        if not bundled.is_file():
+            raise ConfigError(f"model preset {spec!r} is neither a file nor a bundled preset "
+                              f"({', '.join(PRESET_NAMES)} in {presets_dir()})")
+        path = bundled
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(data, dict) or not set(data) <= {"model", "train"}:
+        raise ConfigError(f"{path}: a preset has a 'model:' and an optional 'train:' mapping")
+    return dict(data.get("model") or {}), dict(data.get("train") or {})

@@ -24,6 +24,9 @@ class P2PGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except P2PError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
 
 
 def configure_logging(verbose: int, quiet: int) -> None:
@@ -46,7 +49,7 @@ def cli(verbose: int, quiet: int) -> None:
     """p2ptools: paired image-to-image translation (pix2pix) toolkit.
 
     Cut GeoTIFF scenes and masks into AB pairs (tile), build inpainting pairs (make-inpaint),
-    and join or split AB images (pair, unpair).
+    join or split AB images (pair, unpair), train the bundled pix2pix (train) and run it (predict).
     """
     configure_logging(verbose, quiet)
 
@@ -54,10 +57,12 @@ def cli(verbose: int, quiet: int) -> None:
 def _register() -> None:
     from p2ptools.cli.make_inpaint import make_inpaint
     from p2ptools.cli.pair import pair
+    from p2ptools.cli.predict import predict
     from p2ptools.cli.tile import tile
+    from p2ptools.cli.train import train
     from p2ptools.cli.unpair import unpair
 
-    for command in (tile, make_inpaint, pair, unpair):
+    for command in (tile, make_inpaint, pair, unpair, train, predict):
         cli.add_command(command)
 
 
