@@ -330,8 +330,8 @@ class ModelConfig:
         if self.image_size % 2**self.num_downs:
             raise ConfigError(
                 f"image_size {self.image_size} is not a multiple of 2**num_downs = {2**self.num_downs}; "
-                f"use num_downs={max(2, self.image_size.bit_length() - 1)} for {self.image_size}-px images "
-                "(8 for 256, 9 for 512) or another image_size"
+                f"use num_downs={(self.image_size & -self.image_size).bit_length() - 1} or fewer for "
+                f"{self.image_size}-px images (8 for 256, 9 for 512), or another image_size"
             )
         if self.load_size < self.image_size:
             raise ConfigError(f"load_size {self.load_size} is smaller than image_size {self.image_size}")
