@@ -27,13 +27,38 @@ from common import ROOT, SHARED  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig, load_preset  # noqa: E402
 from p2ptools.data import AlignedDataset, EpochSampler  # noqa: E402
-from p2ptools.train import build_models, train_step, validate  # noqa: E402
+from p2ptools.train import build_models, save_samples, train_step, validate  # noqa: E402
 
 
 def mean_image_l1(train: AlignedDataset, val: AlignedDataset) -> float:
     """L1 (0–255) on ``val`` of always predicting the mean training target."""
     mean = torch.stack([train[i]["B"] for i in range(len(train))]).mean(0)
     return float(np.mean([(val[i]["B"] - mean).abs().mean().item() * 127.5 for i in range(len(val))]))
+
+
+def plot(table: pd.DataFrame, trivial: float, label: str, path: Path) -> None:
+    """The validation curve, whole and zoomed on the end of training, against the trivial predictor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        ax.plot(table.seconds / 60, table.val_l1_255, "o-", label=label)
+        ax.axhline(trivial, color="gray", ls="--", label="mean training map")
+        ax.set_xlabel("training minutes (CPU, 2 cores)")
+        ax.set_ylabel("val L1 (0–255)")
+        if zoom:
+            tail = table.val_l1_255.iloc[1:]
+            ax.set_ylim(min(tail.min(), trivial) * 0.9, max(tail.max(), trivial) * 1.1)
+            ax.set_title("zoomed")
+        else:
+            ax.set_title("maps: aerial → map, validation on maps/val")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -80,20 +105,9 @@ def main() -> None:
     table = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "learn.csv", index=False)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(table.seconds / 60, table.val_l1_255, "o-", label=f"pix2pix ({args.preset}, {args.amp})")
-    ax.axhline(trivial, color="gray", ls="--", label="mean training map")
-    ax.set_xlabel("training minutes (CPU, 2 cores)")
-    ax.set_ylabel("val L1 (0–255)")
-    ax.set_title("maps: aerial → map, validation on maps/val")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "learn.png", dpi=100)
+    plot(table, trivial, f"pix2pix ({args.preset}, {args.amp})", args.out / "learn.png")
+    with torch.no_grad():
+        save_samples(m.G, val_ds, args.out / "learn_samples.png", device, count=4)
     last = table.iloc[-1]
     print(f"\nafter {last.seconds / 60:.1f} min ({int(last.step)} steps): val L1 {last.val_l1_255:.2f} vs trivial "
           f"{trivial:.2f} (ratio {last.val_l1_255 / trivial:.2f}); start {table.val_l1_255.iloc[0]:.2f}")

@@ -150,6 +150,8 @@ class EpochSampler(Sampler[int]):
             idx = torch.randperm(self.n, generator=g).tolist()
         else:
             idx = list(range(self.n))
+        if self.world_size > 1 and self.n % self.world_size:  # equal shards, or DDP ranks would wait forever
+            idx += idx[: self.world_size - self.n % self.world_size]
         return idx[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[int]:

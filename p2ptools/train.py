@@ -434,8 +434,9 @@ def validate(m: Models, loader: DataLoader, tcfg: TrainConfig, device: torch.dev
 
 
 @torch.no_grad()
-def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.device, count: int = 4) -> None:
-    """A PNG grid, one row per sample: input | target | output (generator in eval mode)."""
+def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.device, count: int = 4
+                 ) -> np.ndarray | None:
+    """A PNG grid, one row per sample: input | target | output (generator in eval mode); returns it."""
     G = _unwrap(G)
     was_training = G.training
     G.eval()
@@ -445,8 +446,11 @@ def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.dev
         fake = G(item["A"][None].to(device))[0]
         rows.append(np.concatenate([to_image(item["A"]), to_image(item["B"]), to_image(fake)], axis=1))
     G.train(was_training)
-    if rows:
-        write_image(path, np.concatenate(rows, axis=0))
+    if not rows:
+        return None
+    grid = np.concatenate(rows, axis=0)
+    write_image(path, grid)
+    return grid
 
 
 def plot_losses(run_dir: Path) -> Path | None:
@@ -607,7 +611,10 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
             if main:
                 save_checkpoint(run_dir / f"epoch_{finished_epoch}.pt", m, state, mcfg, tcfg)
                 save_checkpoint(run_dir / "latest.pt", m, state, mcfg, tcfg)
-                save_samples(m.G, val_ds or train_ds, run_dir / "samples" / f"epoch_{finished_epoch:03d}.png", device)
+                grid = save_samples(m.G, val_ds or train_ds, run_dir / "samples" / f"epoch_{finished_epoch:03d}.png",
+                                    device)
+                if logs.tb is not None and grid is not None:
+                    logs.tb.add_image("samples (input | target | output)", grid, finished_epoch, dataformats="HWC")
         if state.early_stopped and main:
             best = load_checkpoint(run_dir / "best.pt")
             _unwrap(m.G).load_state_dict(best["G"])
@@ -632,4 +639,9 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
         logs.close()
     if main:
         plot_losses(run_dir)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return FitResult(run_dir, state, history, stopped_by)

@@ -49,20 +49,23 @@ def cli(verbose: int, quiet: int) -> None:
     """p2ptools: paired image-to-image translation (pix2pix) toolkit.
 
     Cut GeoTIFF scenes and masks into AB pairs (tile), build inpainting pairs (make-inpaint),
-    join or split AB images (pair, unpair), train the bundled pix2pix (train) and run it (predict).
+    join or split AB images (pair, unpair), train the bundled pix2pix (train), run it (predict),
+    and score the results (evaluate, with train-fcn for the FCN-score).
     """
     configure_logging(verbose, quiet)
 
 
 def _register() -> None:
+    from p2ptools.cli.evaluate import evaluate
     from p2ptools.cli.make_inpaint import make_inpaint
     from p2ptools.cli.pair import pair
     from p2ptools.cli.predict import predict
     from p2ptools.cli.tile import tile
     from p2ptools.cli.train import train
+    from p2ptools.cli.train_fcn import train_fcn
     from p2ptools.cli.unpair import unpair
 
-    for command in (tile, make_inpaint, pair, unpair, train, predict):
+    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate):
         cli.add_command(command)
 
 

@@ -1,0 +1,68 @@
+"""``p2ptools evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(short_help="Score generated images against real ones: per-image and summary CSV.")
+@click.option("--real", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Real targets: a folder of images or an aligned A|B split.")
+@click.option("--fake", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Generated images with the same names (e.g. the output of p2ptools predict).")
+@click.option("--metrics", default="l1,l2,psnr,ssim", show_default=True,
+              help="Comma-separated: l1, l2, psnr, ssim, vgg, fid, kid, fcn.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@click.option("--label", default="", help="Name of this run in the reports (default: the fake folder's name).")
+@click.option("--real-side", type=click.Choice(["A", "B"]), default="B", show_default=True,
+              help="For an A|B --real: the half holding the target.")
+@click.option("--real-kind", type=click.Choice(["auto", "image", "ab"]), default="auto", show_default=True)
+@click.option("--mask-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Binary masks by name: pixel metrics inside the masks only (e.g. make-inpaint --save-masks).")
+@click.option("--resize", type=click.Choice(["none", "real", "fake"]), default="none", show_default=True,
+              help="Resize one side to the other when sizes differ.")
+@click.option("--weights-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of pt_inception-2015-12-05-6726825d.pth / vgg19-dcbb9e9d.pth "
+                   "(else $P2PTOOLS_WEIGHTS, then the torch hub cache).")
+@click.option("--segmenter", type=click.Path(exists=True, path_type=Path), help="SEG_DIR of p2ptools train-fcn.")
+@click.option("--labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Label images by name for fcn, when --real is not an A|B split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--cache-stats", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              is_flag=False, flag_value=str(Path.home() / ".cache" / "p2ptools"),
+              help="Cache the real folder's FID features (in DIR, default ~/.cache/p2ptools).")
+@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Report folders to join into OUT/comparison.csv, a row per run (no --real/--fake then).")
+def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, compare: tuple[Path, ...],
+             **options: object) -> None:
+    """Score --fake against --real and write OUT/per_image.csv and OUT/summary.csv.
+
+    \b
+    Examples:
+      p2ptools evaluate --real data/test --fake preds --metrics l1,psnr,ssim,fid,kid --out report
+      p2ptools evaluate --real data/test --fake preds --metrics fcn --segmenter seg --out report
+      p2ptools evaluate --compare report_pix2pix report_wgan --out comparison
+    """
+    from p2ptools.evaluate import EvalConfig, compare_reports
+    from p2ptools.evaluate import evaluate as run_evaluate
+
+    if compare:
+        if real or fake:
+            raise click.UsageError("--compare joins existing reports; leave out --real and --fake")
+        table = compare_reports(list(compare), out)
+        click.echo(table.to_string(index=False))
+        click.echo(f"comparison: {out / 'comparison.csv'}")
+        return
+    if real is None or fake is None:
+        raise click.UsageError("give --real and --fake (or --compare REPORT ...)")
+    cfg = EvalConfig(real=real, fake=fake, out=out, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                     **options)  # type: ignore[arg-type]
+    result = run_evaluate(cfg)
+    shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n"]]
+    click.echo(shown.to_string(index=False))
+    click.echo(f"reports: {out / 'per_image.csv'}, {out / 'summary.csv'}" + (
+        f", {out / 'fcn.csv'}" if result.fcn is not None else ""))

@@ -1,0 +1,66 @@
+"""Per-image pixel metrics on the 0–255 scale: L1, L2 (MSE), PSNR, SSIM, optionally inside a mask."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+#: Metric name → description written to the report (the scale is part of the name's meaning).
+DESCRIPTIONS: dict[str, str] = {
+    "l1": "mean absolute error, 0–255 scale",
+    "l2": "mean squared error, 0–255 scale",
+    "psnr": "peak signal-to-noise ratio in dB, peak 255 (inf for identical images)",
+    "ssim": "structural similarity (scikit-image, Gaussian 11×11 window σ 1.5, data range 255, RGB channels)",
+}
+
+
+def _pixels(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if real.shape != fake.shape:
+        raise ValueError(f"images differ in shape: {real.shape} vs {fake.shape}")
+    r, f = real.astype(np.float64), fake.astype(np.float64)
+    if mask is None:
+        return r, f
+    if mask.shape != real.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match image {real.shape[:2]}")
+    return r[mask], f[mask]
+
+
+def l1(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute error over pixels and channels (inside ``mask`` when given)."""
+    r, f = _pixels(real, fake, mask)
+    return float(np.abs(r - f).mean()) if r.size else math.nan
+
+
+def l2(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error over pixels and channels (inside ``mask`` when given)."""
+    r, f = _pixels(real, fake, mask)
+    return float(((r - f) ** 2).mean()) if r.size else math.nan
+
+
+def psnr(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None, peak: float = 255.0) -> float:
+    """``10 · log10(peak² / MSE)``; ``inf`` when the images are identical."""
+    mse = l2(real, fake, mask)
+    if math.isnan(mse):
+        return math.nan
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """SSIM of two ``(H, W, 3)`` uint8 images (scikit-image, Gaussian weights as Wang et al. 2004).
+
+    With a mask, the SSIM map is averaged over the masked pixels only.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"images differ in shape: {real.shape} vs {fake.shape}")
+    kwargs = dict(channel_axis=2 if real.ndim == 3 else None, data_range=255.0, gaussian_weights=True,
+                  sigma=1.5, use_sample_covariance=False)
+    if mask is None:
+        return float(structural_similarity(real, fake, **kwargs))
+    _, smap = structural_similarity(real, fake, full=True, **kwargs)
+    smap = smap.mean(axis=2) if smap.ndim == 3 else smap
+    return float(smap[mask].mean()) if mask.any() else math.nan
+
+
+PIXEL_METRICS = {"l1": l1, "l2": l2, "psnr": psnr, "ssim": ssim}
