@@ -75,6 +75,7 @@ class EvalConfig:
         device: ``auto`` or a torch device.
         kid_subsets: KID subsets.
         kid_subset_size: KID subset size (capped at n).
+        fid_dims: Inception feature size: 2048 (standard), or 64/192/768 as pytorch-fid's ``--dims``.
         cache_dir: where FID features of real folders are cached (None: no cache).
     """
 
@@ -93,6 +94,7 @@ class EvalConfig:
     batch_size: int = 32
     workers: int = 2
     device: str = "auto"
+    fid_dims: int = 2048
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     cache_dir: Path | None = None
@@ -260,7 +262,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     if want & {"fid", "kid"}:
         from p2ptools.metrics.fid import load_fid_network
 
-        fid_net = load_fid_network(cfg.weights_dir).to(device)
+        fid_net = load_fid_network(cfg.weights_dir, cfg.fid_dims).to(device)
     if "vgg" in want:
         from p2ptools.metrics.vgg import load_vgg_network
 
@@ -274,7 +276,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     cache: dict[str, np.ndarray] = {}
     real_key = ""
     if fid_net is not None and cfg.cache_dir is not None:
-        real_key = _feature_cache_key([r for _, r, _ in pairs], f"fid|{cfg.real_side}|{ab}|{cfg.resize}")
+        real_key = _feature_cache_key([r for _, r, _ in pairs], f"fid{cfg.fid_dims}|{cfg.real_side}|{ab}|{cfg.resize}")
         cached = cfg.cache_dir / f"fid-{real_key}.npy"
         if cached.is_file():
             cache["real"] = np.load(cached)

@@ -10,6 +10,7 @@ interpolation (``align_corners=False``, no antialiasing) as pytorch-fid does, an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -88,35 +89,50 @@ def fid_inception_v3(state_dict: dict[str, torch.Tensor] | None = None) -> torch
     return net
 
 
-class FIDFeatures(nn.Module):
-    """``(N, 3, H, W)`` RGB in [0, 1] → ``(N, 2048)`` FID pool features (eval mode, fp32)."""
+#: feature dimension → number of leading layers of ``FIDFeatures.layers`` (pytorch-fid's blocks)
+DIMS_TO_LAYERS: dict[int, int] = {64: 4, 192: 7, 768: 15, 2048: 19}
 
-    def __init__(self, inception: torchvision.models.Inception3) -> None:
+
+class FIDFeatures(nn.Module):
+    """``(N, 3, H, W)`` RGB in [0, 1] → ``(N, dims)`` FID features (eval mode, fp32).
+
+    ``dims`` 2048 (the standard: final average pool), or 64 / 192 / 768 (earlier blocks, spatially
+    averaged), as pytorch-fid's ``--dims``.
+    """
+
+    def __init__(self, inception: torchvision.models.Inception3, dims: int = FEATURE_DIM) -> None:
         super().__init__()
+        if dims not in DIMS_TO_LAYERS:
+            raise ValueError(f"dims must be one of {sorted(DIMS_TO_LAYERS)}, got {dims}")
         n = inception
-        self.body = nn.Sequential(
+        layers = [
             n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, nn.MaxPool2d(3, 2),
             n.Conv2d_3b_1x1, n.Conv2d_4a_3x3, nn.MaxPool2d(3, 2),
             n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
             n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, nn.AdaptiveAvgPool2d(1),
-        )
+        ]
+        self.dims = dims
+        self.body = nn.Sequential(*layers[: DIMS_TO_LAYERS[dims]])
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)  # (N, 3, 299, 299)
-        return self.body(2 * x - 1).flatten(1)  # (N, 2048)
+        x = self.body(2 * x - 1)  # (N, dims, h, w)
+        if x.shape[-1] != 1 or x.shape[-2] != 1:
+            x = F.adaptive_avg_pool2d(x, 1)
+        return x.flatten(1)  # (N, dims)
 
 
-def load_fid_network(weights_dir: Path | None = None) -> FIDFeatures:
+def load_fid_network(weights_dir: Path | None = None, dims: int = FEATURE_DIM) -> FIDFeatures:
     """The FID feature network with its weights from disk.
 
     Raises:
         WeightsNotFound: if ``pt_inception-2015-12-05-6726825d.pth`` is not found (see
             :func:`p2ptools.metrics.weights.find_weights`).
     """
-    return FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir))))
+    return FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir))), dims)
 
 
 # --- statistics and distances (pure functions on arrays) -------------------------------------------
@@ -127,6 +143,19 @@ def activation_statistics(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if acts.ndim != 2 or acts.shape[0] < 2:
         raise ValueError(f"need at least 2 feature vectors, got shape {acts.shape}")
     return acts.mean(axis=0), np.cov(acts, rowvar=False)
+
+
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    """scipy's matrix square root called as pytorch-fid calls it (``disp=False``: SciPy's legacy
+    Schur algorithm, whose results pytorch-fid's reference values come from); the plain call once a
+    SciPy no longer has ``disp``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation of disp, and singular-matrix warnings: checked below
+        try:
+            out = linalg.sqrtm(m, disp=False)
+        except TypeError:
+            out = linalg.sqrtm(m)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -144,10 +173,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError("the two sets of statistics have different dimensions")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the matrix square root")
@@ -189,7 +218,7 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
 def get_activations(batches: Iterable[torch.Tensor], net: nn.Module, device: torch.device) -> np.ndarray:
     """Run ``net`` over batches of ``(N, 3, H, W)`` float [0, 1] images; ``(total, D)`` float64 features."""
     out = [net(b.to(device, torch.float32)).double().cpu().numpy() for b in batches]
-    return np.concatenate(out, axis=0) if out else np.zeros((0, FEATURE_DIM))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, getattr(net, "dims", FEATURE_DIM)))
 
 
 def fid_from_activations(real: np.ndarray, fake: np.ndarray) -> float:

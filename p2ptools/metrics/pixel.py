@@ -50,12 +50,18 @@ def psnr(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None, pea
 def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> float:
     """SSIM of two ``(H, W, 3)`` uint8 images (scikit-image, Gaussian weights as Wang et al. 2004).
 
-    With a mask, the SSIM map is averaged over the masked pixels only.
+    With a mask, the SSIM map is averaged over the masked pixels only. Images under 11 px use the
+    largest uniform window that fits; under 3 px SSIM is undefined (NaN).
     """
     if real.shape != fake.shape:
         raise ValueError(f"images differ in shape: {real.shape} vs {fake.shape}")
-    kwargs = dict(channel_axis=2 if real.ndim == 3 else None, data_range=255.0, gaussian_weights=True,
-                  sigma=1.5, use_sample_covariance=False)
+    side = min(real.shape[:2])
+    if side < 3:
+        return math.nan
+    kwargs: dict = dict(channel_axis=2 if real.ndim == 3 else None, data_range=255.0, gaussian_weights=True,
+                        sigma=1.5, use_sample_covariance=False)
+    if side < 11:  # the Gaussian window is 11 px: smaller images get a uniform window as large as fits
+        kwargs.update(gaussian_weights=False, win_size=side if side % 2 else side - 1)
     if mask is None:
         return float(structural_similarity(real, fake, **kwargs))
     _, smap = structural_similarity(real, fake, full=True, **kwargs)
