@@ -194,6 +194,19 @@ class _SegData(Dataset):
         return _normalise(x[None])[0], torch.from_numpy(np.ascontiguousarray(idx)).long()
 
 
+def class_weights(ds: "_SegData", n_classes: int, limit: int = 200) -> torch.Tensor:
+    """Cross-entropy weights ∝ 1/√frequency of each class in (up to ``limit``) training labels,
+    normalised to mean 1; classes never seen get weight 1."""
+    counts = np.zeros(n_classes, dtype=np.float64)
+    for i in range(min(len(ds), limit)):
+        counts += np.bincount(ds[i][1].numpy().ravel(), minlength=n_classes)[:n_classes]
+    freq = counts / max(counts.sum(), 1)
+    w = np.where(freq > 0, 1 / np.sqrt(np.maximum(freq, 1e-12)), 0.0)
+    w = w / w[w > 0].mean() if (w > 0).any() else np.ones(n_classes)
+    w[freq == 0] = 1.0
+    return torch.tensor(w, dtype=torch.float32)
+
+
 @dataclass
 class Segmenter:
     """A trained segmenter with its palette and input size."""
@@ -223,8 +236,10 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
                     progress: bool = True) -> dict[str, Any]:
     """Train a segmenter on the real photos → labels of ``dataset/train`` (validated on ``val/``).
 
-    Writes ``out/segmenter.pt`` (the network, its palette, size and architecture) from the epoch
-    with the best validation pixel accuracy (the last epoch when there is no ``val/``) and
+    The cross-entropy is weighted by inverse square-root class frequency (buildings are a few per
+    cent of aerial pixels; unweighted, a segmenter learns to answer "background"). Writes
+    ``out/segmenter.pt`` (the network, its palette, size and architecture) from the epoch with the
+    best validation mean class IoU (measured on train when there is no ``val/``) and
     ``out/train_fcn.json``.
 
     Returns:
@@ -242,6 +257,7 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
     train_ds = _SegData(train_files, pal, side, size, True, seed)
+    weights = class_weights(train_ds, len(pal.classes)).to(dev)
     best: dict[str, Any] = {"per_pixel_acc": -1.0}
     best_state = None
     for epoch in tqdm(range(epochs), desc="train-fcn", unit="epoch", disable=not progress or None):
@@ -249,7 +265,7 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
         net.train()
         g = torch.Generator().manual_seed(seed + epoch)
         for x, y in DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers):
-            loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev))
+            loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev), weight=weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,7 +279,7 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
                 conf += confusion_matrix(y.numpy(), pred, len(pal.classes))
         s = {**scores(conf), "epoch": epoch, "on": "val" if val_files else "train"}
         log.info("train-fcn epoch %d: %s", epoch, s)
-        if s["per_pixel_acc"] >= best["per_pixel_acc"]:
+        if s["mean_class_iou"] >= best.get("mean_class_iou", -1.0):
             best, best_state = s, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     payload = {"format": SEG_FORMAT, "arch": arch, "n_classes": len(pal.classes), "size": size,
                "palette": pal.to_dict(), "label_side": side, "state": best_state, "scores": best}

@@ -58,6 +58,17 @@ def test_frechet_distance_known_answers():
         pytest.approx(1 + 4 + 9 - 12)
 
 
+def test_singular_covariances_use_the_stable_form():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(10, 64))  # 10 samples in 64 dimensions: rank-deficient covariance
+    mu, sigma = activation_statistics(x)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+    from p2ptools.metrics.fid import trace_sqrt_product
+
+    a = np.diag([4.0, 9.0, 0.0])
+    assert trace_sqrt_product(a, a) == pytest.approx(13.0)  # √16 + √81 + 0 = Tr(a)
+
+
 def test_kid_is_unbiased_and_grows_with_shift():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))

@@ -35,10 +35,11 @@ import click
 @click.option("--cache-stats", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               is_flag=False, flag_value=str(Path.home() / ".cache" / "p2ptools"),
               help="Cache the real folder's FID features (in DIR, default ~/.cache/p2ptools).")
-@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Report folders to join into OUT/comparison.csv, a row per run (no --real/--fake then).")
-def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, compare: tuple[Path, ...],
-             **options: object) -> None:
+@click.option("--compare", is_flag=True,
+              help="Join the REPORTS folders into OUT/comparison.csv, a row per run (no --real/--fake then).")
+@click.argument("reports", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, compare: bool,
+             reports: tuple[Path, ...], **options: object) -> None:
     """Score --fake against --real and write OUT/per_image.csv and OUT/summary.csv.
 
     \b
@@ -51,13 +52,13 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
     from p2ptools.evaluate import evaluate as run_evaluate
 
     if compare:
-        if real or fake:
-            raise click.UsageError("--compare joins existing reports; leave out --real and --fake")
-        table = compare_reports(list(compare), out)
+        if real or fake or not reports:
+            raise click.UsageError("--compare REPORT [REPORT ...] joins existing reports; leave out --real and --fake")
+        table = compare_reports(list(reports), out)
         click.echo(table.to_string(index=False))
         click.echo(f"comparison: {out / 'comparison.csv'}")
         return
-    if real is None or fake is None:
+    if real is None or fake is None or reports:
         raise click.UsageError("give --real and --fake (or --compare REPORT ...)")
     cfg = EvalConfig(real=real, fake=fake, out=out, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
                      **options)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ interpolation (``align_corners=False``, no antialiasing) as pytorch-fid does, an
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from scipy import linalg
 from torch import nn
 
 from p2ptools.metrics.weights import find_weights, load_state_dict
+
+log = logging.getLogger(__name__)
 
 FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 FEATURE_DIM = 2048
@@ -145,43 +146,43 @@ def activation_statistics(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return acts.mean(axis=0), np.cov(acts, rowvar=False)
 
 
-def _sqrtm(m: np.ndarray) -> np.ndarray:
-    """scipy's matrix square root called as pytorch-fid calls it (``disp=False``: SciPy's legacy
-    Schur algorithm, whose results pytorch-fid's reference values come from); the plain call once a
-    SciPy no longer has ``disp``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation of disp, and singular-matrix warnings: checked below
-        try:
-            out = linalg.sqrtm(m, disp=False)
-        except TypeError:
-            out = linalg.sqrtm(m)
-    return out[0] if isinstance(out, tuple) else out
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance of two Gaussians: ``‖μ1 − μ2‖² + Tr(Σ1) + Tr(Σ2) − 2 Tr((Σ1 Σ2)^½)``.
 
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """Fréchet distance of two Gaussians: ``‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½)``.
-
-    The matrix square root is scipy's ``sqrtm``; when it is singular, ``eps`` is added to both
-    diagonals, and a negligible imaginary part from rounding is dropped — as pytorch-fid does.
+    ``Tr((Σ1 Σ2)^½)`` is computed as a nuclear norm of covariance roots (:func:`trace_sqrt_product`)
+    rather than with scipy's general ``sqrtm`` as pytorch-fid does. On well-posed statistics
+    (more images than feature dimensions) the two agree to well under 1e-3 (tested against
+    pytorch-fid); when the covariances are singular — a few hundred pix2pix test images in 2048
+    dimensions — ``sqrtm`` returns complex or inaccurate roots (pytorch-fid then fails, or reports
+    −2 for two identical sets), while this form stays exact: 0 for identical sets, never negative
+    beyond rounding.
 
     Raises:
-        ValueError: for mismatched shapes or a significant imaginary component.
+        ValueError: for mismatched shapes.
     """
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError("the two sets of statistics have different dimensions")
     diff = mu1 - mu2
-    covmean = _sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the matrix square root")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance matrix (eigenvalues below 0 from rounding clipped)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``Tr((Σ1 Σ2)^½)`` of two covariance matrices, stably: the nuclear norm (sum of singular values)
+    of ``Σ1^½ Σ2^½``, whose squared singular values are the eigenvalues of ``Σ1 Σ2``.
+
+    Unlike a general matrix square root of the (non-symmetric, often singular) product, this takes
+    square roots only of the covariances' own eigenvalues, so rounding stays at the scale of the
+    data: two identical sets give exactly ``Tr(Σ)``.
+    """
+    return float(np.linalg.svd(_psd_sqrt(sigma1) @ _psd_sqrt(sigma2), compute_uv=False).sum())
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef: float = 1.0) -> np.ndarray:
