@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from p2ptools.metrics.weights import find_weights, load_state_dict
 
@@ -113,27 +114,53 @@ class FIDFeatures(nn.Module):
             n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, nn.AdaptiveAvgPool2d(1),
         ]
         self.dims = dims
+        self.channels_last = False
+        self.chunk = 8  # images per forward pass: small batches keep activations in cache on CPU
         self.body = nn.Sequential(*layers[: DIMS_TO_LAYERS[dims]])
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
 
+    def optimize(self) -> FIDFeatures:
+        """Fold each BatchNorm into its convolution and switch to channels-last memory.
+
+        Inference only (eval-mode BatchNorm is an affine map, so folding is exact up to float
+        rounding: relative differences ~1e-6, far below FID's precision). On CPU this halves the
+        time per image (benchmarks/fid.py).
+        """
+        for m in self.modules():
+            if isinstance(m, torchvision.models.inception.BasicConv2d) and isinstance(m.bn, nn.BatchNorm2d):
+                m.conv = fuse_conv_bn_eval(m.conv, m.bn)
+                m.bn = nn.Identity()
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = x.split(self.chunk) if x.shape[0] > self.chunk else (x,)
+        return torch.cat([self._features(c) for c in chunks])
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)  # (N, 3, 299, 299)
-        x = self.body(2 * x - 1)  # (N, dims, h, w)
+        x = 2 * x - 1
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.body(x)  # (N, dims, h, w)
         if x.shape[-1] != 1 or x.shape[-2] != 1:
             x = F.adaptive_avg_pool2d(x, 1)
         return x.flatten(1)  # (N, dims)
 
 
-def load_fid_network(weights_dir: Path | None = None, dims: int = FEATURE_DIM) -> FIDFeatures:
-    """The FID feature network with its weights from disk.
+def load_fid_network(weights_dir: Path | None = None, dims: int = FEATURE_DIM, optimize: bool = True
+                     ) -> FIDFeatures:
+    """The FID feature network with its weights from disk (BatchNorm folded, channels-last unless
+    ``optimize=False``).
 
     Raises:
         WeightsNotFound: if ``pt_inception-2015-12-05-6726825d.pth`` is not found (see
             :func:`p2ptools.metrics.weights.find_weights`).
     """
-    return FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir))), dims)
+    net = FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir))), dims)
+    return net.optimize() if optimize else net
 
 
 # --- statistics and distances (pure functions on arrays) -------------------------------------------
