@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 RASTER_EXTENSIONS: frozenset[str] = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt"})
 STATS_MAX_SIDE = 2048
-#: GDAL block cache per process, in MB: keeps memory flat however large the scene.
-GDAL_CACHE_MB = 64
+#: GDAL block cache per process, in bytes (64 MB): keeps memory flat however large the scene.
+GDAL_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def inspect_scene(
     """
     if pair.mask is None:
         raise InputError(f"{pair.image}: no mask with the same name")
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(pair.image) as img, open_raster(pair.mask) as msk:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(pair.image) as img, open_raster(pair.mask) as msk:
         if msk.count != 1:
             raise InputError(f"{pair.mask}: mask has {msk.count} bands; expected one band of class values")
         if not np.issubdtype(np.dtype(msk.dtypes[0]), np.integer):

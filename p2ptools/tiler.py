@@ -38,7 +38,7 @@ from p2ptools.output import (
 )
 from p2ptools.parallel import imap_unordered
 from p2ptools.raster import (
-    GDAL_CACHE_MB,
+    GDAL_CACHE_BYTES,
     SceneInfo,
     describe_error,
     discover_pairs,
@@ -192,7 +192,7 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
     info = task.info
     try:
         palette = palette_from_dict(task.palette)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
             return _process_chunk(task, info, palette)
     except P2PError as exc:
         return ChunkResult(info.pair.name, len(task.tiles), [], error=str(exc))

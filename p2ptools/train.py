@@ -262,9 +262,21 @@ class RunState:
     finished: bool = False
 
 
+def dataset_meta(root: Path) -> dict[str, Any] | None:
+    """What the dataset's ``dataset.json`` says of its images (palette, which half is what), if any."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return None
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: data[k] for k in ("kind", "A", "B", "palette") if k in data}
+
+
 def save_checkpoint(path: Path, m: Models, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
-    """Atomically write the full training state to ``path``."""
+    """Atomically write the full training state to ``path`` (with the dataset's palette, if any)."""
     payload = {
+        "dataset": dataset_meta(tcfg.dataset),
         "format": CHECKPOINT_FORMAT,
         "version": 1,
         "model_config": dataclasses.asdict(mcfg),
@@ -327,7 +339,7 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
 
     Returns:
         The generator (on ``device``, in eval mode), its model config and the checkpoint's
-        ``train_config`` and ``state``.
+        ``path``, ``train_config``, ``state`` and ``dataset`` (palette and halves, or None).
     """
     path = resolve_checkpoint(run_or_file, which)
     ckpt = load_checkpoint(path)
@@ -335,7 +347,8 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
     G.load_state_dict(ckpt["G"])
     G.to(device).eval()
-    return G, mcfg, {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"]}
+    return G, mcfg, {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
+                     "dataset": ckpt.get("dataset")}
 
 
 # --- the fit loop ---------------------------------------------------------------------------------

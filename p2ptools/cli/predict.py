@@ -7,14 +7,23 @@ from pathlib import Path
 import click
 
 
-@click.command(short_help="Run a trained generator on a folder of images.")
+@click.command(short_help="Run a trained generator on a folder of images or a whole raster.")
 @click.argument("run", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT")
-@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="INPUT")
+@click.argument("input_dir", type=click.Path(exists=True, path_type=Path), metavar="INPUT")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--checkpoint", "which", default="latest", show_default=True,
               help="Checkpoint of a run folder: latest, best or epoch_K.")
-@click.option("--input-kind", type=click.Choice(["auto", "a", "ab"]), default="auto", show_default=True,
-              help="a: images to translate; ab: an aligned A|B split (auto: detect).")
+@click.option("--input-kind", type=click.Choice(["auto", "a", "ab", "labels", "rgb"]), default="auto",
+              show_default=True,
+              help="Folder: a (images) or ab (an aligned split). Raster: labels (class values, colorized with the "
+                   "run's palette) or rgb. auto: detect.")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Raster: pixels shared by neighbouring windows (default a quarter of the tile).")
+@click.option("--blend", type=click.Choice(["hann", "none"]), default="hann", show_default=True,
+              help="Raster: Hann-weighted blending of overlapping windows, or none (plain stitch).")
+@click.option("--palette", default=None, help="Raster of labels: palette when the run's checkpoint has none.")
+@click.option("--bands", default=None, metavar="R,G,B", help="Raster: 1-based bands of an RGB/RGBN input.")
+@click.option("--overviews", is_flag=True, help="Raster: build overviews into the output GeoTIFF.")
 @click.option("--dropout", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="Keep dropout at test time (the paper's noise). Off: deterministic outputs.")
 @click.option("--batch-stats", type=click.Choice(["off", "on"]), default="off", show_default=True,
@@ -24,11 +33,16 @@ import click
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True)
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
-            side_by_side: bool, batch_size: int, device: str, amp: str) -> None:
-    """Translate every image of INPUT with the generator of RUN_DIR_OR_CKPT into OUT/<name>.png.
+            side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
+            palette: str | None, bands: str | None, overviews: bool) -> None:
+    """Translate INPUT with the generator of RUN_DIR_OR_CKPT.
 
     INPUT is a folder of A images or a split of an aligned dataset (A|B images: A is translated,
-    B is the target shown with --side-by-side). Images are resized to the model's size.
+    B is the target shown with --side-by-side): writes OUT/<name>.png at the model's size.
+
+    INPUT may also be a whole GeoTIFF of any size (OUT is then a .tif): class labels or an RGB
+    map/photo, translated with overlapping windows blended by Hann weights (no seams), written
+    with the input's CRS, transform and size, tiled and compressed, nodata kept as a mask.
 
     The default is eval mode (no dropout, BatchNorm running statistics): outputs are deterministic
     and images of one scene are normalised alike. --dropout on --batch-stats on gives the paper's
@@ -37,6 +51,19 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     from p2ptools.errors import SceneFailures
     from p2ptools.predict import predict_folder
 
+    if input_dir.is_file():
+        if dropout == "on" or batch_stats == "on" or side_by_side:
+            raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
+        from p2ptools.mosaic import predict_scene
+
+        band_list = tuple(int(b) for b in bands.split(",")) if bands else None
+        rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
+                            input_kind, palette, band_list, overviews)
+        click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
+                   f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
+        return
+    if input_kind in ("labels", "rgb"):
+        raise click.UsageError("--input-kind labels/rgb are for a raster INPUT; use a or ab for a folder")
     report = predict_folder(run, input_dir, out, which, input_kind, dropout == "on", batch_stats == "on",
                             side_by_side, batch_size, device, amp)
     summary = f"{report.written} images from {report.checkpoint} ({report.input_kind} input) in {out}"
