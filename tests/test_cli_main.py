@@ -26,6 +26,6 @@ def test_readme_commands_are_what_ci_runs():
     start = readme.index("```bash")
     main_cmd, test_cmd = readme[start + 1], readme[start + 2]
     assert readme[start + 3] == "```"
-    assert "p2ptools tile --sample" in main_cmd
+    assert "p2ptools run sample" in main_cmd
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_cmd in ci, "the README's test command must be the one .ci/run runs"

@@ -50,7 +50,7 @@ def cli(verbose: int, quiet: int) -> None:
 
     Cut GeoTIFF scenes and masks into AB pairs (tile), build inpainting pairs (make-inpaint),
     join or split AB images (pair, unpair), train the bundled pix2pix (train), run it (predict),
-    and score the results (evaluate, with train-fcn for the FCN-score).
+    and score the results (evaluate, with train-fcn for the FCN-score); run chains them from a recipe.
     """
     configure_logging(verbose, quiet)
 
@@ -60,12 +60,13 @@ def _register() -> None:
     from p2ptools.cli.make_inpaint import make_inpaint
     from p2ptools.cli.pair import pair
     from p2ptools.cli.predict import predict
+    from p2ptools.cli.run import run
     from p2ptools.cli.tile import tile
     from p2ptools.cli.train import train
     from p2ptools.cli.train_fcn import train_fcn
     from p2ptools.cli.unpair import unpair
 
-    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate):
+    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate, run):
         cli.add_command(command)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -20,11 +19,6 @@ from p2ptools.cli.options import (
     split_option,
     workers_option,
 )
-
-
-def sample_root() -> Path:
-    """The labelled sample scene shipped in the package (Inria layout: images/ + gt/)."""
-    return Path(str(resources.files("p2ptools") / "data" / "sample"))
 
 
 @click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
@@ -82,6 +76,7 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     """
     from p2ptools.config import TileConfig
     from p2ptools.errors import SceneFailures
+    from p2ptools.recipe import sample_root
     from p2ptools.tiler import tile_dataset
 
     if sample:
