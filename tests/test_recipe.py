@@ -36,9 +36,9 @@ def test_recipe_errors_name_the_field(tmp_path):
 
 
 def test_tiny_recipe_runs_end_to_end_and_resumes(tmp_path):
+    tiny = "train.set={model: {image_size: 32, load_size: 36, num_downs: 5}}"
     args = ["run", "sample", "--workdir", str(tmp_path / "wd"), "--set", "train.epochs=2",
-            "--set", "train.epochs_decay=0", "--set", "train.set={model: {image_size: 32, load_size: 36, num_downs: 5}}",
-            "--set", "data.tile.size=128"]
+            "--set", "train.epochs_decay=0", "--set", tiny, "--set", "data.tile.size=128"]
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "data ran, train ran, predict ran, evaluate ran" in res.output

@@ -1,0 +1,76 @@
+"""Benchmark: whole-scene prediction with the paper's U-Net 256 on CPU, against a naive stitch.
+
+Input: label GeoTIFFs of 5000² and 20000² (the derived building masks of ``tile.py``'s mirrored
+mosaic of rasterio's real ``cogeo.tif`` photo). Model: the ``pix2pix`` preset's generator (54 M
+parameters) with random weights in a real checkpoint — speed does not depend on the weights.
+Each run is a fresh ``p2ptools predict`` process; the table gives MPix/s (scene pixels / wall
+seconds, start-up included) and the peak memory of the process (PSS).
+
+* blended: 64-px overlap (a quarter of the tile), Hann weights — the default;
+* naive stitch: no overlap, each pixel from one tile (``--blend none --overlap 0``), the baseline.
+
+Both in fp32 and with ``--amp bf16``. The 20000² scene is run blended in bf16 only, to show that
+memory stays flat while the scene grows 16×.
+
+Usage: ``python benchmarks/predict_scene.py [--sizes 5000 20000] [--out bench-out]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, build_mirrored_scene, run_measured  # noqa: E402
+
+from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
+from p2ptools.train import RunState, build_models, save_checkpoint  # noqa: E402
+
+
+def make_checkpoint(out: Path) -> Path:
+    path = out / "unet256-random.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        mcfg, tcfg = ModelConfig(), TrainConfig(dataset=out, out=out)
+        save_checkpoint(path, build_models(mcfg, tcfg, torch.device("cpu")), RunState(), mcfg, tcfg)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    args = ap.parse_args()
+    if not (SHARED / "rasterio" / "cogeo.tif").exists():
+        sys.exit("needs ../shared/data/rasterio/cogeo.tif")
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = make_checkpoint(args.out)
+    rows = []
+    for size in args.sizes:
+        _, labels = build_mirrored_scene(SHARED / "rasterio" / "cogeo.tif", size, args.out / f"scene{size}")
+        variants = [("blended", "none"), ("blended", "bf16"), ("naive stitch", "none"), ("naive stitch", "bf16")]
+        if size > 5000:
+            variants = [("blended", "bf16")]
+        for mode, amp in variants:
+            out = args.out / f"mosaic{size}.tif"
+            cmd = [sys.executable, "-m", "p2ptools", "-q", "predict", str(ckpt), str(labels), str(out),
+                   "--palette", "inria", "--amp", amp]
+            if mode == "naive stitch":
+                cmd += ["--blend", "none", "--overlap", "0"]
+            wall, mem, _ = run_measured(cmd)
+            rows.append(dict(scene=f"{size}²", mode=mode, amp=amp, seconds=round(wall, 1),
+                             mpix_per_s=round(size * size / 1e6 / wall, 2), peak_mem_mb=round(mem)))
+            print(rows[-1], flush=True)
+            out.unlink(missing_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out / "predict_scene.csv", index=False)
+    print()
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
