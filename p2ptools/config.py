@@ -449,6 +449,23 @@ class TrainConfig:
 PRESET_NAMES: tuple[str, ...] = ("pix2pix", "pix2pix-512", "se-resunet", "wgan", "tiny")
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: naming the file, if it cannot be read or parsed or is not a mapping.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return data
+
+
 def presets_dir() -> Path:
     """The bundled ``models/`` folder (beside the package in a clone or editable install)."""
     return Path(__file__).resolve().parents[1] / "models"
@@ -467,8 +484,6 @@ def load_preset(spec: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     Raises:
         ConfigError: if the file is missing or malformed.
     """
-    import yaml
-
     path = Path(spec)
     if not path.is_file():
         bundled = presets_dir() / f"{spec}.yaml"
@@ -476,10 +491,7 @@ def load_preset(spec: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             raise ConfigError(f"model preset {spec!r} is neither a file nor a bundled preset "
                               f"({', '.join(PRESET_NAMES)} in {presets_dir()})")
         path = bundled
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    data = read_yaml_mapping(path)
     if not isinstance(data, dict) or not set(data) <= {"model", "train"}:
         raise ConfigError(f"{path}: a preset has a 'model:' and an optional 'train:' mapping")
     return dict(data.get("model") or {}), dict(data.get("train") or {})

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 RASTER_EXTENSIONS: frozenset[str] = frozenset({".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt"})
 STATS_MAX_SIDE = 2048
-#: GDAL block cache per process, in bytes (64 MB): keeps memory flat however large the scene.
-GDAL_CACHE_BYTES = 64 * 1024 * 1024
+#: GDAL block cache per process, in bytes (16 MB): enough for the strips of one tile row of a
+#: stripped scene, small enough that memory stays flat however large the scene and however many workers.
+GDAL_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from p2ptools.config import (
     InpaintConfig,
     ModelConfig,
@@ -35,6 +33,7 @@ from p2ptools.config import (
     TrainConfig,
     from_mapping,
     load_preset,
+    read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError
 from p2ptools.output import atomic_write_text
@@ -115,12 +114,7 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
             names = ", ".join(sorted(p.stem for p in recipes_dir().glob("*.yaml")))
             raise ConfigError(f"recipe {spec!r} is neither a file nor a bundled recipe ({names})")
         path = bundled
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of sections")
+    doc = read_yaml_mapping(path)
     for dotted, value in (sets or {}).items():
         _set_path(doc, dotted, value)
     doc = _substitute(doc)

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
-from p2ptools.config import IMAGE_FORMATS, from_mapping
-from p2ptools.errors import ConfigError
+from p2ptools.config import IMAGE_FORMATS, from_mapping, read_yaml_mapping
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -90,12 +88,7 @@ def build_config(cls: type[T], config_file: Path | None, section: str, **cli_val
     """
     data: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{config_file}: cannot read YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_file}: expected a mapping of options")
+        loaded = read_yaml_mapping(config_file)
         data = dict(loaded.get(section, loaded)) if isinstance(loaded.get(section), dict) else dict(loaded)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     data.update({k: v for k, v in cli_values.items() if v is not None and k in names})
