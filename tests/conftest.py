@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import rasterio
+import torch
 from rasterio.transform import from_origin
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each xdist worker is one process per core: torch's own threads would oversubscribe the cores
+    # (OpenMP spin-waits make that many times slower)
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
