@@ -149,6 +149,8 @@ def predict_scene(
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
     set_inference_mode(G)
+    if hasattr(G, "fold_batchnorm"):
+        G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
     if dev.type in ("cpu", "cuda"):
         G = G.to(memory_format=torch.channels_last)
     T = mcfg.image_size

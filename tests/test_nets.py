@@ -101,3 +101,18 @@ def test_model_config_errors():
         ModelConfig(load_size=200)
     with pytest.raises(ConfigError, match="g_norm"):
         ModelConfig(g_norm="group")
+
+
+def test_batchnorm_folding_keeps_outputs():
+    torch.manual_seed(0)
+    g = UNetGenerator(num_downs=5, ngf=8).eval()
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = g(x)
+        after = g.fold_batchnorm()(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+    assert torch.allclose(before, after, atol=1e-5)
