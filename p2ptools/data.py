@@ -37,6 +37,12 @@ def list_split(root: Path, split: str | None) -> list[Path]:
     return files
 
 
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` exists and holds at least one image (a split may be empty after filtering)."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
 def read_ab(path: Path, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
     """Read an A|B image and return ``(input, target)`` RGB uint8 halves (swapped for ``BtoA``).
 

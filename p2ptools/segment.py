@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from p2ptools.data import list_split
+from p2ptools.data import has_images, list_split
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.images import load_rgb8
 from p2ptools.labels import Palette, decolorize, load_palette, palette_from_dict
@@ -250,7 +250,7 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     dataset, out = Path(dataset), Path(out)
     train_files = list_split(dataset, "train")
     pal, side = resolve_labels(dataset, palette, label_side, train_files)
-    val_files = list_split(dataset, "val") if (dataset / "val").is_dir() else []
+    val_files = list_split(dataset, "val") if has_images(dataset / "val") else []
     dev = select_device(device)
     torch.manual_seed(seed)
     net = build_segmenter(arch, len(pal.classes), backbone_weights).to(dev)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from p2ptools.config import ModelConfig, TrainConfig
-from p2ptools.data import AlignedDataset, EpochSampler, to_image
+from p2ptools.data import AlignedDataset, EpochSampler, has_images, to_image
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.nets import build_discriminator, build_generator
 from p2ptools.output import atomic_write_bytes, write_image
@@ -539,11 +539,11 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
     train_ds = AlignedDataset(tcfg.dataset, "train", tcfg.direction, mcfg.load_size, mcfg.image_size,
                               tcfg.augment, train=True, seed=tcfg.seed)
     val_ds = None
-    if (tcfg.dataset / "val").is_dir():
+    if has_images(tcfg.dataset / "val"):
         val_ds = AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
                                 "none", train=False, limit=tcfg.val_images)
     elif tcfg.patience:
-        log.warning("%s has no val/ folder: early stopping (--patience) is off", tcfg.dataset)
+        log.warning("%s has no val/ images: early stopping (--patience) is off", tcfg.dataset)
     m = build_models(mcfg, tcfg, device)
     state = RunState()
     if resume:

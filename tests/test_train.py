@@ -173,6 +173,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(facades, tmp_path, monkey
     assert all(torch.isfinite(v).all() for v in good["G"].values() if v.is_floating_point())
 
 
+def test_empty_val_folder_means_no_validation(facades, tmp_path):
+    for p in (facades / "val").iterdir():
+        p.unlink()  # a split emptied by filtering
+    res = fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", max_steps=2), progress=False)
+    assert res.history == [] and res.state.global_step == 2
+
+
 def test_wgan_and_lsgan_steps_run(facades, tmp_path):
     for loss, extra in (("wgan", dict(optimizer="rmsprop", lr=5e-5, n_critic=2)), ("wgangp", {}), ("lsgan", {})):
         res = fit(ModelConfig(**{**TINY, "d_norm": "none" if loss == "wgangp" else "batch"}),
