@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from p2ptools.errors import ConfigError, InputError, P2PError
-from p2ptools.images import IMAGE_EXTENSIONS, load_rgb8, resize
+from p2ptools.images import images_by_stem, load_rgb8, resize
 from p2ptools.metrics import pixel
-from p2ptools.output import DATASET_FILE, atomic_write_bytes, atomic_write_text
+from p2ptools.output import atomic_write_bytes, atomic_write_text
+from p2ptools.predict import detect_input_kind
 from p2ptools.train import select_device
 
 log = logging.getLogger(__name__)
@@ -118,29 +119,13 @@ class EvalConfig:
         self.label = self.label or self.fake.name
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    return {p.stem: p for p in files}
-
-
-def _is_ab(folder: Path, files: list[Path]) -> bool:
-    if (folder / DATASET_FILE).is_file() or (folder.parent / DATASET_FILE).is_file():
-        return True
-    from p2ptools.images import image_size
-
-    sizes = [image_size(p) for p in files[:20]]
-    return bool(sizes) and all(w == 2 * h for w, h in sizes)
-
-
 def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool]:
     """``(stem, real, fake)`` for every name; whether ``real`` holds A|B images.
 
     Raises:
         InputError: listing names present on one side only.
     """
-    real, fake = _by_stem(cfg.real), _by_stem(cfg.fake)
+    real, fake = images_by_stem(cfg.real), images_by_stem(cfg.fake)
     only_r, only_f = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
     if only_r or only_f:
         parts = []
@@ -152,7 +137,8 @@ def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool]:
     if not real:
         raise InputError(f"{cfg.real}: no images")
     stems = sorted(real)
-    ab = cfg.real_kind == "ab" or (cfg.real_kind == "auto" and _is_ab(cfg.real, [real[s] for s in stems]))
+    ab = cfg.real_kind == "ab" or (
+        cfg.real_kind == "auto" and detect_input_kind(cfg.real, [real[s] for s in stems]) == "ab")
     return [(s, real[s], fake[s]) for s in stems], ab
 
 
@@ -161,8 +147,8 @@ class _PairSet(Dataset):
 
     def __init__(self, pairs: list[tuple[str, Path, Path]], cfg: EvalConfig, ab: bool) -> None:
         self.pairs, self.cfg, self.ab = pairs, cfg, ab
-        self.masks = _by_stem(cfg.mask_dir) if cfg.mask_dir else None
-        self.labels = _by_stem(cfg.labels) if cfg.labels else None
+        self.masks = images_by_stem(cfg.mask_dir) if cfg.mask_dir else None
+        self.labels = images_by_stem(cfg.labels) if cfg.labels else None
 
     def __len__(self) -> int:
         return len(self.pairs)

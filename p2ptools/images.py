@@ -56,6 +56,23 @@ def list_images(root: Path, exclude: Path | None = None) -> list[Path]:
     return found
 
 
+def images_by_stem(folder: Path) -> dict[str, Path]:
+    """The images directly in ``folder`` (not recursive), by file stem.
+
+    Raises:
+        InputError: if the folder does not exist, or two images share a stem (``x.png`` and ``x.jpg``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    out: dict[str, Path] = {}
+    for p in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        if p.stem in out:
+            raise InputError(f"{folder}: two images named {p.stem!r} ({out[p.stem].name}, {p.name})")
+        out[p.stem] = p
+    return out
+
+
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     """``(H, W, 4)`` uint8 RGBA → ``(H, W, 3)`` uint8 RGB over a white background."""
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0

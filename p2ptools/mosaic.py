@@ -49,6 +49,7 @@ from p2ptools.raster import (
     ScenePair,
     choose_bands,
     compute_stretch,
+    has_nodata,
     is_georeferenced,
     open_raster,
     read_labels,
@@ -171,7 +172,7 @@ def predict_scene(
             pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
             crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
             stretch=compute_stretch(src, chosen, (2.0, 98.0)) if kind == "rgb" else None,
-            has_nodata=any(f.name in ("nodata", "alpha", "per_dataset") for fl in src.mask_flag_enums for f in fl),
+            has_nodata=has_nodata(src),
             mask_dtype=src.dtypes[0],
         )
         lut = None

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from p2ptools.errors import InputError, P2PError
-from p2ptools.images import IMAGE_EXTENSIONS, image_size, list_images, load_rgb8, resize
+from p2ptools.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
 from p2ptools.output import inputs_digest, prepare_output, write_dataset_json, write_image
 from p2ptools.parallel import imap_unordered
 from p2ptools.splits import SPLITS
@@ -50,16 +50,6 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): " + ", ".join(items[:LIST_LIMIT]) + more
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    out: dict[str, Path] = {}
-    for p in files:
-        if p.stem in out:
-            raise InputError(f"{folder}: two images named {p.stem!r} ({out[p.stem].name}, {p.name})")
-        out[p.stem] = p
-    return out
-
-
 def match_folders(a_dir: Path, b_dir: Path) -> list[tuple[str, Path, Path]]:
     """Match images of two folders by stem, per split when both have split subfolders.
 
@@ -78,7 +68,7 @@ def match_folders(a_dir: Path, b_dir: Path) -> list[tuple[str, Path, Path]]:
     only_a: list[str] = []
     only_b: list[str] = []
     for split, ad, bd in units:
-        a, b = _by_stem(ad), _by_stem(bd)
+        a, b = images_by_stem(ad), images_by_stem(bd)
         prefix = f"{split}/" if split else ""
         only_a += [prefix + a[k].name for k in sorted(set(a) - set(b))]
         only_b += [prefix + b[k].name for k in sorted(set(b) - set(a))]

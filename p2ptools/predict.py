@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from p2ptools.data import read_ab, resize_square, to_image, to_tensor
 from p2ptools.errors import InputError, P2PError
-from p2ptools.images import list_images, load_rgb8
+from p2ptools.images import image_size, list_images, load_rgb8
 from p2ptools.output import DATASET_FILE, atomic_write_text, write_image
 from p2ptools.train import load_generator, select_device
 
@@ -61,15 +60,17 @@ def set_inference_mode(G: nn.Module, dropout: bool = False, batch_stats: bool = 
 
 
 def detect_input_kind(folder: Path, files: list[Path]) -> str:
-    """``ab`` for an aligned dataset split (a dataset.json beside or above it, or every image 2:1), else ``a``."""
+    """``ab`` for an aligned dataset split (a dataset.json beside or above it, or the first 50 images
+    all 2:1, read from their headers), else ``a``."""
     if (folder / DATASET_FILE).is_file() or (folder.parent / DATASET_FILE).is_file():
         return "ab"
     sizes = []
     for p in files[:50]:
-        img = cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_2)
-        if img is not None:
-            sizes.append(img.shape)
-    return "ab" if sizes and all(w == 2 * h for h, w in sizes) else "a"
+        try:
+            sizes.append(image_size(p))
+        except P2PError:
+            continue
+    return "ab" if sizes and all(w == 2 * h for w, h in sizes) else "a"
 
 
 def predict_folder(

@@ -231,7 +231,8 @@ def choose_bands(ds: rasterio.io.DatasetReader, bands: tuple[int, ...] | None) -
     return tuple(colour[:3]) if len(colour) >= 3 else (colour[0],)
 
 
-def _has_nodata(ds: rasterio.io.DatasetReader) -> bool:
+def has_nodata(ds: rasterio.io.DatasetReader) -> bool:
+    """Whether GDAL's dataset mask of ``ds`` can hide pixels (nodata value, alpha band or mask band)."""
     flags = ds.mask_flag_enums
     return any(
         any(f.name in ("nodata", "alpha", "per_dataset") for f in band_flags) for band_flags in flags
@@ -317,7 +318,7 @@ def inspect_scene(
             crs=img.crs.to_string() if img.crs else "",
             transform=tuple(img.transform)[:6],  # type: ignore[arg-type]
             stretch=stretch,
-            has_nodata=_has_nodata(img),
+            has_nodata=has_nodata(img),
             mask_dtype=msk.dtypes[0],
         )
 

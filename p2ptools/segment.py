@@ -32,7 +32,7 @@ from p2ptools.errors import ConfigError, InputError
 from p2ptools.images import load_rgb8
 from p2ptools.labels import Palette, decolorize, load_palette, palette_from_dict
 from p2ptools.metrics.fcn import confusion_matrix, per_class, scores
-from p2ptools.output import DATASET_FILE, atomic_write_bytes, atomic_write_text
+from p2ptools.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
 from p2ptools.train import select_device
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,6 @@ def kmeans_palette(label_images: list[np.ndarray], k: int, seed: int = 0) -> Pal
     return palette_from_dict({"name": f"kmeans{k}", "background": 0, "classes": classes})
 
 
-def _dataset_meta(root: Path) -> dict[str, Any] | None:
-    path = root / DATASET_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def resolve_labels(root: Path, palette: str | None, label_side: str | None, files: list[Path]
                    ) -> tuple[Palette, str]:
     """The palette and the label half (``A``/``B``) of an aligned dataset.
@@ -143,7 +138,7 @@ def resolve_labels(root: Path, palette: str | None, label_side: str | None, file
     Raises:
         ConfigError: when neither says it.
     """
-    meta = _dataset_meta(root)
+    meta = read_dataset_json(root)
     side = label_side
     if side is None and meta is not None:
         side = "A" if meta.get("A") == "label" else ("B" if meta.get("B") == "label" else None)

@@ -34,7 +34,7 @@ from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.data import AlignedDataset, EpochSampler, has_images, to_image
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.nets import build_discriminator, build_generator
-from p2ptools.output import atomic_write_bytes, write_image
+from p2ptools.output import atomic_write_bytes, read_dataset_json, write_image
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +264,8 @@ class RunState:
 
 def dataset_meta(root: Path) -> dict[str, Any] | None:
     """What the dataset's ``dataset.json`` says of its images (palette, which half is what), if any."""
-    path = Path(root) / "dataset.json"
-    if not path.is_file():
-        return None
-    import json
-
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {k: data[k] for k in ("kind", "A", "B", "palette") if k in data}
+    data = read_dataset_json(Path(root))
+    return None if data is None else {k: data[k] for k in ("kind", "A", "B", "palette") if k in data}
 
 
 def save_checkpoint(path: Path, m: Models, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig) -> None:

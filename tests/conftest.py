@@ -98,3 +98,34 @@ def landcover_root(tmp_path: Path) -> Path:
         write_tif(root / "images" / f"M-33-{i}.tif", photo(1100, 1100, seed=i))
         write_tif(root / "masks" / f"M-33-{i}.tif", blocks_mask(1100, 1100, [0, 1, 2, 3, 4], block=128, seed=i))
     return root
+
+
+def _calibrated(net: torch.nn.Module, size: int) -> dict[str, torch.Tensor]:
+    """Random weights with BatchNorm statistics from a few random batches (realistic activations)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for _ in range(2):
+            net(torch.rand(4, 3, size, size) * 2 - 1)
+    return net.state_dict()
+
+
+@pytest.fixture(scope="session")
+def fid_weights_dir(tmp_path_factory):
+    """Weight files in the standard formats (FID Inception, VGG19 state dicts), random and calibrated:
+    no pretrained weights can be downloaded here, and the loading path is what is tested."""
+    import torchvision
+
+    from p2ptools.metrics.fid import FID_WEIGHTS, fid_inception_v3
+    from p2ptools.metrics.vgg import VGG_WEIGHTS
+
+    torch.manual_seed(0)
+    ref = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
+    net = fid_inception_v3(ref.state_dict())
+    d = tmp_path_factory.mktemp("weights")
+    torch.save(_calibrated(net, 299), d / FID_WEIGHTS)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), d / VGG_WEIGHTS)
+    return d

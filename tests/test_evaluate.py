@@ -8,34 +8,15 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import torchvision
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from p2ptools.metrics.fid import FID_WEIGHTS, fid_inception_v3
 
 from .conftest import shared_path
 
 
 def run(*args: object):
     return CliRunner().invoke(cli, [*map(str, args)], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    ref = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
-    net = fid_inception_v3(ref.state_dict())
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        net(torch.rand(4, 3, 299, 299) * 2 - 1)
-    d = tmp_path_factory.mktemp("w")
-    torch.save(net.state_dict(), d / FID_WEIGHTS)
-    return d
 
 
 def _images(folder, n, seed=0, blur=0):
@@ -49,7 +30,8 @@ def _images(folder, n, seed=0, blur=0):
     return folder
 
 
-def test_identical_folders_give_the_known_answers(tmp_path, weights):
+def test_identical_folders_give_the_known_answers(tmp_path, fid_weights_dir):
+    weights = fid_weights_dir
     real = _images(tmp_path / "real", 12)
     res = run("evaluate", "--real", real, "--fake", real, "--metrics", "l1,l2,psnr,ssim,fid,kid", "--out",
               tmp_path / "rep", "--weights-dir", weights, "--workers", "0", "--label", "same")
@@ -120,6 +102,9 @@ def test_mismatches_are_listed(tmp_path):
     res = run("evaluate", "--real", real, "--fake", big, "--out", tmp_path / "rep", "--workers", "0",
               "--resize", "real")
     assert res.exit_code == 0, res.output
+    cv2.imwrite(str(big / f"{p.stem}.jpg"), cv2.imread(str(p)))  # a second image with the same name
+    res = run("evaluate", "--real", real, "--fake", big, "--out", tmp_path / "rep")
+    assert res.exit_code == 1 and "two images named" in res.output
 
 
 def test_missing_weights_is_one_clear_line(tmp_path, monkeypatch):

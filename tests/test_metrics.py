@@ -7,14 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from p2ptools.metrics import pixel
 from p2ptools.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.metrics.fid import (
     FID_WEIGHTS,
     activation_statistics,
-    fid_inception_v3,
     frechet_distance,
     kernel_inception_distance,
     load_fid_network,
@@ -89,32 +87,6 @@ def test_confusion_scores_by_hand():
     assert s["mean_class_iou"] == pytest.approx((1 / 4 + 2 / 3 + 1 / 2) / 3)
     rows = per_class(conf, ["a", "b", "c"])
     assert rows[1]["iou"] == pytest.approx(2 / 3)
-
-
-def _calibrated(net: torch.nn.Module, size: int) -> dict[str, torch.Tensor]:
-    """Random weights with BatchNorm statistics from a few random batches (realistic activations)."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        for _ in range(2):
-            net(torch.rand(4, 3, size, size) * 2 - 1)
-    return net.state_dict()
-
-
-@pytest.fixture(scope="module")
-def fid_weights_dir(tmp_path_factory):
-    """A weights file in the standard format: the FID Inception state dict (random, calibrated)."""
-    torch.manual_seed(0)
-    ref = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
-    net = fid_inception_v3(ref.state_dict())
-    d = tmp_path_factory.mktemp("weights")
-    torch.save(_calibrated(net, 299), d / FID_WEIGHTS)
-    torch.manual_seed(0)
-    vgg = torchvision.models.vgg19(weights=None)
-    torch.save(vgg.state_dict(), d / VGG_WEIGHTS)
-    return d
 
 
 def test_missing_weights_name_the_file(tmp_path, monkeypatch):

@@ -45,6 +45,23 @@ def float_pair_callback(ctx: click.Context, param: click.Parameter, value: str |
     return None if value is None else _parse_numbers(value, float, 2, "numbers")
 
 
+def parse_assignments(values: tuple[str, ...], expected: str = "SECTION.FIELD=VALUE") -> dict[str, Any]:
+    """``("a.b=3", "c=x")`` → ``{"a.b": 3, "c": "x"}``; values are parsed as YAML (numbers, lists, mappings).
+
+    Raises:
+        click.BadParameter: for an item without ``=`` or without a key, showing ``expected``.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected {expected}", param_hint="--set")
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
 def fraction_type() -> click.FloatRange:
     """A float in [0, 1]."""
     return click.FloatRange(0.0, 1.0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
+
+from p2ptools.cli.options import parse_assignments
 
 
 @click.command(short_help="Run a recipe: data → train → predict → evaluate, resuming where it stopped.")
@@ -28,13 +29,7 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
     """
     from p2ptools.recipe import load_recipe, run_recipe
 
-    overrides = {}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected SECTION.FIELD=VALUE", param_hint="--set")
-        overrides[key] = yaml.safe_load(raw)
-    rec = load_recipe(recipe, workdir, overrides)
+    rec = load_recipe(recipe, workdir, parse_assignments(sets))
     result = run_recipe(rec, progress=True, until=until)
     click.echo(f"recipe {rec.name}: " + ", ".join(f"{k} {v}" for k, v in result.stages.items()))
     if result.report is not None:

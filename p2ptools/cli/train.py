@@ -6,18 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
+
+from p2ptools.cli.options import parse_assignments
+
+EXPECTED = "model.FIELD=VALUE or train.FIELD=VALUE"
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``model.ngf=8`` → {"model": {"ngf": 8}} (values parsed as YAML scalars)."""
     out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
-    for item in values:
-        key, sep, raw = item.partition("=")
+    for key, value in parse_assignments(values, EXPECTED).items():
         section, dot, name = key.partition(".")
-        if not sep or not dot or section not in out or not name:
-            raise click.BadParameter(f"{item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE", param_hint="--set")
-        out[section][name] = yaml.safe_load(raw)
+        if not dot or section not in out or not name:
+            raise click.BadParameter(f"{key!r}: expected {EXPECTED}", param_hint="--set")
+        out[section][name] = value
     return out
 
 
