@@ -74,7 +74,7 @@ def main() -> None:
         sys.exit(f"needs the real maps pairs in {maps} (../shared/data)")
     model, train = load_preset(args.preset)
     mcfg = ModelConfig(**model)
-    tcfg = TrainConfig(**{**train, "dataset": maps, "out": args.out / "unused", "amp": args.amp, "num_workers": 1})
+    tcfg = TrainConfig(**{**train, "dataset": maps, "out": args.out / "unused", "amp": args.amp, "workers": 1})
     device = torch.device("cpu")
     torch.manual_seed(0)
     train_ds = AlignedDataset(maps, "train", tcfg.direction, mcfg.load_size, mcfg.image_size, tcfg.augment, seed=0)

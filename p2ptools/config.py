@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 DIRECTIONS: tuple[str, ...] = ("label2photo", "photo2label")
 LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
+SPLIT_BY: tuple[str, ...] = ("scene", "block")
 #: Image formats of written pairs → file extension.
 IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
 #: Tiles must be a multiple of this so every U-Net depth of at least 5 accepts them.
@@ -50,12 +51,17 @@ class TileConfig:
         max_nodata: drop tiles with more than this fraction of nodata/transparent photo pixels.
         palette: built-in palette name, palette file, or ``auto`` (by layout).
         direction: ``label2photo`` (A = colorized label, B = photo) or ``photo2label``.
-        fmt: ``png`` (lossless, default) or ``jpg``.
+        format: ``png`` (lossless, default) or ``jpg``.
         jpeg_quality: JPEG quality 1–100.
-        split: train/val/test fractions of scenes.
+        split: train/val/test fractions of scenes (or of blocks with ``split_by: block``).
+        split_by: ``scene`` (every tile of a scene in one split) or ``block`` (scenes cut into
+            ``block_size`` squares, each drawn into a split: for one or a few large scenes).
+        block_size: side of the blocks in pixels (default 4 tiles).
+        block_buffer: pixels between kept tiles of two splits; tiles closer to a block of
+            another split are dropped (reason ``split_buffer``). Default one tile.
         seed: seed for the split and the empty-tile draw.
         bands: 1-based photo bands (1 or 3), None for automatic.
-        percentiles: low/high percentiles of the per-scene 8-bit stretch.
+        stretch: low/high percentiles of the per-scene 8-bit stretch of non-8-bit photos.
         workers: processes.
         overwrite: start over in a folder that holds an earlier dataset.
     """
@@ -74,12 +80,15 @@ class TileConfig:
     max_nodata: float = 0.5
     palette: str = "auto"
     direction: str = "label2photo"
-    fmt: str = "png"
+    format: str = "png"
     jpeg_quality: int = 95
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_by: str = "scene"
+    block_size: int | None = None
+    block_buffer: int | None = None
     seed: int = 0
     bands: tuple[int, ...] | None = None
-    percentiles: tuple[float, float] = (2.0, 98.0)
+    stretch: tuple[float, float] = (2.0, 98.0)
     workers: int = 1
     overwrite: bool = False
 
@@ -94,6 +103,16 @@ class TileConfig:
     def step(self) -> int:
         """The effective stride."""
         return self.stride or self.size
+
+    @property
+    def block(self) -> int:
+        """The effective block size of a block split."""
+        return self.block_size or 4 * self.size
+
+    @property
+    def buffer(self) -> int:
+        """The effective buffer between blocks of two splits."""
+        return self.size if self.block_buffer is None else self.block_buffer
 
     def validate(self) -> None:
         """Check every field.
@@ -114,10 +133,16 @@ class TileConfig:
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
         _check_split(self.split)
-        lo, hi = self.percentiles
+        if self.split_by not in SPLIT_BY:
+            raise ConfigError(f"split_by must be one of {', '.join(SPLIT_BY)}, got {self.split_by!r}")
+        if self.block_size is not None and self.block_size < self.size:
+            raise ConfigError(f"block_size ({self.block_size}) must be at least the tile size ({self.size})")
+        if self.block_buffer is not None and self.block_buffer < 0:
+            raise ConfigError(f"block_buffer must not be negative, got {self.block_buffer}")
+        lo, hi = self.stretch
         if not 0 <= lo < hi <= 100:
-            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
-        _check_output(self.fmt, self.jpeg_quality, self.workers)
+            raise ConfigError(f"stretch must be two percentiles 0 <= low < high <= 100, got {self.stretch}")
+        _check_output(self.format, self.jpeg_quality, self.workers)
 
     def output_params(self) -> dict[str, Any]:
         """The settings that determine the output's content (stored in ``dataset.json``).
@@ -137,12 +162,14 @@ class TileConfig:
             "max_nodata": self.max_nodata,
             "palette": self.palette,
             "direction": self.direction,
-            "format": self.fmt,
-            "jpeg_quality": self.jpeg_quality if self.fmt == "jpg" else None,
+            "format": self.format,
+            "jpeg_quality": self.jpeg_quality if self.format == "jpg" else None,
             "split": list(self.split),
+            "split_by": self.split_by,
+            **({"block_size": self.block, "block_buffer": self.buffer} if self.split_by == "block" else {}),
             "seed": self.seed,
             "bands": list(self.bands) if self.bands else None,
-            "percentiles": list(self.percentiles),
+            "stretch": list(self.stretch),
         }
 
 
@@ -182,7 +209,7 @@ class InpaintConfig:
         seed: seed of random holes, noise and the split.
         save_masks: also write each pair's hole mask to ``OUT/masks/<split>/<name>.png``.
         split: train/val/test fractions of distinct images (duplicates stay together).
-        fmt: ``png`` (default) or ``jpg``.
+        format: ``png`` (default) or ``jpg``.
         jpeg_quality: JPEG quality 1–100.
         workers: processes.
         overwrite: start over in a folder that holds an earlier dataset.
@@ -198,7 +225,7 @@ class InpaintConfig:
     seed: int = 0
     save_masks: bool = False
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    fmt: str = "png"
+    format: str = "png"
     jpeg_quality: int = 95
     workers: int = 1
     overwrite: bool = False
@@ -224,7 +251,7 @@ class InpaintConfig:
         if self.fill not in FILLS:
             raise ConfigError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         _check_split(self.split)
-        _check_output(self.fmt, self.jpeg_quality, self.workers)
+        _check_output(self.format, self.jpeg_quality, self.workers)
 
     def output_params(self) -> dict[str, Any]:
         """The settings that determine the output's content (stored in ``dataset.json``)."""
@@ -238,39 +265,99 @@ class InpaintConfig:
             "seed": self.seed,
             "save_masks": self.save_masks,
             "split": list(self.split),
-            "format": self.fmt,
-            "jpeg_quality": self.jpeg_quality if self.fmt == "jpg" else None,
+            "format": self.format,
+            "jpeg_quality": self.jpeg_quality if self.format == "jpg" else None,
         }
 
 
+#: Renamed options: old name → what to write instead (an error names it).
+RENAMED: dict[str, str] = {
+    "epochs_decay": "epochs is now the total number of epochs; give decay_epochs (the last epochs that decay "
+                    "the learning rate), e.g. epochs: 200 and decay_epochs: 100 for the paper's 100 + 100",
+    "num_workers": "use workers (the command line's --workers)",
+    "fmt": "use format (the command line's --format)",
+    "percentiles": "use stretch (the command line's --stretch)",
+}
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Convert a YAML/CLI value to a field's annotated type (``"2e-4"`` → 0.0002, list → tuple)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(name, value, args[0], source) if len(args) == 1 else value
+    if value is None:
+        return value
+    try:
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if hint is float and not isinstance(value, bool):
+            return float(value)
+        if hint is int and not isinstance(value, bool):
+            f = float(value)
+            if f != int(f):
+                raise ValueError(value)
+            return int(f)
+        if hint is Path:
+            return Path(value)
+        if origin is tuple:
+            items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+            args = typing.get_args(hint)
+            inner = args[0] if args else Any
+            return tuple(_coerce(name, v, inner, source) if inner is not Any else v for v in items)
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
+    return value
+
+
 def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
-    """Build a config dataclass from a mapping (YAML), rejecting unknown keys.
+    """Build a config dataclass from a mapping (YAML, recipe, command line), rejecting unknown keys.
+
+    Keys may use dashes or underscores (``jpeg-quality`` = ``jpeg_quality``); values are coerced to
+    the fields' annotated types, so every YAML number form (``2e-4``, ``1e2``) works.
 
     Args:
         cls: the dataclass.
-        data: the mapping; list values become tuples for tuple fields.
+        data: the mapping.
         source: where the mapping came from, for error messages.
 
     Raises:
         ConfigError: on unknown keys, missing required keys or invalid values.
     """
+    import typing
+
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of options")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    for old, advice in RENAMED.items():
+        if old in data and old not in fields:
+            raise ConfigError(f"{source}: {old} was renamed: {advice}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        valid = ", ".join(sorted(n.replace("_", "-") for n in fields))
+        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(k, v, hints.get(k, Any), source) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
 
-
 GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
 AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
-AMPS: tuple[str, ...] = ("none", "bf16", "fp16")
+AMPS: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
 
 
 @dataclass
@@ -362,8 +449,11 @@ class TrainConfig:
     Args:
         dataset: a folder with ``train/`` (and optionally ``val/``) of A|B images.
         out: the run folder (checkpoints, logs, samples).
-        epochs: epochs at the initial learning rate.
-        epochs_decay: further epochs over which the learning rate decays linearly to 0.
+        epochs: total epochs of the run (the paper: 200).
+        decay_epochs: the last ``decay_epochs`` epochs decay the learning rate linearly to 0;
+            None means ``round(epochs * decay_fraction)``.
+        decay_fraction: the share of ``epochs`` that decays when ``decay_epochs`` is not given
+            (the paper's 100 + 100: 0.5).
         batch_size: images per step (the paper: 1 for facades and maps).
         lr: learning rate (Adam 2e-4; the WGAN preset uses RMSProp 5e-5).
         beta1: Adam β1.
@@ -378,12 +468,15 @@ class TrainConfig:
         augment: ``flip`` (resize to load_size, random crop, horizontal flip), ``d4`` (also vertical
             flips and 90° rotations: for aerial tiles) or ``none`` (resize only).
         direction: ``AtoB`` or ``BtoA``.
-        num_workers: DataLoader worker processes.
+        workers: DataLoader worker processes.
         seed: seed of weights, data order, augmentation and dropout.
         device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
-        amp: ``none``, ``bf16`` (also on recent CPUs) or ``fp16`` (CUDA).
+        amp: ``auto`` (bf16 where the device runs it natively, else fp32), ``none``, ``bf16`` or
+            ``fp16`` (CUDA).
         channels_last: use the channels-last memory format.
-        save_every: steps between ``latest.pt`` checkpoints.
+        save_every: steps between ``latest.pt`` checkpoints (also written at the end and on Ctrl-C).
+        save_epoch_freq: epochs between ``epoch_K.pt`` snapshots (generator only; 0: none).
+        keep_last: keep only the newest ``keep_last`` snapshots (0: keep all).
         patience: stop after this many epochs without a better validation L1 (0: never).
         max_steps: stop after this many steps in all (None: run all epochs).
         val_images: validate on at most this many ``val/`` images.
@@ -392,8 +485,9 @@ class TrainConfig:
 
     dataset: Path
     out: Path
-    epochs: int = 100
-    epochs_decay: int = 100
+    epochs: int = 200
+    decay_epochs: int | None = None
+    decay_fraction: float = 0.5
     batch_size: int = 1
     lr: float = 2e-4
     beta1: float = 0.5
@@ -406,12 +500,14 @@ class TrainConfig:
     lambda_gp: float = 10.0
     augment: str = "flip"
     direction: str = "AtoB"
-    num_workers: int = 2
+    workers: int = 2
     seed: int = 0
     device: str = "auto"
-    amp: str = "none"
+    amp: str = "auto"
     channels_last: bool = False
     save_every: int = 500
+    save_epoch_freq: int = 5
+    keep_last: int = 5
     patience: int = 0
     max_steps: int | None = None
     val_images: int = 64
@@ -432,18 +528,30 @@ class TrainConfig:
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        for name in ("epochs", "epochs_decay", "num_workers", "patience"):
+        for name in ("workers", "patience", "save_epoch_freq", "keep_last"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("batch_size", "n_critic", "save_every", "val_images", "log_every"):
+        for name in ("epochs", "batch_size", "n_critic", "save_every", "val_images", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.epochs + self.epochs_decay < 1:
-            raise ConfigError("epochs + epochs_decay must be at least 1")
+        if self.decay_epochs is not None and not 0 <= self.decay_epochs <= self.epochs:
+            raise ConfigError(f"decay_epochs must be between 0 and epochs ({self.epochs}), got {self.decay_epochs}; "
+                              "epochs is the total, and the last decay_epochs of them decay the learning rate")
+        _check_fraction("decay_fraction", self.decay_fraction)
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
+
+    @property
+    def n_decay(self) -> int:
+        """Epochs of learning-rate decay at the end of the run."""
+        return self.decay_epochs if self.decay_epochs is not None else round(self.epochs * self.decay_fraction)
+
+    @property
+    def n_constant(self) -> int:
+        """Epochs at the initial learning rate (the official code's ``n_epochs``)."""
+        return self.epochs - self.n_decay
 
 
 PRESET_NAMES: tuple[str, ...] = ("pix2pix", "pix2pix-512", "se-resunet", "wgan", "tiny")

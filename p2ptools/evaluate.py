@@ -33,12 +33,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from p2ptools.device import select_device
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.images import images_by_stem, load_rgb8, resize
 from p2ptools.metrics import pixel
 from p2ptools.output import atomic_write_bytes, atomic_write_text
 from p2ptools.predict import detect_input_kind
-from p2ptools.train import select_device
 
 log = logging.getLogger(__name__)
 

@@ -267,7 +267,7 @@ def _write_one(task: _WriteTask) -> tuple[str, str]:
     try:
         img = load_rgb8(Path(task.src) / task.rel)
         ab, mask, _ = make_pair(img, cfg, task.name)
-        write_image(cfg.out / task.split / f"{task.name}.{cfg.fmt}", ab, cfg.fmt, cfg.jpeg_quality)
+        write_image(cfg.out / task.split / f"{task.name}.{cfg.format}", ab, cfg.format, cfg.jpeg_quality)
         if cfg.save_masks:
             write_image(cfg.out / MASK_DIR / task.split / f"{task.name}.png", mask.astype(np.uint8) * 255, "png")
     except (P2PError, OSError) as exc:
@@ -318,7 +318,7 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
 
     tasks = []
     for rel in good:
-        out_file = cfg.out / split_of[rel] / f"{names[rel]}.{cfg.fmt}"
+        out_file = cfg.out / split_of[rel] / f"{names[rel]}.{cfg.format}"
         mask_file = cfg.out / MASK_DIR / split_of[rel] / f"{names[rel]}.png"
         if out_file.exists() and (not cfg.save_masks or mask_file.exists()):
             report.existing += 1
@@ -349,7 +349,7 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
             "duplicate_of": group[0] if ok and group[0] != rel else "",
             "status": "ok" if ok else "skipped",
             "reason": reasons.get(rel, ""),
-            "file": f"{split_of[rel]}/{name}.{cfg.fmt}" if ok else "",
+            "file": f"{split_of[rel]}/{name}.{cfg.format}" if ok else "",
         })
     atomic_write_text(cfg.out / MANIFEST_FILE, csv_text(rows))
     report.skipped = [(str(cfg.src / rel), reasons[rel]) for rel in rels if rel in reasons]

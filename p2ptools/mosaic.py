@@ -39,7 +39,10 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from p2ptools.checkpoints import load_generator
 from p2ptools.data import to_tensor
+from p2ptools.device import autocast as device_autocast
+from p2ptools.device import resolve_amp, select_device
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.predict import set_inference_mode
@@ -57,7 +60,6 @@ from p2ptools.raster import (
     read_valid,
 )
 from p2ptools.tiling import axis_offsets
-from p2ptools.train import load_generator, select_device
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def predict_scene(
     blend: str = "hann",
     batch_size: int = 8,
     device: str = "auto",
-    amp: str = "none",
+    amp: str = "auto",
     input_kind: str = "auto",
     palette: str | None = None,
     bands: tuple[int, ...] | None = None,
@@ -191,8 +193,7 @@ def predict_scene(
         tmp = Path(tmp_name)
         bands_x = [(b0, min(b0 + band_width, src.width)) for b0 in range(0, src.width, band_width)]
         total = sum(len(ys) * sum(1 for x in xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
-                                  enabled=amp != "none")
+        autocast = device_autocast(dev, resolve_amp(amp, dev))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference

@@ -20,11 +20,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from p2ptools.checkpoints import load_generator
 from p2ptools.data import read_ab, resize_square, to_image, to_tensor
+from p2ptools.device import autocast as device_autocast
+from p2ptools.device import resolve_amp, select_device
 from p2ptools.errors import InputError, P2PError
 from p2ptools.images import image_size, list_images, load_rgb8
 from p2ptools.output import DATASET_FILE, atomic_write_text, write_image
-from p2ptools.train import load_generator, select_device
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def predict_folder(
     side_by_side: bool = False,
     batch_size: int = 8,
     device: str = "auto",
-    amp: str = "none",
+    amp: str = "auto",
     progress: bool = True,
 ) -> PredictReport:
     """Translate every image of ``input_dir`` and write ``out_dir/<stem>.png``.
@@ -126,8 +128,7 @@ def predict_folder(
             a, b = load_rgb8(p), None
         return resize_square(a, size), (resize_square(b, size) if b is not None else None)
 
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
-                              enabled=amp != "none")
+    autocast = device_autocast(dev, resolve_amp(amp, dev))
     with tqdm(total=len(files), unit="img", desc="predict", disable=not progress or None) as bar:
         for start in range(0, len(files), batch_size):
             chunk, inputs, targets = [], [], []

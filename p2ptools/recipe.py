@@ -19,7 +19,9 @@ input, and resumes when it was interrupted, so rerunning a recipe continues wher
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -35,8 +37,9 @@ from p2ptools.config import (
     load_preset,
     read_yaml_mapping,
 )
-from p2ptools.errors import ConfigError
-from p2ptools.output import atomic_write_text
+from p2ptools.errors import ConfigError, P2PError
+from p2ptools.output import STATE_DIR, atomic_write_text
+from p2ptools.progress import report
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,10 @@ def _substitute(value: Any) -> Any:
     if isinstance(value, list):
         return [_substitute(v) for v in value]
     return value
+
+
+def _newer(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.stat().st_mtime >= b.stat().st_mtime
 
 
 @dataclass
@@ -186,116 +193,234 @@ class RunResult:
     report: Path | None = None
 
 
-def _newer(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and a.stat().st_mtime >= b.stat().st_mtime
+class RecipeInterrupted(P2PError):
+    """A recipe was interrupted (Ctrl-C, SIGTERM); finished work is kept and a rerun continues."""
 
 
-def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None) -> RunResult:
+STAGES_FILE = "stages.json"
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _digest(settings: Any) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["epochs: 200 → 300", "model.ngf: 16 → 32"]``: the settings that differ."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_changes(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} → {b!r}")
+    return out
+
+
+class _Book:
+    """``WORKDIR/.p2ptools/stages.json``: the settings each finished stage was run with."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / STATE_DIR / STAGES_FILE
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+
+    def changes(self, stage: str, settings: dict[str, Any]) -> list[str] | None:
+        """None when the stage never finished; else the settings changed since it did ([] if none)."""
+        old = self.data.get(stage)
+        return None if old is None else _changes(old["settings"], _jsonable(settings))
+
+    def done(self, stage: str, settings: dict[str, Any]) -> str:
+        self.data[stage] = {"settings": _jsonable(settings), "digest": _digest(settings)}
+        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        return self.data[stage]["digest"]
+
+    def forget(self, stage: str) -> None:
+        if self.data.pop(stage, None) is not None:
+            atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+
+def _say(stage: str, changes: list[str], action: str) -> None:
+    shown = "; ".join(changes[:4]) + (f"; … ({len(changes)} in all)" if len(changes) > 4 else "")
+    report("%s: settings changed since the last run (%s): %s", stage, shown, action)
+
+
+def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, command: str = "") -> RunResult:
     """Run (or continue) the stages of a recipe.
+
+    Each stage's settings (and the digest of the stage before it) are kept in
+    ``WORKDIR/.p2ptools/stages.json``. A stage whose settings are unchanged and whose output is
+    complete is skipped; a changed stage runs again, and says why (training resumes instead when
+    only settings a run can change on resume differ, such as more epochs).
 
     Args:
         recipe: the validated recipe.
         progress: progress bars.
         until: stop after this stage (``data``, ``train``, ``fcn``, ``predict``, ``evaluate``).
+        command: the command line that ran the recipe, for the message on interruption.
 
     Raises:
+        RecipeInterrupted: on Ctrl-C or SIGTERM, saying to rerun the recipe.
         P2PError: from any stage; finished stages stay finished for the next run.
     """
-    from p2ptools.errors import SceneFailures
+    from p2ptools.train import TrainingInterrupted
 
-    wd = recipe.workdir
-    wd.mkdir(parents=True, exist_ok=True)
+    recipe.workdir.mkdir(parents=True, exist_ok=True)
     result = RunResult(recipe)
     order = ["data", "train", "fcn", "predict", "evaluate"]
-    stop = order.index(until) if until else len(order) - 1
+    last = order.index(until) if until else len(order) - 1
+    book = _Book(recipe.workdir)
+    stage = "data"
+    again = command or f"p2ptools run {recipe.source}"
+    try:
+        upstream = ""
+        for stage in order[: last + 1]:
+            upstream = _STAGES[stage](recipe, book, result, upstream, progress)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        raise RecipeInterrupted(f"interrupted in the {stage} stage; finished work is kept: rerun `{again}` "
+                                "to continue where it stopped") from None
+    if "evaluate" in result.stages:
+        result.report = recipe.workdir / "report"
+    atomic_write_text(recipe.workdir / "recipe.json",
+                      json.dumps({"recipe": recipe.source, "stages": result.stages}, indent=2) + "\n")
+    return result
 
-    # data
+
+def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
+    from p2ptools.errors import SceneFailures
+
     data_dir = recipe.data_dir
-    if recipe.data_kind == "tile":
-        from p2ptools.tiler import tile_dataset
-
-        rep = tile_dataset(from_mapping(TileConfig, {**recipe.data, "out": data_dir}, "data.tile"), progress)
-        if rep.failures:
-            raise SceneFailures(rep.failures, rep.summary())
-        result.stages["data"] = "ran" if rep.written else "up to date"
-    elif recipe.data_kind == "make_inpaint":
-        from p2ptools.inpaint import make_inpaint_dataset
-
-        rep2 = make_inpaint_dataset(from_mapping(InpaintConfig, {**recipe.data, "out": data_dir}, "data"), progress)
-        if rep2.skipped:
-            raise SceneFailures(rep2.skipped, rep2.summary())
-        result.stages["data"] = "ran" if rep2.written else "up to date"
-    else:
+    if recipe.data_kind == "dataset":
         if not (data_dir / "train").is_dir():
             raise ConfigError(f"{recipe.source}: data.dataset {data_dir} has no train/ folder")
         result.stages["data"] = "given"
-    if stop == 0:
-        return result
+        return book.done("data", {"dataset": str(Path(data_dir).resolve())})
+    cls = TileConfig if recipe.data_kind == "tile" else InpaintConfig
+    cfg = from_mapping(cls, {**recipe.data, "out": data_dir}, f"data.{recipe.data_kind}")
+    settings = cfg.output_params()
+    changes = book.changes("data", settings)
+    if changes:
+        _say("data", changes, f"making the dataset in {data_dir} anew")
+        cfg.overwrite = True
+    if recipe.data_kind == "tile":
+        from p2ptools.tiler import tile_dataset
 
-    # train
-    from p2ptools.train import fit, load_checkpoint
+        rep = tile_dataset(cfg, progress)  # type: ignore[arg-type]
+        failed, written = rep.failures, rep.written
+    else:
+        from p2ptools.inpaint import make_inpaint_dataset
 
-    run_dir = wd / "run"
-    tcfg = from_mapping(TrainConfig, {**recipe.train, "dataset": data_dir, "out": run_dir}, "train")
+        rep2 = make_inpaint_dataset(cfg, progress)  # type: ignore[arg-type]
+        failed, written = rep2.skipped, rep2.written
+    if failed:
+        book.forget("data")
+        raise SceneFailures(failed, (rep if recipe.data_kind == "tile" else rep2).summary())
+    result.stages["data"] = "ran" if written or changes else "up to date"
+    return book.done("data", settings)
+
+
+def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
+    from p2ptools.checkpoints import clear_run, load_checkpoint
+    from p2ptools.train import FIXED_ON_RESUME, fit
+
+    run_dir = recipe.workdir / "run"
+    tcfg = from_mapping(TrainConfig, {**recipe.train, "dataset": recipe.data_dir, "out": run_dir}, "train")
+    settings = {"data": upstream, "model": dataclasses.asdict(recipe.model),
+                "train": {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("dataset", "out")}}
     latest = run_dir / "latest.pt"
-    if latest.exists() and load_checkpoint(latest)["state"].get("finished"):
+    changes = book.changes("train", settings)
+    state = load_checkpoint(latest)["state"] if latest.exists() else None
+    if changes:
+        fixed = [c for c in changes if c.split(":")[0].removeprefix("train.") in FIXED_ON_RESUME
+                 or not c.startswith("train.")]
+        if fixed and state is not None:
+            _say("train", fixed, f"training anew in {run_dir}")
+            clear_run(run_dir)
+            state = None
+        elif state is not None:
+            _say("train", changes, f"resuming the run in {run_dir} with them")
+    book.done("train", settings)  # the settings the run folder follows from now on
+    done = state is not None and state["finished"] and (state["epoch"] >= tcfg.epochs or state["early_stopped"])
+    if done and not changes:
         result.stages["train"] = "up to date"
     else:
-        resume = latest.exists()
+        resume = state is not None
         fit(recipe.model, tcfg, resume=resume, progress=progress)
         result.stages["train"] = "resumed" if resume else "ran"
-    if stop == 1:
-        return result
+    return book.data["train"]["digest"]
 
-    # fcn segmenter (optional)
-    seg_dir = wd / "seg"
-    if recipe.fcn is not None:
-        from p2ptools.segment import train_segmenter
 
-        if (seg_dir / "segmenter.pt").exists():
-            result.stages["fcn"] = "up to date"
-        else:
-            train_segmenter(data_dir, seg_dir, progress=progress, **recipe.fcn)
-            result.stages["fcn"] = "ran"
-    if stop == 2:
-        return result
+def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
+    if recipe.fcn is None:
+        return upstream
+    from p2ptools.segment import train_segmenter
 
-    # predict
+    seg_dir = recipe.workdir / "seg"
+    settings = {"data": book.data.get("data", {}).get("digest"), "fcn": recipe.fcn}
+    changes = book.changes("fcn", settings)
+    if (seg_dir / "segmenter.pt").exists() and changes == []:
+        result.stages["fcn"] = "up to date"
+    else:
+        if changes:
+            _say("fcn", changes, "training the segmenter anew")
+            (seg_dir / "segmenter.pt").unlink(missing_ok=True)
+        train_segmenter(recipe.data_dir, seg_dir, progress=progress, **recipe.fcn)
+        result.stages["fcn"] = "ran"
+    book.done("fcn", settings)
+    return upstream
+
+
+def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
     from p2ptools.predict import predict_folder
 
+    data_dir, run_dir = recipe.data_dir, recipe.workdir / "run"
     split = recipe.predict.get("split", "test")
     if not (data_dir / split).is_dir():
         raise ConfigError(f"{recipe.source}: predict.split {split!r}: {data_dir / split} does not exist")
-    pred_dir = wd / "predictions" / split
+    pred_dir = recipe.workdir / "predictions" / split
     which = recipe.predict.get("which", "latest")
-    ckpt = run_dir / f"{which}.pt"
-    marker = pred_dir / "predict.json"
-    if _newer(marker, ckpt):
+    settings = {"train": upstream, "predict": recipe.predict}
+    changes = book.changes("predict", settings)
+    if changes == [] and _newer(pred_dir / "predict.json", run_dir / f"{which}.pt"):
         result.stages["predict"] = "up to date"
     else:
+        if changes:
+            _say("predict", changes, "predicting again")
         predict_folder(run_dir, data_dir / split, pred_dir, which=which, input_kind="ab",
                        batch_size=recipe.predict.get("batch_size", 8), device=recipe.predict.get("device", "auto"),
-                       amp=recipe.predict.get("amp", "none"), progress=progress)
+                       amp=recipe.predict.get("amp", "auto"), progress=progress)
         result.stages["predict"] = "ran"
-    if stop == 3:
-        return result
+    return book.done("predict", settings)
 
-    # evaluate
+
+def _evaluate_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
     from p2ptools.evaluate import EvalConfig, evaluate
 
-    report = wd / "report"
+    split = recipe.predict.get("split", "test")
+    pred_dir, report_dir = recipe.workdir / "predictions" / split, recipe.workdir / "report"
+    direction = recipe.train.get("direction", "AtoB")
     options = {k: v for k, v in recipe.evaluate.items() if k != "metrics"}
-    options.setdefault("real_side", "B" if tcfg.direction == "AtoB" else "A")
+    options.setdefault("real_side", "B" if direction == "AtoB" else "A")
     options.setdefault("label", recipe.name)
-    if _newer(report / "summary.csv", marker):
+    settings = {"predict": upstream, "evaluate": recipe.evaluate}
+    changes = book.changes("evaluate", settings)
+    if changes == [] and _newer(report_dir / "summary.csv", pred_dir / "predict.json"):
         result.stages["evaluate"] = "up to date"
     else:
-        cfg = EvalConfig(real=data_dir / split, fake=pred_dir, out=report, metrics=tuple(recipe.evaluate["metrics"]),
-                         real_kind="ab", resize="real",
-                         segmenter=seg_dir if recipe.fcn is not None else None, **options)
+        if changes:
+            _say("evaluate", changes, "evaluating again")
+        cfg = EvalConfig(real=recipe.data_dir / split, fake=pred_dir, out=report_dir,
+                         metrics=tuple(recipe.evaluate["metrics"]), real_kind="ab", resize="real",
+                         segmenter=recipe.workdir / "seg" if recipe.fcn is not None else None, **options)
         evaluate(cfg, progress=progress)
         result.stages["evaluate"] = "ran"
-    result.report = report
-    atomic_write_text(wd / "recipe.json",
-                      json.dumps({"recipe": recipe.source, "stages": result.stages}, indent=2) + "\n")
-    return result
+    return book.done("evaluate", settings)
+
+
+_STAGES = {"data": _data_stage, "train": _train_stage, "fcn": _fcn_stage, "predict": _predict_stage,
+           "evaluate": _evaluate_stage}

@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from p2ptools.data import has_images, list_split
+from p2ptools.device import select_device
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.images import load_rgb8
 from p2ptools.labels import Palette, decolorize, load_palette, palette_from_dict
 from p2ptools.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
-from p2ptools.train import select_device
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from p2ptools.errors import ConfigError, InputError
@@ -116,3 +117,78 @@ def official_tile_split(
     c = min(max(cx, 0) // official_size, ncols - 1)
     return lists.get(f"{scene}_{r * ncols + c}")
 
+
+
+#: The split value of a tile dropped because it lies in the buffer between blocks of two splits.
+BUFFER = "buffer"
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """A scene cut into ``rows × cols`` blocks of about ``block_size`` pixels: ``rows = max(1,
+    round(height / block_size))``, block ``r`` spanning rows ``[r·height/rows, (r+1)·height/rows)``
+    (no sliver of a block at the scene's edge)."""
+
+    height: int
+    width: int
+    block_size: int
+
+    @property
+    def rows(self) -> int:
+        return max(1, round(self.height / self.block_size))
+
+    @property
+    def cols(self) -> int:
+        return max(1, round(self.width / self.block_size))
+
+    def index(self, y: int, x: int) -> tuple[int, int]:
+        """The ``(row, col)`` of the block holding pixel ``(y, x)`` (clamped to the scene)."""
+        y = min(max(y, 0), self.height - 1)
+        x = min(max(x, 0), self.width - 1)
+        return y * self.rows // self.height, x * self.cols // self.width
+
+
+def assign_blocks(scenes: dict[str, tuple[int, int]], block_size: int, fractions: Sequence[float],
+                  seed: int) -> dict[tuple[str, int, int], str]:
+    """Cut every scene into blocks (:class:`BlockGrid`) and draw each block's split.
+
+    Args:
+        scenes: scene name → ``(height, width)`` in pixels.
+        block_size: the blocks' approximate side in pixels.
+        fractions: train/val/test fractions of blocks.
+        seed: the draw's seed (as :func:`assign_splits`: the same blocks and seed give the same splits).
+
+    Returns:
+        ``(scene, block_row, block_col)`` → split.
+    """
+    names = {}
+    for scene, (h, w) in scenes.items():
+        grid = BlockGrid(h, w, block_size)
+        for r in range(grid.rows):
+            for c in range(grid.cols):
+                names[f"{scene}\x00{r}\x00{c}"] = (scene, r, c)
+    return {names[k]: split for k, split in assign_splits(list(names), fractions, seed).items()}
+
+
+def block_tile_split(blocks: dict[tuple[str, int, int], str], scene: str, grid: BlockGrid, y: int, x: int,
+                     size: int, buffer: int) -> str:
+    """The split of a tile under a block split, or :data:`BUFFER` when it must be dropped.
+
+    A tile belongs to the block holding its centre. It is dropped when its window, grown by
+    ``buffer`` pixels on every side, reaches a block of another split: kept tiles of two splits
+    then never overlap and lie at least ``buffer`` pixels apart.
+    """
+    own = blocks[(scene, *grid.index(y + size // 2, x + size // 2))]
+    r0, c0 = grid.index(y - buffer, x - buffer)
+    r1, c1 = grid.index(y + size - 1 + buffer, x + size - 1 + buffer)
+    for r in range(r0, r1 + 1):
+        for c in range(c0, c1 + 1):
+            if blocks[(scene, r, c)] != own:
+                return BUFFER
+    return own
+
+
+def empty_splits(n: int, fractions: Sequence[float]) -> list[str]:
+    """The splits with a positive fraction that ``n`` items leave empty."""
+    counts = split_counts(n, fractions)
+    return [s for s, f, c in zip(SPLITS, fractions, counts, strict=True) if f > 0 and c == 0]

@@ -49,7 +49,17 @@ from p2ptools.raster import (
     read_valid,
     window_geo,
 )
-from p2ptools.splits import SPLITS, assign_splits, official_tile_split, read_split_lists
+from p2ptools.splits import (
+    BUFFER,
+    SPLITS,
+    BlockGrid,
+    assign_blocks,
+    assign_splits,
+    block_tile_split,
+    empty_splits,
+    official_tile_split,
+    read_split_lists,
+)
 from p2ptools.tiling import TileWindow, compose_ab, decide_tile, keep_fraction_draw, tile_grid
 
 log = logging.getLogger(__name__)
@@ -234,6 +244,8 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
         name = f"{info.pair.name}_{tile.row}_{tile.col}"
         if split is None:
             reason = "unlisted"
+        elif split == BUFFER:
+            split, reason = None, "split_buffer"
         else:
             draw = keep_fraction_draw(task.seed, name)
             reason = decide_tile(fg, nodata, task.min_foreground, task.keep_empty, task.max_nodata, draw)
@@ -297,13 +309,47 @@ def _remove_scene_tiles(out: Path, scene: str, tiles: list[TileWindow], fmt: str
             tile_path(out, split, scene, t, fmt).unlink(missing_ok=True)
 
 
-def _scene_splits(
-    cfg: TileConfig, names: list[str], root: Path | None
-) -> tuple[dict[str, str], dict[str, str] | None, str]:
-    lists = read_split_lists(root) if root is not None else None
-    if lists is not None:
-        return {}, lists, f"official lists in {root}"
-    return assign_splits(names, cfg.split, cfg.seed), None, f"random by scene {cfg.split}, seed {cfg.seed}"
+class _Splitter:
+    """Which split each tile goes to: by scene, by block, or by official lists (LandCover.ai)."""
+
+    def __init__(self, cfg: TileConfig, names: list[str], root: Path | None) -> None:
+        self.cfg = cfg
+        self.lists = read_split_lists(root) if root is not None else None
+        self.scene_split: dict[str, str] = {}
+        self.blocks: dict[tuple[str, int, int], str] = {}
+        if self.lists is not None:
+            self.source = f"official lists in {root}"
+        elif cfg.split_by == "block":
+            self.source = (f"random by block of {cfg.block} px {cfg.split}, buffer {cfg.buffer} px, seed {cfg.seed}")
+        else:
+            self.scene_split = assign_splits(names, cfg.split, cfg.seed)
+            self.source = f"random by scene {cfg.split}, seed {cfg.seed}"
+            empty = empty_splits(len(names), cfg.split)
+            if empty:
+                log.warning("%d scene(s) split by scene leave %s empty (every tile of a scene goes to one split): "
+                            "use --split-by block to cut scenes into blocks of --block-size px, or more scenes",
+                            len(names), " and ".join(empty))
+
+    def add_scenes(self, shapes: dict[str, tuple[int, int]]) -> None:
+        """Draw the blocks of the scenes to tile (block split only)."""
+        if self.cfg.split_by == "block" and self.lists is None:
+            self.blocks = assign_blocks(shapes, self.cfg.block, self.cfg.split, self.cfg.seed)
+            drawn = Counter(self.blocks.values())
+            empty = [s for s, f in zip(SPLITS, self.cfg.split, strict=True) if f > 0 and not drawn.get(s)]
+            if empty:
+                log.warning("%d block(s) of %d px leave %s empty: use a smaller --block-size", len(self.blocks),
+                            self.cfg.block, " and ".join(empty))
+
+    def __call__(self, info: SceneInfo, tiles: list[TileWindow]) -> tuple[str | None, ...]:
+        name, size = info.pair.name, self.cfg.size
+        if self.lists is not None:
+            half = size // 2
+            return tuple(official_tile_split(self.lists, name, t.y + half, t.x + half, info.height, info.width)
+                         for t in tiles)
+        if self.blocks:
+            grid = BlockGrid(info.height, info.width, self.cfg.block)
+            return tuple(block_tile_split(self.blocks, name, grid, t.y, t.x, size, self.cfg.buffer) for t in tiles)
+        return tuple(self.scene_split.get(name) for _ in tiles)
 
 
 def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
@@ -338,7 +384,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     for m in found.orphan_masks:
         log.warning("%s: mask without a photo; ignored", m)
 
-    scene_split, lists, split_source = _scene_splits(cfg, [p.name for p in found.pairs], found.root)
+    splitter = _Splitter(cfg, [p.name for p in found.pairs], found.root)
     report = TileReport(out=out, layout=found.layout, resumed=resumed)
     infos: dict[str, SceneInfo] = {}
     grids: dict[str, list[TileWindow]] = {}
@@ -348,7 +394,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             report.scenes.append(pair.name)
             continue
         try:
-            info = inspect_scene(pair, cfg.bands, cfg.percentiles)
+            info = inspect_scene(pair, cfg.bands, cfg.stretch)
         except P2PError as exc:
             report.failures.append((str(pair.image), str(exc)))
             continue
@@ -358,18 +404,15 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         if not grid:
             log.warning("%s: %d×%d is smaller than one %d tile; no tiles with --edge drop",
                         pair.image, info.width, info.height, cfg.size)
-        for chunk in _chunks(grid):
-            if lists is not None:
-                half = cfg.size // 2
-                splits = tuple(official_tile_split(lists, pair.name, t.y + half, t.x + half, info.height, info.width)
-                               for t in chunk)
-            else:
-                splits = tuple(scene_split.get(pair.name) for _ in chunk)
-            tasks.append(ChunkTask(info, tuple(chunk), splits, palette.to_dict(), str(out), cfg.size,
-                                   cfg.min_foreground, cfg.keep_empty, cfg.max_nodata, label_is_a,
-                                   cfg.fmt, cfg.jpeg_quality, cfg.seed))
 
-    scenes = _SceneBook(out, cfg.fmt, report, infos, grids)
+    if cfg.split_by == "block":
+        splitter.add_scenes(_scene_shapes(found.pairs, infos))
+    for name, grid in grids.items():
+        for chunk in _chunks(grid):
+            tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
+                                   str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
+                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
+    scenes = _SceneBook(out, cfg.format, report, infos, grids)
     bar = tqdm(total=sum(len(t.tiles) for t in tasks), unit="tile", desc="tile", disable=not progress or None)
     try:
         for res in _run(tasks, cfg.workers):
@@ -386,7 +429,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     atomic_write_text(out / MANIFEST_FILE, csv_text(rows, header))
     meta.update({
         "layout": found.layout,
-        "split_source": split_source,
+        "split_source": splitter.source,
         "counts": report.kept,
         "scenes": sorted(report.scenes),
         "failed": [{"file": f, "reason": r} for f, r in report.failures],
@@ -395,6 +438,21 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     write_dataset_json(out, meta)
     report.scenes.sort()
     return report
+
+
+def _scene_shapes(pairs: list[Any], infos: dict[str, SceneInfo]) -> dict[str, tuple[int, int]]:
+    """``(height, width)`` of every scene that opens (finished ones too: a block draw spans all scenes)."""
+    shapes = {}
+    for pair in pairs:
+        if pair.name in infos:
+            shapes[pair.name] = (infos[pair.name].height, infos[pair.name].width)
+            continue
+        try:
+            with open_raster(pair.image) as ds:
+                shapes[pair.name] = (ds.height, ds.width)
+        except (P2PError, RasterioError, OSError):
+            continue  # reported by the scene's own inspection
+    return shapes
 
 
 class _SceneBook:

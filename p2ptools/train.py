@@ -1,11 +1,10 @@
-"""Training pix2pix: losses, one training step, the fit loop, and full-state checkpoints.
+"""Training pix2pix: losses, one training step, the fit loop.
 
-A checkpoint holds everything needed to continue exactly where a run stopped: both networks,
-both optimizers and schedulers, the epoch, the step within the epoch, the global step, all
-random-number-generator states, the early-stopping state and the resolved model and training
-configuration (so a checkpoint alone rebuilds its model). Checkpoints are written atomically:
-``latest.pt`` every ``save_every`` steps, at the end and on Ctrl-C; ``epoch_K.pt`` after each
-epoch; ``best.pt`` when the validation L1 improves.
+``fit`` runs ``epochs`` epochs in all: the learning rate stays constant, then decays linearly to 0
+over the last ``decay_epochs`` (by default the preset's share of the run: half for the paper).
+Which checkpoints are written, and how many stay, is said in :mod:`p2ptools.checkpoints`. Each
+epoch logs one line (steps, time, mean losses, validation L1, best so far, ETA) whatever the
+terminal; the progress bar shows only on a terminal.
 """
 
 from __future__ import annotations
@@ -28,17 +27,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from p2ptools.checkpoints import (
+    RunState,
+    dataset_meta,
+    load_checkpoint,
+    load_generator,
+    prune_snapshots,
+    resolve_checkpoint,
+    save_checkpoint,
+    set_rng_states,
+    unwrap,
+)
 from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.data import AlignedDataset, EpochSampler, has_images, to_image
-from p2ptools.errors import ConfigError, InputError, P2PError
+from p2ptools.device import autocast, resolve_amp, select_device
+from p2ptools.errors import ConfigError, P2PError
 from p2ptools.nets import build_discriminator, build_generator
-from p2ptools.output import atomic_write_bytes, read_dataset_json, write_image
+from p2ptools.output import atomic_write_bytes, write_image
+from p2ptools.progress import bar as progress_bar
+from p2ptools.progress import duration, report
+
+__all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
+           "train_step", "validate"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "p2ptools-checkpoint"
 LOSS_COLUMNS = ["epoch", "step", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "sec_per_step"]
 VAL_COLUMNS = ["epoch", "step", "val_l1_255", "val_G_GAN", "val_D"]
 
@@ -51,28 +65,7 @@ class TrainingInterrupted(P2PError):
     """Training was interrupted (Ctrl-C); the state was saved for ``--resume``."""
 
 
-# --- devices and losses ---------------------------------------------------------------------------
-
-def select_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is a torch device string.
-
-    Raises:
-        ConfigError: for an unknown or unavailable device.
-    """
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {spec!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} asked for, but CUDA is not available here")
-    return device
-
+# --- losses --------------------------------------------------------------------------------------
 
 def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
     """The adversarial loss of discriminator logits ``pred`` against the label real/fake.
@@ -100,12 +93,14 @@ def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> to
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
-    """The pix2pix schedule: 1 for the first ``epochs`` epochs, then linear decay towards 0.
+def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
+    """The pix2pix schedule for epoch index ``epoch`` (0-based) of a run of ``epochs`` in all.
 
-    ``factor = 1 − max(0, epoch + 1 − epochs) / (epochs_decay + 1)`` for epoch index ``epoch``.
+    Constant for the first ``epochs − decay_epochs`` epochs, then linear decay towards 0 over the
+    last ``decay_epochs`` — the official code's rule with ``n_epochs = epochs − decay_epochs`` and
+    ``n_epochs_decay = decay_epochs``: ``1 − max(0, epoch + 1 − n_epochs) / (n_epochs_decay + 1)``.
     """
-    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+    return 1.0 - max(0, epoch + 1 - (epochs - decay_epochs)) / float(decay_epochs + 1)
 
 
 # --- models and one step --------------------------------------------------------------------------
@@ -122,10 +117,11 @@ class Models:
     sched_D: torch.optim.lr_scheduler.LRScheduler
     scaler_G: torch.amp.GradScaler
     scaler_D: torch.amp.GradScaler
+    amp: str = "none"  # the precision in use (``--amp auto`` resolved for the device)
 
 
 def build_models(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device) -> Models:
-    """Networks (initialised N(0, 0.02)), optimizers and learning-rate schedulers."""
+    """Networks (initialised N(0, 0.02)), optimizers, learning-rate schedulers and the precision."""
     G = build_generator(mcfg.generator, mcfg.generator_kwargs()).to(device)
     D = build_discriminator(mcfg.discriminator, mcfg.discriminator_kwargs()).to(device)
     if tcfg.channels_last:
@@ -141,20 +137,14 @@ def build_models(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device) -> 
         opt_D = torch.optim.RMSprop(D.parameters(), lr=tcfg.lr)
 
     def rule(epoch: int) -> float:
-        return lr_factor(epoch, tcfg.epochs, tcfg.epochs_decay)
+        return lr_factor(epoch, tcfg.epochs, tcfg.n_decay)
 
-    fp16 = tcfg.amp == "fp16" and device.type == "cuda"
+    amp = resolve_amp(tcfg.amp, device)
+    fp16 = amp == "fp16" and device.type == "cuda"
     return Models(G, D, opt_G, opt_D,
                   torch.optim.lr_scheduler.LambdaLR(opt_G, rule), torch.optim.lr_scheduler.LambdaLR(opt_D, rule),
-                  torch.amp.GradScaler(device.type, enabled=fp16), torch.amp.GradScaler(device.type, enabled=fp16))
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of ``amp`` (``none`` → no autocast)."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+                  torch.amp.GradScaler(device.type, enabled=fp16), torch.amp.GradScaler(device.type, enabled=fp16),
+                  amp)
 
 
 def _set_requires_grad(net: nn.Module, flag: bool) -> None:
@@ -186,7 +176,7 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
         TrainingDiverged: if a loss is NaN or infinite (nothing is updated then).
     """
     mode = tcfg.gan_loss
-    with autocast(device, tcfg.amp):
+    with autocast(device, m.amp):
         fake = m.G(A)  # (B, C, H, W)
         real_ab = torch.cat([A, B], dim=1)  # (B, 2C, H, W)
         fake_ab = torch.cat([A, fake], dim=1)
@@ -210,7 +200,7 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
     if not update_G:
         return out
     _set_requires_grad(m.D, False)
-    with autocast(device, tcfg.amp):
+    with autocast(device, m.amp):
         loss_G_GAN = gan_loss(m.D(fake_ab), True, mode)
         loss_G_L1 = F.l1_loss(fake.float(), B.float())
         loss_G = loss_G_GAN + tcfg.lambda_l1 * loss_G_L1
@@ -222,128 +212,6 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
     _set_requires_grad(m.D, True)
     out.update(loss_G_GAN=loss_G_GAN.item(), loss_G_L1=loss_G_L1.item())
     return out
-
-
-# --- checkpoints ----------------------------------------------------------------------------------
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    return net.module if hasattr(net, "module") else net
-
-
-def rng_states() -> dict[str, Any]:
-    """All random-number-generator states that training draws from."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                              "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore the states saved by :func:`rng_states`."""
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-@dataclass
-class RunState:
-    """Where a run is: epoch index, batches done in it, steps in all, early-stopping bookkeeping."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    best_val_l1: float = math.inf
-    best_epoch: int = -1
-    epochs_since_best: int = 0
-    early_stopped: bool = False
-    finished: bool = False
-
-
-def dataset_meta(root: Path) -> dict[str, Any] | None:
-    """What the dataset's ``dataset.json`` says of its images (palette, which half is what), if any."""
-    data = read_dataset_json(Path(root))
-    return None if data is None else {k: data[k] for k in ("kind", "A", "B", "palette") if k in data}
-
-
-def save_checkpoint(path: Path, m: Models, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
-    """Atomically write the full training state to ``path`` (with the dataset's palette, if any)."""
-    payload = {
-        "dataset": dataset_meta(tcfg.dataset),
-        "format": CHECKPOINT_FORMAT,
-        "version": 1,
-        "model_config": dataclasses.asdict(mcfg),
-        "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(tcfg).items()},
-        "G": _unwrap(m.G).state_dict(),
-        "D": _unwrap(m.D).state_dict(),
-        "opt_G": m.opt_G.state_dict(),
-        "opt_D": m.opt_D.state_dict(),
-        "sched_G": m.sched_G.state_dict(),
-        "sched_D": m.sched_D.state_dict(),
-        "scaler_G": m.scaler_G.state_dict(),
-        "scaler_D": m.scaler_D.state_dict(),
-        "state": dataclasses.asdict(state),
-        "rng": rng_states(),
-    }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
-
-    Raises:
-        InputError: if the file is missing, unreadable or not a p2ptools checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise InputError(f"{path}: cannot read checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a p2ptools checkpoint")
-    return ckpt
-
-
-def resolve_checkpoint(run_or_file: Path, which: str = "latest") -> Path:
-    """The checkpoint file of a run folder (``latest``, ``best`` or ``epoch_K``), or a file as given.
-
-    Raises:
-        InputError: if it does not exist, listing the checkpoints the run has.
-    """
-    p = Path(run_or_file)
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise InputError(f"{p}: no such run folder or checkpoint file")
-    target = p / f"{which}.pt"
-    if not target.is_file():
-        have = ", ".join(sorted(c.stem for c in p.glob("*.pt"))) or "none"
-        raise InputError(f"{p}: has no {which}.pt (checkpoints there: {have})")
-    return target
-
-
-def load_generator(run_or_file: Path, which: str = "latest", device: torch.device | str = "cpu"
-                   ) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
-    """Rebuild a trained generator from a checkpoint alone.
-
-    Returns:
-        The generator (on ``device``, in eval mode), its model config and the checkpoint's
-        ``path``, ``train_config``, ``state`` and ``dataset`` (palette and halves, or None).
-    """
-    path = resolve_checkpoint(run_or_file, which)
-    ckpt = load_checkpoint(path)
-    mcfg = ModelConfig(**ckpt["model_config"])
-    G = build_generator(mcfg.generator, mcfg.generator_kwargs())
-    G.load_state_dict(ckpt["G"])
-    G.to(device).eval()
-    return G, mcfg, {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
-                     "dataset": ckpt.get("dataset")}
 
 
 # --- the fit loop ---------------------------------------------------------------------------------
@@ -409,7 +277,7 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _loader(ds: AlignedDataset, tcfg: TrainConfig, sampler: Any, seed: int) -> DataLoader:
-    return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.num_workers,
+    return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.workers,
                       pin_memory=False, generator=torch.Generator().manual_seed(seed),
                       persistent_workers=False)
 
@@ -421,14 +289,14 @@ def validate(m: Models, loader: DataLoader, tcfg: TrainConfig, device: torch.dev
     Returns:
         ``val_l1_255`` (mean absolute error on the 0–255 scale), ``val_G_GAN`` and ``val_D``.
     """
-    G, D = _unwrap(m.G), _unwrap(m.D)
+    G, D = unwrap(m.G), unwrap(m.D)
     G.eval()
     D.eval()
     l1 = gg = dd = 0.0
     n = 0
     for batch in loader:
         A, B = batch["A"].to(device), batch["B"].to(device)
-        with autocast(device, tcfg.amp):
+        with autocast(device, m.amp):
             fake = G(A)
             pf, pr = D(torch.cat([A, fake], 1)), D(torch.cat([A, B], 1))
         k = A.shape[0]
@@ -444,8 +312,9 @@ def validate(m: Models, loader: DataLoader, tcfg: TrainConfig, device: torch.dev
 @torch.no_grad()
 def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.device, count: int = 4
                  ) -> np.ndarray | None:
-    """A PNG grid, one row per sample: input | target | output (generator in eval mode); returns it."""
-    G = _unwrap(G)
+    """A JPEG grid (quality 90: a few tens of kB), one row per sample: input | target | output
+    (generator in eval mode); returns it."""
+    G = unwrap(G)
     was_training = G.training
     G.eval()
     rows = []
@@ -457,7 +326,7 @@ def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.dev
     if not rows:
         return None
     grid = np.concatenate(rows, axis=0)
-    write_image(path, grid)
+    write_image(path, grid, "jpg", 90)
     return grid
 
 
@@ -492,6 +361,240 @@ def plot_losses(run_dir: Path) -> Path | None:
     return out
 
 
+def check_tile_size(mcfg: ModelConfig, files: list[Path], dataset: Path) -> None:
+    """Warn when the model's size and the dataset's images differ (they are resized, silently otherwise).
+
+    The dataset's ``dataset.json`` tile size is used when there is one; else the first image's header.
+    """
+    from p2ptools.output import read_dataset_json
+
+    meta = read_dataset_json(dataset) or {}
+    size = (meta.get("params") or {}).get("size")
+    if size is None and files:
+        import cv2
+
+        img = cv2.imread(str(files[0]), cv2.IMREAD_REDUCED_GRAYSCALE_2)  # a cheap look at the shape
+        size = None if img is None else img.shape[0] * 2
+    if size is None or size == mcfg.image_size:
+        return
+    how = "upsampled" if mcfg.load_size > size else "downsampled"
+    log.warning("model %s trains on %d-px crops (load_size %d) but the images of %s are %d px: they are %s; "
+                "for the model at the data's size use --set model.image_size=%d --set model.load_size=%d "
+                "(num_downs ≤ %d)", mcfg.name, mcfg.image_size, mcfg.load_size, dataset, size, how, size,
+                size + size // 8 if size % 32 == 0 else size, max(1, (size & -size).bit_length() - 1))
+
+
+class _Trainer:
+    """One run's loop: epochs of steps, then validation, checkpoints, samples and a log line."""
+
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool) -> None:
+        self.rank, self.world, local_rank = _distributed()
+        self.main = self.rank == 0
+        self.device = _init_device(tcfg, self.world, local_rank)
+        self.mcfg, self.tcfg, self.run_dir = mcfg, tcfg, tcfg.out
+        if not resume and (self.run_dir / "latest.pt").exists():
+            raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "
+                              f"use --resume {self.run_dir} or another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(tcfg.seed)
+        np.random.seed(tcfg.seed % 2**32)
+        random.seed(tcfg.seed)
+        self.train_ds, self.val_ds = _datasets(mcfg, tcfg)
+        if self.main and not resume:
+            check_tile_size(mcfg, self.train_ds.files, tcfg.dataset)
+        self.m = build_models(mcfg, tcfg, self.device)
+        self.state = RunState()
+        if resume:
+            self.state = _restore(self.m, self.run_dir / "latest.pt", mcfg, tcfg)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [local_rank] if self.device.type == "cuda" else None
+            self.m.G, self.m.D = DDP(self.m.G, device_ids=ids), DDP(self.m.D, device_ids=ids)
+        self.dataset_meta = dataset_meta(tcfg.dataset)
+        self.logs = _Logs(self.run_dir, self.state.global_step if resume else None, enabled=self.main)
+        self.steps_per_epoch = math.ceil(len(self.train_ds) / (tcfg.batch_size * self.world))
+        self.history: list[dict[str, float]] = []
+        self.stopped_by = "epochs"
+        self.saved_step = self.state.global_step
+        self.epoch_times: list[float] = []
+        self.bar = progress_bar(tcfg.epochs * self.steps_per_epoch, "train", "step", progress and self.main,
+                                self.state.global_step)
+
+    def save(self, name: str, full: bool = True) -> None:
+        """Write ``RUN/<name>.pt`` (rank 0 only)."""
+        if self.main:
+            save_checkpoint(self.run_dir / f"{name}.pt", self.m, self.state, self.mcfg, self.tcfg, full,
+                            self.dataset_meta)
+            if name == "latest":
+                self.saved_step = self.state.global_step
+
+    def run(self) -> FitResult:
+        """Train until the epochs are done, ``max_steps`` is reached or early stopping stops it."""
+        tcfg, state = self.tcfg, self.state
+        if state.epoch < tcfg.epochs and self.main:
+            report("training %s on %s: %d epochs (constant lr %.2g for %d, linear decay to 0 over %d), "
+                   "%d steps per epoch, batch %d, %s%s", self.mcfg.name, tcfg.dataset, tcfg.epochs, tcfg.lr,
+                   tcfg.n_constant, tcfg.n_decay, self.steps_per_epoch, tcfg.batch_size, self.device,
+                   "" if self.m.amp == "none" else f", {self.m.amp} autocast")
+        while state.epoch < tcfg.epochs and not state.early_stopped:
+            if not self.run_epoch():
+                break
+            self.end_epoch()
+        if state.early_stopped and self.main:
+            best = load_checkpoint(self.run_dir / "best.pt")
+            unwrap(self.m.G).load_state_dict(best["G"])
+            unwrap(self.m.D).load_state_dict(best["D"])
+            report("early stop after epoch %d: restored the best weights (epoch %d, val L1 %.2f)",
+                   state.epoch, state.best_epoch, state.best_val_l1)
+        state.finished = self.stopped_by != "max_steps"
+        self.save("latest")
+        return FitResult(self.run_dir, state, self.history, self.stopped_by)
+
+    def run_epoch(self) -> bool:
+        """The steps of the current epoch (from where it stopped); False when ``max_steps`` ended it."""
+        tcfg, state, m = self.tcfg, self.state, self.m
+        self.train_ds.set_epoch(state.epoch)
+        sampler = EpochSampler(len(self.train_ds), tcfg.seed, state.epoch, state.step_in_epoch * tcfg.batch_size,
+                               self.rank, self.world)
+        self.t_epoch = time.perf_counter()
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        t_last = time.perf_counter()
+        for batch in _loader(self.train_ds, tcfg, sampler, tcfg.seed + state.epoch):
+            if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
+                self.stopped_by = "max_steps"
+                return False
+            A, B = batch["A"].to(self.device), batch["B"].to(self.device)
+            if tcfg.channels_last:
+                A = A.contiguous(memory_format=torch.channels_last)
+                B = B.contiguous(memory_format=torch.channels_last)
+            update_G = (state.global_step + 1) % tcfg.n_critic == 0
+            losses = train_step(m, A, B, tcfg, self.device, update_G,
+                                where=f"epoch {state.epoch + 1}, step {state.global_step}")
+            for k, v in losses.items():
+                if math.isfinite(v):
+                    self.sums[k] = self.sums.get(k, 0.0) + v
+                    self.counts[k] = self.counts.get(k, 0) + 1
+            state.step_in_epoch += 1
+            state.global_step += 1
+            self.bar.update(1)
+            if state.global_step % tcfg.log_every == 0 and self.main:
+                now = time.perf_counter()
+                self.logs.add(self.logs.losses, LOSS_COLUMNS, {
+                    "epoch": state.epoch + 1, "step": state.global_step, "lr": m.opt_G.param_groups[0]["lr"],
+                    **losses, "sec_per_step": (now - t_last) / tcfg.log_every})
+                t_last = now
+                self.bar.set_postfix(D=f"{losses['loss_D']:.3f}", L1=f"{losses['loss_G_L1']:.3f}")
+            if state.global_step - self.saved_step >= tcfg.save_every:
+                self.save("latest")
+        return True
+
+    def end_epoch(self) -> None:
+        """Schedule, validation, checkpoints, samples and the epoch's log line."""
+        tcfg, state, m = self.tcfg, self.state, self.m
+        lr = m.opt_G.param_groups[0]["lr"]
+        m.sched_G.step()
+        m.sched_D.step()
+        state.epoch += 1
+        state.step_in_epoch = 0
+        val = self.validate_epoch()
+        if self.main:
+            if tcfg.save_epoch_freq and state.epoch % tcfg.save_epoch_freq == 0:
+                self.save(f"epoch_{state.epoch}", full=False)
+                prune_snapshots(self.run_dir, tcfg.keep_last)
+            if state.global_step - self.saved_step >= tcfg.save_every:
+                self.save("latest")
+            grid = save_samples(m.G, self.val_ds or self.train_ds,
+                                self.run_dir / "samples" / f"epoch_{state.epoch:03d}.jpg", self.device)
+            if self.logs.tb is not None and grid is not None:
+                self.logs.tb.add_image("samples (input | target | output)", grid, state.epoch, dataformats="HWC")
+        self.epoch_times.append(time.perf_counter() - self.t_epoch)
+        if self.main:
+            report(self.epoch_line(lr, val))
+
+    def validate_epoch(self) -> dict[str, float] | None:
+        """Validate after an epoch, keep ``best.pt`` and the early-stopping count."""
+        tcfg, state = self.tcfg, self.state
+        if self.val_ds is None:
+            return None
+        v = validate(self.m, _loader(self.val_ds, tcfg, None, 0), tcfg, self.device)
+        row = {"epoch": state.epoch, "step": state.global_step, **v}
+        self.history.append(row)
+        self.logs.add(self.logs.val, VAL_COLUMNS, row)
+        if v["val_l1_255"] < state.best_val_l1:
+            state.best_val_l1, state.best_epoch, state.epochs_since_best = v["val_l1_255"], state.epoch, 0
+            self.save("best")
+        else:
+            state.epochs_since_best += 1
+        if tcfg.patience and state.epochs_since_best >= tcfg.patience:
+            state.early_stopped = True
+            self.stopped_by = "patience"
+        return v
+
+    def epoch_line(self, lr: float, val: dict[str, float] | None) -> str:
+        """``epoch 3/200 · 400 steps · 61.8s · G_GAN 0.81 D 0.52 L1 23.4 · val L1 24.1 (best 23.9 @2) · ETA 3h12m``."""
+        state, tcfg = self.state, self.tcfg
+        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        parts = [f"epoch {state.epoch}/{tcfg.epochs}", f"{state.global_step} steps", f"{self.epoch_times[-1]:.1f}s",
+                 f"lr {lr:.2g}",
+                 " ".join(f"{k.removeprefix('loss_')} {means[k] * (127.5 if k == 'loss_G_L1' else 1):.3f}"
+                          for k in ("loss_G_GAN", "loss_D", "loss_G_L1") if k in means)]
+        if val is not None:
+            parts.append(f"val L1 {val['val_l1_255']:.2f} (best {state.best_val_l1:.2f} at epoch {state.best_epoch})")
+        left = tcfg.epochs - state.epoch
+        recent = self.epoch_times[-5:]
+        parts.append(f"ETA {duration(left * sum(recent) / len(recent))}" if left else "done")
+        return " · ".join(parts)
+
+
+def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device:
+    """The device of this process (joining torchrun's process group when there is one)."""
+    if world == 1:
+        return select_device(tcfg.device)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, AlignedDataset | None]:
+    """The training split and the validation split (None when ``val/`` holds no images)."""
+    train_ds = AlignedDataset(tcfg.dataset, "train", tcfg.direction, mcfg.load_size, mcfg.image_size,
+                              tcfg.augment, train=True, seed=tcfg.seed)
+    if has_images(tcfg.dataset / "val"):
+        return train_ds, AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
+                                        "none", train=False, limit=tcfg.val_images)
+    log.warning("%s has no val/ images: nothing is validated, best.pt is not written%s", tcfg.dataset,
+                " and early stopping (--patience) is off" if tcfg.patience else "")
+    return train_ds, None
+
+
+def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> RunState:
+    """Load the full state of ``path`` into ``m``; the learning rate follows today's schedule."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_config"] != dataclasses.asdict(mcfg):
+        raise ConfigError(f"{path}: was trained with another model configuration")
+    if not ckpt.get("full"):
+        raise ConfigError(f"{path}: is a generator-only snapshot; --resume needs a full latest.pt")
+    unwrap(m.G).load_state_dict(ckpt["G"])
+    unwrap(m.D).load_state_dict(ckpt["D"])
+    for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
+        getattr(m, name).load_state_dict(ckpt[name])
+    state = RunState(**ckpt["state"])
+    state.finished = False
+    set_rng_states(ckpt["rng"])
+    for sched in (m.sched_G, m.sched_D):  # the schedule may have changed (more epochs, another decay)
+        for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(state.epoch, tcfg.epochs, tcfg.n_decay)
+    log.info("resuming %s at epoch %d, step %d", path.parent, state.epoch, state.global_step)
+    return state
+
+
 def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bool = True) -> FitResult:
     """Train a pix2pix model on ``tcfg.dataset`` into ``tcfg.out``.
 
@@ -500,156 +603,81 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
         tcfg: the training options.
         resume: continue from ``tcfg.out/latest.pt`` (weights, optimizers, schedulers, data order
             and random states), so the continuation equals an uninterrupted run.
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal; the per-epoch log lines come regardless).
 
     Returns:
         The result (final state, validation history, why it stopped).
 
     Raises:
         TrainingDiverged: if a loss becomes NaN/inf (the last good ``latest.pt`` is kept).
-        TrainingInterrupted: on Ctrl-C, after saving ``latest.pt``.
+        TrainingInterrupted: on Ctrl-C or SIGTERM, after saving ``latest.pt``.
         P2PError: for a bad dataset or configuration.
     """
-    rank, world, local_rank = _distributed()
-    main = rank == 0
-    if world > 1:
-        import torch.distributed as dist
-
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    else:
-        device = select_device(tcfg.device)
-    run_dir = tcfg.out
-    if not resume and (run_dir / "latest.pt").exists():
-        raise ConfigError(f"{run_dir}: already holds a run (latest.pt); use --resume {run_dir} or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(tcfg.seed)
-    np.random.seed(tcfg.seed % 2**32)
-    random.seed(tcfg.seed)
-    train_ds = AlignedDataset(tcfg.dataset, "train", tcfg.direction, mcfg.load_size, mcfg.image_size,
-                              tcfg.augment, train=True, seed=tcfg.seed)
-    val_ds = None
-    if has_images(tcfg.dataset / "val"):
-        val_ds = AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
-                                "none", train=False, limit=tcfg.val_images)
-    elif tcfg.patience:
-        log.warning("%s has no val/ images: early stopping (--patience) is off", tcfg.dataset)
-    m = build_models(mcfg, tcfg, device)
-    state = RunState()
-    if resume:
-        ckpt = load_checkpoint(run_dir / "latest.pt")
-        if ckpt["model_config"] != dataclasses.asdict(mcfg):
-            raise ConfigError(f"{run_dir / 'latest.pt'}: was trained with another model configuration")
-        _unwrap(m.G).load_state_dict(ckpt["G"])
-        _unwrap(m.D).load_state_dict(ckpt["D"])
-        for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
-            getattr(m, name).load_state_dict(ckpt[name])
-        state = RunState(**ckpt["state"])
-        set_rng_states(ckpt["rng"])
-        log.info("resuming %s at epoch %d, step %d", run_dir, state.epoch, state.global_step)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [local_rank] if device.type == "cuda" else None
-        m.G, m.D = DDP(m.G, device_ids=ids), DDP(m.D, device_ids=ids)
-
-    logs = _Logs(run_dir, state.global_step if resume else None, enabled=main)
-    total_epochs = tcfg.epochs + tcfg.epochs_decay
-    steps_per_epoch = math.ceil(len(train_ds) / (tcfg.batch_size * world))
-    history: list[dict[str, float]] = []
-    stopped_by = "epochs"
-    bar = tqdm(total=total_epochs * steps_per_epoch, initial=state.global_step, unit="step", desc="train",
-               disable=not (progress and main) or None)
-    t_last = time.perf_counter()
+    trainer = _Trainer(mcfg, tcfg, resume, progress)
+    run_dir, state = trainer.run_dir, trainer.state
     try:
-        while state.epoch < total_epochs and not state.early_stopped:
-            train_ds.set_epoch(state.epoch)
-            sampler = EpochSampler(len(train_ds), tcfg.seed, state.epoch, state.step_in_epoch * tcfg.batch_size,
-                                   rank, world)
-            for batch in _loader(train_ds, tcfg, sampler, tcfg.seed + state.epoch):
-                if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
-                    stopped_by = "max_steps"
-                    break
-                A, B = batch["A"].to(device), batch["B"].to(device)
-                if tcfg.channels_last:
-                    A, B = A.contiguous(memory_format=torch.channels_last), B.contiguous(
-                        memory_format=torch.channels_last)
-                update_G = (state.global_step + 1) % tcfg.n_critic == 0
-                losses = train_step(m, A, B, tcfg, device, update_G,
-                                    where=f"epoch {state.epoch}, step {state.global_step}")
-                state.step_in_epoch += 1
-                state.global_step += 1
-                bar.update(1)
-                if state.global_step % tcfg.log_every == 0 and main:
-                    now = time.perf_counter()
-                    logs.add(logs.losses, LOSS_COLUMNS, {
-                        "epoch": state.epoch, "step": state.global_step, "lr": m.opt_G.param_groups[0]["lr"],
-                        **losses, "sec_per_step": (now - t_last) / tcfg.log_every})
-                    t_last = now
-                    bar.set_postfix(D=f"{losses['loss_D']:.3f}", L1=f"{losses['loss_G_L1']:.3f}")
-                if state.global_step % tcfg.save_every == 0 and main:
-                    save_checkpoint(run_dir / "latest.pt", m, state, mcfg, tcfg)
-            if stopped_by == "max_steps":
-                break
-            # end of epoch: schedule, validation, checkpoints, samples
-            m.sched_G.step()
-            m.sched_D.step()
-            finished_epoch = state.epoch
-            state.epoch += 1
-            state.step_in_epoch = 0
-            if val_ds is not None:
-                v = validate(m, _loader(val_ds, tcfg, None, 0), tcfg, device)
-                row = {"epoch": finished_epoch, "step": state.global_step, **v}
-                history.append(row)
-                logs.add(logs.val, VAL_COLUMNS, row)
-                if v["val_l1_255"] < state.best_val_l1:
-                    state.best_val_l1, state.best_epoch, state.epochs_since_best = v["val_l1_255"], finished_epoch, 0
-                    if main:
-                        save_checkpoint(run_dir / "best.pt", m, state, mcfg, tcfg)
-                else:
-                    state.epochs_since_best += 1
-                if tcfg.patience and state.epochs_since_best >= tcfg.patience:
-                    state.early_stopped = True
-                    stopped_by = "patience"
-            if main:
-                save_checkpoint(run_dir / f"epoch_{finished_epoch}.pt", m, state, mcfg, tcfg)
-                save_checkpoint(run_dir / "latest.pt", m, state, mcfg, tcfg)
-                grid = save_samples(m.G, val_ds or train_ds, run_dir / "samples" / f"epoch_{finished_epoch:03d}.png",
-                                    device)
-                if logs.tb is not None and grid is not None:
-                    logs.tb.add_image("samples (input | target | output)", grid, finished_epoch, dataformats="HWC")
-        if state.early_stopped and main:
-            best = load_checkpoint(run_dir / "best.pt")
-            _unwrap(m.G).load_state_dict(best["G"])
-            _unwrap(m.D).load_state_dict(best["D"])
-            log.info("early stop after epoch %d: restored the best weights (epoch %d, val L1 %.3f)",
-                     state.epoch - 1, state.best_epoch, state.best_val_l1)
-        state.finished = stopped_by != "max_steps"
-        if main:
-            save_checkpoint(run_dir / "latest.pt", m, state, mcfg, tcfg)
+        result = trainer.run()
     except KeyboardInterrupt:
-        if main:
-            save_checkpoint(run_dir / "latest.pt", m, state, mcfg, tcfg)
+        trainer.save("latest")
         raise TrainingInterrupted(
-            f"interrupted at epoch {state.epoch}, step {state.global_step}; saved {run_dir / 'latest.pt'}; "
+            f"interrupted at epoch {state.epoch + 1}, step {state.global_step}; saved {run_dir / 'latest.pt'}; "
             f"continue with: p2ptools train --resume {run_dir}") from None
     except TrainingDiverged as exc:
         kept = (f"the last good checkpoint is {run_dir / 'latest.pt'}" if (run_dir / "latest.pt").exists()
                 else "no checkpoint had been written yet")
         raise TrainingDiverged(f"{exc}; training stopped, {kept} (try a lower --lr, or --amp none)") from None
     finally:
-        bar.close()
-        logs.close()
-    if main:
+        trainer.bar.close()
+        trainer.logs.close()
+    if trainer.main:
         plot_losses(run_dir)
-    if world > 1:
+    if trainer.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return FitResult(run_dir, state, history, stopped_by)
+    return result
+
+
+#: Training settings a resumed run cannot change (the data order, the optimizer state or the
+#: losses would no longer match the checkpoint).
+FIXED_ON_RESUME: tuple[str, ...] = ("dataset", "direction", "batch_size", "optimizer", "gan_loss", "n_critic", "seed")
+
+
+def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrides: dict[str, Any]
+                   ) -> tuple[ModelConfig, TrainConfig, list[str]]:
+    """The configurations to continue ``run_dir`` with, after the overrides given on resuming.
+
+    Args:
+        run_dir: the run folder (its ``latest.pt`` is read).
+        model_overrides: model fields given again (a network cannot change on resume).
+        train_overrides: training fields given again (epochs, patience, device … may change).
+
+    Returns:
+        The model and training configurations, and one line per changed setting (``epochs: 200 → 300``).
+
+    Raises:
+        ConfigError: for a change that cannot work on resume, in one line naming it.
+    """
+    from p2ptools.config import from_mapping
+
+    ckpt = load_checkpoint(Path(run_dir) / "latest.pt")
+    mcfg = ModelConfig(**ckpt["model_config"])
+    new_model = from_mapping(ModelConfig, {**ckpt["model_config"], **model_overrides}, "--set model")
+    bad = [f"model.{k}: {getattr(mcfg, k)!r} → {getattr(new_model, k)!r}" for k in ckpt["model_config"]
+           if getattr(mcfg, k) != getattr(new_model, k)]
+    old = ckpt["train_config"]
+    tcfg = from_mapping(TrainConfig, {**old, **train_overrides, "out": run_dir}, "--resume")
+    changes = []
+    for f in dataclasses.fields(TrainConfig):
+        before, after = old.get(f.name), getattr(tcfg, f.name)
+        if f.name == "out" or str(before) == str(after):
+            continue
+        if f.name == "dataset" and Path(str(before)).resolve() == Path(after).resolve():
+            continue
+        line = f"{f.name}: {before!r} → {after!r}"
+        (bad if f.name in FIXED_ON_RESUME else changes).append(line)
+    if bad:
+        raise ConfigError(f"{run_dir}: cannot resume with {'; '.join(bad)} (the checkpoint's networks, optimizer "
+                          "state or data order depend on it); start a new run with another --out")
+    return mcfg, tcfg, changes

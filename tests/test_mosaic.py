@@ -26,7 +26,7 @@ def run(tmp_path_factory):
     (src / "gt" / "a.tif").symlink_to(shared_path("spacenet", "sample_fp_mask_from_geojson.tif"))
     assert CliRunner().invoke(cli, ["tile", str(src), str(root / "tiles"), "--size", "64"]).exit_code == 0
     fit(ModelConfig(ngf=8, ndf=8, num_downs=5, image_size=32, load_size=36),
-        TrainConfig(dataset=root / "tiles", out=root / "run", epochs=1, epochs_decay=0, num_workers=0,
+        TrainConfig(dataset=root / "tiles", out=root / "run", epochs=1, workers=0,
                     max_steps=20, batch_size=4), progress=False)
     return root / "run"
 

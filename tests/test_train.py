@@ -46,7 +46,7 @@ def facades(tmp_path):
 
 
 def _cfg(root, out, **kw):
-    base = dict(dataset=root, out=out, epochs=2, epochs_decay=1, batch_size=2, num_workers=0, log_every=1,
+    base = dict(dataset=root, out=out, epochs=3, decay_epochs=1, batch_size=2, workers=0, log_every=1,
                 save_every=2)
     return TrainConfig(**{**base, **kw})
 
@@ -69,7 +69,7 @@ def test_gradient_penalty_of_a_linear_critic():
 
 
 def test_lr_schedule_constant_then_linear():
-    f = [lr_factor(e, 3, 3) for e in range(6)]
+    f = [lr_factor(e, 6, 3) for e in range(6)]  # 6 epochs in all, the last 3 decaying
     assert f == pytest.approx([1, 1, 1, 0.75, 0.5, 0.25])
 
 
@@ -134,7 +134,7 @@ def test_resume_is_bit_identical(facades, tmp_path):
     pd.testing.assert_frame_equal(la.drop(columns="sec_per_step"), lb.drop(columns="sec_per_step"))
     assert (tmp_path / "full" / "loss_curves.png").stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "full" / "samples").iterdir()) == [
-        "epoch_000.png", "epoch_001.png", "epoch_002.png"]
+        "epoch_001.jpg", "epoch_002.jpg", "epoch_003.jpg"]
 
 
 def test_early_stopping_restores_the_best_epoch(facades, tmp_path, monkeypatch):
@@ -144,14 +144,14 @@ def test_early_stopping_restores_the_best_epoch(facades, tmp_path, monkeypatch):
         return {"val_l1_255": next(scores), "val_G_GAN": 0.0, "val_D": 0.0}
 
     monkeypatch.setattr(train_mod, "validate", scripted)
-    res = fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", epochs=5, epochs_decay=0, patience=2),
+    res = fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", epochs=5, decay_epochs=0, patience=2),
               progress=False)
-    assert res.stopped_by == "patience" and res.state.best_epoch == 1 and res.state.epoch == 4
-    best = load_checkpoint(tmp_path / "run" / "epoch_1.pt")
+    assert res.stopped_by == "patience" and res.state.best_epoch == 2 and res.state.epoch == 4
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
     latest = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert latest["state"]["early_stopped"]
     for k in best["G"]:
-        assert torch.equal(best["G"][k], latest["G"][k])  # the restored weights are epoch 1's
+        assert torch.equal(best["G"][k], latest["G"][k])  # the restored weights are epoch 2's
     assert len(pd.read_csv(tmp_path / "run" / "val.csv")) == 4
 
 
@@ -165,7 +165,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(facades, tmp_path, monkey
         return value * float("nan") if calls["n"] > 3 * 7 else value  # 3 calls per step: NaN at step 8
 
     monkeypatch.setattr(train_mod, "gan_loss", poisoned)
-    with pytest.raises(TrainingDiverged, match="loss_D became nan at epoch 0, step 7.*latest.pt"):
+    with pytest.raises(TrainingDiverged, match="loss_D became nan at epoch 1, step 7.*latest.pt"):
         fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", batch_size=1, epochs=3, save_every=3),
             progress=False)
     good = load_checkpoint(tmp_path / "run" / "latest.pt")
@@ -191,7 +191,7 @@ def test_wgan_and_lsgan_steps_run(facades, tmp_path):
 
 def test_cli_train_predict_and_resume(facades, tmp_path):
     run = tmp_path / "run"
-    args = ["train", str(facades), "--model", "tiny", "--out", str(run), "--epochs", "1", "--epochs-decay", "0",
+    args = ["train", str(facades), "--model", "tiny", "--out", str(run), "--epochs", "1",
             "--set", "model.image_size=32", "--set", "model.load_size=36", "--set", "model.num_downs=5",
             "--max-steps", "1", "--workers", "0"]
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -240,7 +240,7 @@ def test_distributed_training_with_torchrun_on_cpu(facades, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
            "-m", "p2ptools", "-q", "train", str(facades), "--model", "tiny", "--out", str(run),
            "--set", "model.image_size=32", "--set", "model.load_size=36", "--set", "model.num_downs=5",
-           "--epochs", "1", "--epochs-decay", "0", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
+           "--epochs", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK"))}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
 
 from p2ptools import __version__
 from p2ptools.errors import P2PError, SceneFailures
+from p2ptools.progress import LOGGER_NAME as PROGRESS_LOGGER
+from p2ptools.progress import TqdmHandler
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a cluster's preemption, ``kill``) ends a command like Ctrl-C: work saved, workers ended."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 class P2PGroup(click.Group):
     """A click group that turns every :class:`P2PError` into one clean message and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
         except SceneFailures as exc:
@@ -29,22 +44,30 @@ class P2PGroup(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+class _ProgressFormatter(logging.Formatter):
+    """Progress lines as they are; other records prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == PROGRESS_LOGGER and record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname}: {record.getMessage()}"
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
-    """WARNING by default; ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR only."""
-    level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(
-        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
-        format="%(levelname)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    """Warnings and progress lines (one per epoch, metric, scene …) by default; ``-v`` INFO,
+    ``-vv`` DEBUG; ``-q`` drops the progress lines, ``-qq`` the warnings too."""
+    level = logging.WARNING - 10 * verbose + 10 * max(quiet - 1, 0)
+    handler = TqdmHandler(sys.stderr)
+    handler.setFormatter(_ProgressFormatter())
+    logging.basicConfig(level=max(logging.DEBUG, min(level, logging.CRITICAL)), handlers=[handler], force=True)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO if quiet == 0 else logging.WARNING)
     logging.captureWarnings(True)
 
 
 @click.group(cls=P2PGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="p2ptools")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.option("-q", "--quiet", count=True, help="No progress lines (-qq: errors only).")
 def cli(verbose: int, quiet: int) -> None:
     """p2ptools: paired image-to-image translation (pix2pix) toolkit.
 

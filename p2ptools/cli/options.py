@@ -81,7 +81,7 @@ split_option = click.option(
     help="Fractions of items per split (default 0.8,0.1,0.1).",
 )
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(sorted(IMAGE_FORMATS)), default=None,
+    "--format", type=click.Choice(sorted(IMAGE_FORMATS)), default=None,
     help="Image format of the pairs: png (lossless, default) or jpg.",
 )
 jpeg_quality_option = click.option(

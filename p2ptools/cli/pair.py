@@ -18,7 +18,7 @@ from p2ptools.cli.options import format_option, jpeg_quality_option, overwrite_o
 @jpeg_quality_option
 @workers_option
 @overwrite_option
-def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, fmt: str | None, jpeg_quality: int | None,
+def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, format: str | None, jpeg_quality: int | None,
          workers: int | None, overwrite: bool | None) -> None:
     """Join same-named images of A_DIR and B_DIR side by side into OUT (A left, B right).
 
@@ -29,7 +29,7 @@ def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, fmt: str | None, j
     from p2ptools.errors import SceneFailures
     from p2ptools.pairs import pair_folders
 
-    report = pair_folders(a_dir, b_dir, out, resize_b, fmt or "png", jpeg_quality or 95, workers or 1,
+    report = pair_folders(a_dir, b_dir, out, resize_b, format or "png", jpeg_quality or 95, workers or 1,
                           bool(overwrite))
     summary = f"{report.written + report.existing} A|B images in {out} (written now: {report.written})"
     if report.skipped:

@@ -31,7 +31,8 @@ import click
 @click.option("--side-by-side", is_flag=True, help="Also write OUT/side_by_side/<name>.png = input | output | target.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Precision: auto = bf16 where the device runs it natively, else fp32.")
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
             palette: str | None, bands: str | None, overviews: bool) -> None:

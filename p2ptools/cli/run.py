@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -30,7 +32,8 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
     from p2ptools.recipe import load_recipe, run_recipe
 
     rec = load_recipe(recipe, workdir, parse_assignments(sets))
-    result = run_recipe(rec, progress=True, until=until)
+    command = "p2ptools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = run_recipe(rec, progress=True, until=until, command=command)
     click.echo(f"recipe {rec.name}: " + ", ".join(f"{k} {v}" for k, v in result.stages.items()))
     if result.report is not None:
         click.echo(f"report: {result.report / 'summary.csv'} (per image: {result.report / 'per_image.csv'})")

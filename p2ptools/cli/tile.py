@@ -50,10 +50,18 @@ from p2ptools.cli.options import (
 @format_option
 @jpeg_quality_option
 @split_option
+@click.option("--split-by", type=click.Choice(["scene", "block"]), default=None,
+              help="scene: every tile of a scene in one split (default); block: cut scenes into --block-size "
+                   "squares drawn into splits (for one or a few large scenes).")
+@click.option("--block-size", type=click.IntRange(min=32), default=None,
+              help="Block side in pixels for --split-by block (default 4 tiles).")
+@click.option("--block-buffer", type=click.IntRange(min=0), default=None,
+              help="Pixels kept between tiles of two splits with --split-by block; closer tiles are dropped "
+                   "(default one tile).")
 @seed_option
 @click.option("--bands", callback=int_list_callback, default=None, metavar="B[,G,R]",
               help="1-based photo bands to use (default: RGB of RGB/RGBN, band 1 of single-band).")
-@click.option("--stretch", "percentiles", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
+@click.option("--stretch", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
               help="Percentiles of the per-scene 8-bit stretch for non-8-bit photos (default 2,98).")
 @workers_option
 @overwrite_option
@@ -64,8 +72,9 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     SRC is an Inria Aerial Image Labeling folder (images/ + gt/) or a LandCover.ai folder
     (images/ + masks/, with train.txt/val.txt/test.txt when present); use --images and --masks
     for any other two folders (then give OUT only). Writes OUT/{train,val,test}/<scene>_<row>_<col>.png
-    (A|B side by side), OUT/manifest.csv and OUT/dataset.json. Scenes are split whole, so no
-    scene's tiles land in two splits. Rerunning the same command resumes.
+    (A|B side by side), OUT/manifest.csv and OUT/dataset.json. Scenes are split whole (or by spatial
+    blocks with a buffer, --split-by block), so no tile overlaps a tile of another split. Rerunning
+    the same command resumes.
 
     \b
     Examples:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +24,60 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _preset_default(field: str) -> str:
+    """Help text's default of a training option: the pix2pix preset's value, or the built-in one."""
+    import dataclasses
+
+    from p2ptools.config import TrainConfig, load_preset
+
+    with contextlib.suppress(Exception):
+        value = load_preset("pix2pix")[1].get(field)
+        if value is not None:
+            return f"the preset's; pix2pix: {value}"
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return f"the preset's, else {defaults[field]}"
+
+
 @click.command(short_help="Train a pix2pix model on an aligned A|B dataset.")
 @click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "preset", default="pix2pix", show_default=True,
               help="Model preset: a YAML file or a bundled name (pix2pix, pix2pix-512, se-resunet, wgan, tiny).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (checkpoints, logs, samples).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue the run in this folder exactly where it stopped (its latest.pt).")
-@click.option("--epochs", type=click.IntRange(min=0), help="Epochs at the initial learning rate.")
-@click.option("--epochs-decay", type=click.IntRange(min=0), help="Epochs of linear learning-rate decay to 0.")
-@click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
-@click.option("--gan-loss", type=click.Choice(["vanilla", "lsgan", "wgan", "wgangp"]))
-@click.option("--lambda-l1", type=click.FloatRange(min=0), help="Weight of the L1 term (paper: 100).")
-@click.option("--augment", type=click.Choice(["none", "flip", "d4"]),
+              help="Continue the run in this folder where it stopped (its latest.pt); options given with it "
+                   "change the run (more --epochs, another --patience …) and each change is printed.")
+@click.option("--epochs", type=click.IntRange(min=1), show_default=_preset_default("epochs"),
+              help="Total epochs of the run.")
+@click.option("--decay-epochs", type=click.IntRange(min=0),
+              show_default="the preset's share of --epochs; pix2pix: half",
+              help="The last epochs, over which the learning rate decays linearly to 0.")
+@click.option("--batch-size", type=click.IntRange(min=1), show_default=_preset_default("batch_size"))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), show_default=_preset_default("lr"),
+              help="Learning rate.")
+@click.option("--gan-loss", type=click.Choice(["vanilla", "lsgan", "wgan", "wgangp"]),
+              show_default=_preset_default("gan_loss"))
+@click.option("--lambda-l1", type=click.FloatRange(min=0), show_default=_preset_default("lambda_l1"),
+              help="Weight of the L1 term.")
+@click.option("--augment", type=click.Choice(["none", "flip", "d4"]), show_default=_preset_default("augment"),
               help="flip: resize, random crop, horizontal flips; d4: also vertical flips and 90° rotations.")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
-@click.option("--workers", "num_workers", type=click.IntRange(min=0), help="DataLoader worker processes.")
-@click.option("--seed", type=int)
-@click.option("--device", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps …")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
-              help="Mixed precision (bf16 helps on recent CPUs too).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), show_default=_preset_default("direction"))
+@click.option("--workers", type=click.IntRange(min=0), show_default=_preset_default("workers"),
+              help="DataLoader worker processes.")
+@click.option("--seed", type=int, show_default=_preset_default("seed"))
+@click.option("--device", show_default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps …")
+@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), show_default="auto",
+              help="Mixed precision; auto = bf16 where the device runs it natively (CUDA, CPUs with AMX or "
+                   "AVX-512 BF16), else fp32.")
 @click.option("--channels-last", is_flag=True, default=None, help="Channels-last memory format.")
-@click.option("--patience", type=click.IntRange(min=0), help="Early stopping: epochs without a better val L1.")
+@click.option("--patience", type=click.IntRange(min=0), show_default=_preset_default("patience"),
+              help="Early stopping: epochs without a better val L1 (0: never).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps (a short run).")
-@click.option("--save-every", type=click.IntRange(min=1), help="Steps between latest.pt checkpoints.")
+@click.option("--save-every", type=click.IntRange(min=1), show_default=_preset_default("save_every"),
+              help="Steps between latest.pt checkpoints (also written at the end, on Ctrl-C and SIGTERM).")
+@click.option("--save-epoch-freq", type=click.IntRange(min=0), show_default=_preset_default("save_epoch_freq"),
+              help="Epochs between epoch_K.pt snapshots (generator only; 0: none).")
+@click.option("--keep-last", type=click.IntRange(min=0), show_default=_preset_default("keep_last"),
+              help="Keep only the newest K epoch_K.pt snapshots (0: all).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override any preset field, e.g. --set model.ngf=32 --set train.val_images=200.")
 def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | None, sets: tuple[str, ...],
@@ -55,34 +85,37 @@ def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | No
     """Train pix2pix on DATASET (train/ and optionally val/ folders of A|B images).
 
     Works on what `p2ptools tile` and `make-inpaint` write and on the standard pix2pix datasets
-    (facades, maps, cityscapes) unchanged. Writes RUN_DIR/latest.pt (every --save-every steps, at
-    the end and on Ctrl-C), epoch_K.pt, best.pt (best validation L1), losses.csv, val.csv, sample
-    grids (input | target | output) per epoch and loss_curves.png. For several GPUs:
+    (facades, maps, cityscapes) unchanged. --epochs is the whole run: the learning rate is constant,
+    then decays linearly to 0 over the last --decay-epochs (the paper: 200 = 100 + 100). Writes
+    RUN_DIR/latest.pt and best.pt (full state, for --resume), epoch_K.pt snapshots (generator only,
+    the newest --keep-last), losses.csv, val.csv, sample grids (input | target | output) per epoch
+    and loss_curves.png, and logs one line per epoch. For several GPUs:
     torchrun --nproc_per_node N -m p2ptools train ...
 
     \b
     Examples:
       p2ptools train facades --model pix2pix --out runs/facades
-      p2ptools train inria-256 --model pix2pix --augment d4 --amp bf16 --out runs/inria
-      p2ptools train --resume runs/facades
+      p2ptools train inria-256 --model pix2pix --augment d4 --out runs/inria
+      p2ptools train --resume runs/facades --epochs 300
     """
     from p2ptools.config import ModelConfig, TrainConfig, from_mapping, load_preset
-    from p2ptools.train import fit, load_checkpoint
+    from p2ptools.train import fit, resume_configs
 
+    overrides = _parse_sets(sets)
+    given = {k: v for k, v in options.items() if v is not None}
     if resume is not None:
-        ckpt = load_checkpoint(resume / "latest.pt")
-        mcfg = ModelConfig(**ckpt["model_config"])
-        tcfg = TrainConfig(**{**ckpt["train_config"], "out": resume})
-        if dataset is not None and Path(dataset).resolve() != Path(tcfg.dataset).resolve():
-            raise click.UsageError(f"--resume continues the run on {tcfg.dataset}; leave DATASET out")
+        if dataset is not None:
+            given["dataset"] = dataset
+        mcfg, tcfg, changes = resume_configs(resume, overrides["model"], {**overrides["train"], **given})
+        for line in changes:
+            click.echo(f"resume {resume}: {line}", err=True)
     else:
         if dataset is None or out is None:
             raise click.UsageError("give DATASET and --out RUN_DIR (or --resume RUN_DIR)")
         model_map, train_map = load_preset(preset)
-        overrides = _parse_sets(sets)
         model_map.update(overrides["model"])
         train_map.update(overrides["train"])
-        train_map.update({k: v for k, v in options.items() if v is not None})
+        train_map.update(given)
         mcfg = from_mapping(ModelConfig, model_map, f"{preset} (model)")
         tcfg = from_mapping(TrainConfig, {**train_map, "dataset": dataset, "out": out}, f"{preset} (train)")
     result = fit(mcfg, tcfg, resume=resume is not None, progress=True)

@@ -1,0 +1,60 @@
+"""Progress for long work: a bar on a terminal, and a log line per unit whatever the terminal.
+
+Long commands (training epochs, evaluation metrics, whole-scene bands, tiled scenes) report each
+finished unit through :func:`report`, on the ``p2ptools.progress`` logger, which the command line
+shows at INFO level by default, so output redirected to a file (nohup, a cluster job) still shows
+progress. Progress bars (:func:`bar`) draw only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+
+LOGGER_NAME = "p2ptools.progress"
+_log = logging.getLogger(LOGGER_NAME)
+
+
+def stderr_is_tty() -> bool:
+    """Whether stderr is an interactive terminal."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def bar(total: int | None, desc: str, unit: str, enabled: bool = True, initial: int = 0) -> tqdm:
+    """A tqdm bar drawn only when ``enabled`` and stderr is a terminal."""
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=not (enabled and stderr_is_tty()),
+                dynamic_ncols=True)
+
+
+def report(message: str, *args: Any) -> None:
+    """Log one line of progress (shown by default by the command line)."""
+    _log.info(message, *args)
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: a short human duration (``?`` when unknown)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class TqdmHandler(logging.StreamHandler):
+    """A logging handler that writes through ``tqdm.write`` so lines do not break a drawn bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
