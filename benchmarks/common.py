@@ -112,3 +112,10 @@ def build_mirrored_scene(src_tif: Path, size: int, out_dir: Path, block_rows: in
     os.replace(tmp_i, img_path)
     os.replace(tmp_m, mask_path)
     return img_path, mask_path
+
+
+def print_machine() -> None:
+    """Print the CPU model, torch's CPU capability and whether bf16 is native: every figure depends on them."""
+    from p2ptools.device import describe_cpu
+
+    print(f"machine: {describe_cpu()}; {os.cpu_count()} cores", flush=True)

@@ -30,7 +30,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, run_measured  # noqa: E402
+from common import ROOT, SHARED, print_machine, run_measured  # noqa: E402
 
 from p2ptools.metrics.fid import FID_WEIGHTS, fid_inception_v3  # noqa: E402
 
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
+    print_machine()
     if not (SHARED / "maps" / "train").is_dir():
         sys.exit(f"needs the real maps pairs in {SHARED / 'maps'} (../shared/data)")
     try:

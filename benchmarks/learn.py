@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED  # noqa: E402
+from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig, load_preset  # noqa: E402
 from p2ptools.data import AlignedDataset, EpochSampler  # noqa: E402
@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--preset", default="pix2pix")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
+    print_machine()
     maps = SHARED / "maps"
     if not (maps / "train").is_dir():
         sys.exit(f"needs the real maps pairs in {maps} (../shared/data)")

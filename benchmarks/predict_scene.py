@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, build_mirrored_scene, run_measured  # noqa: E402
+from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
 from p2ptools.checkpoints import RunState, save_checkpoint  # noqa: E402
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
+    print_machine()
     if not (SHARED / "rasterio" / "cogeo.tif").exists():
         sys.exit("needs ../shared/data/rasterio/cogeo.tif")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, build_mirrored_scene, run_measured  # noqa: E402
+from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
 CASES = [("5000² × 1", 5000, 1), ("5000² × 4", 5000, 4), ("20000² × 1", 20000, 1)]
 
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
+    print_machine()
     if not (SHARED / "rasterio" / "cogeo.tif").exists():
         sys.exit(f"needs the real photo {SHARED / 'rasterio' / 'cogeo.tif'} (../shared/data)")
     rows = []

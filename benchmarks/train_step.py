@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED  # noqa: E402
+from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
 from p2ptools.data import AlignedDataset  # noqa: E402
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+cl"])
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args()
+    print_machine()
     device = torch.device(args.device)
     maps = SHARED / "maps"
     if not (maps / "train").is_dir():

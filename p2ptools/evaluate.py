@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from p2ptools.device import select_device
 from p2ptools.errors import ConfigError, InputError, P2PError
@@ -39,6 +38,8 @@ from p2ptools.images import images_by_stem, load_rgb8, resize
 from p2ptools.metrics import pixel
 from p2ptools.output import atomic_write_bytes, atomic_write_text
 from p2ptools.predict import detect_input_kind
+from p2ptools.progress import Ticker, report
+from p2ptools.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +274,11 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     errors: list[tuple[str, str]] = []
     feats: dict[str, list[np.ndarray]] = {"real": [], "fake": []}
     conf_fake = conf_real = None
-    with tqdm(total=len(ds), unit="img", desc="evaluate", disable=not progress or None) as bar, torch.inference_mode():
+    ticker = Ticker(len(ds), "evaluate", "images")
+    with progress_bar(len(ds), "evaluate", "img", progress) as bar, torch.inference_mode():
         for items in loader:
             bar.update(len(items))
+            ticker.update(len(items))
             good = [it for it in items if not it["error"]]
             errors += [(it["stem"], it["error"]) for it in items if it["error"]]
             if not good:
@@ -353,6 +356,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
                                      "ci95_high": math.nan, "n": len(per_image),
                                      "note": f"FCN-score on {r.images} images"})
     summary = pd.DataFrame(summary_rows)
+    for r in summary_rows:
+        spread = f" ± {r['std']:.4g}" if math.isfinite(r.get("std", math.nan)) else ""
+        report("evaluate %s: %s = %.4g%s (n %d)", cfg.label, r["metric"], r["mean"], spread, r["n"])
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "per_image.csv", per_image.to_csv(index=False))
     atomic_write_text(cfg.out / "summary.csv", summary.to_csv(index=False))

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from p2ptools.config import InpaintConfig
 from p2ptools.errors import InputError, P2PError
@@ -39,6 +38,7 @@ from p2ptools.output import (
     write_image,
 )
 from p2ptools.parallel import imap_unordered
+from p2ptools.progress import bar as progress_bar
 from p2ptools.splits import SPLITS, assign_splits
 from p2ptools.tiling import compose_ab
 
@@ -237,7 +237,7 @@ def _scan(cfg: InpaintConfig, rels: list[str], progress: bool) -> dict[str, Scan
             results[rel] = old
         else:
             todo.append((str(cfg.src), rel))
-    with tqdm(total=len(todo), unit="img", desc="scan", disable=not progress or None) as bar:
+    with progress_bar(len(todo), "scan", "img", progress) as bar:
         for res in imap_unordered(_scan_one, todo, cfg.workers):
             results[res.rel] = res
             bar.update(1)
@@ -324,7 +324,7 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
             report.existing += 1
         else:
             tasks.append(_WriteTask(str(cfg.src), rel, names[rel], split_of[rel], cfg))
-    with tqdm(total=len(tasks), unit="pair", desc="make-inpaint", disable=not progress or None) as bar:
+    with progress_bar(len(tasks), "make-inpaint", "pair", progress) as bar:
         for rel, error in imap_unordered(_write_one, tasks, cfg.workers):
             bar.update(1)
             if error:

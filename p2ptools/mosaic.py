@@ -37,7 +37,6 @@ from rasterio import shutil as rio_shutil
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
-from tqdm.auto import tqdm
 
 from p2ptools.checkpoints import load_generator
 from p2ptools.data import to_tensor
@@ -46,6 +45,8 @@ from p2ptools.device import resolve_amp, select_device
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.predict import set_inference_mode
+from p2ptools.progress import Ticker, duration, report
+from p2ptools.progress import bar as progress_bar
 from p2ptools.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -198,8 +199,9 @@ def predict_scene(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
                 dst = rasterio.open(tmp, "w", **profile)
-            with dst, tqdm(total=total, unit="tile", desc="predict scene",
-                                                                 disable=not progress or None) as bar:
+            bar = progress_bar(total, "predict scene", "tile", progress)
+            bar.ticker = Ticker(total, f"predict {Path(scene).name}", "windows")  # type: ignore[attr-defined]
+            with dst, bar:
                 for b0, b1 in bands_x:
                     band_xs = [x for x in xs if x < b1 and x + T > b0]
                     _predict_band(G, src, dst, info, kind, lut, pal, ys, band_xs, b0, b1, T, weights, blend,
@@ -219,9 +221,11 @@ def predict_scene(
             tmp.unlink(missing_ok=True)
             for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
                 extra.unlink(missing_ok=True)
-    report = MosaicReport(out, meta["path"], src.width, src.height, total, kind)
-    report.seconds = time.perf_counter() - start
-    return report
+    result = MosaicReport(out, meta["path"], src.width, src.height, total, kind)
+    result.seconds = time.perf_counter() - start
+    report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
+           duration(result.seconds), out)
+    return result
 
 
 def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[int], xs: list[int], b0: int,
@@ -261,6 +265,7 @@ def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[in
                     acc[:, :, lo - b0 : hi - b0] += o[:, :, sl] * weights[:, sl]
                     wsum[:, lo - b0 : hi - b0] += weights[:, sl]
             bar.update(len(group))
+            bar.ticker.update(len(group))
         valid_rows |= valid[:, b0 - x0 : b1 - x0]
         last = r == len(ys) - 1
         done = min(T, src.height - y) if last else ys[r + 1] - y  # rows no later window touches

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from p2ptools.errors import InputError, P2PError
 from p2ptools.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
 from p2ptools.output import inputs_digest, prepare_output, write_dataset_json, write_image
 from p2ptools.parallel import imap_unordered
+from p2ptools.progress import bar as progress_bar
 from p2ptools.splits import SPLITS
 from p2ptools.tiling import compose_ab, split_ab
 
@@ -172,7 +171,7 @@ def _flat_names(triples: list[tuple[str, Path, Path]], fmt: str) -> list[str]:
 
 
 def _run(tasks: list[Any], fn: Any, workers: int, progress: bool, desc: str, report: PairReport) -> None:
-    with tqdm(total=len(tasks), unit="img", desc=desc, disable=not progress or None) as bar:
+    with progress_bar(len(tasks), desc, "img", progress) as bar:
         for src, error in imap_unordered(fn, tasks, workers):
             bar.update(1)
             if error:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from p2ptools.checkpoints import load_generator
 from p2ptools.data import read_ab, resize_square, to_image, to_tensor
@@ -27,6 +26,7 @@ from p2ptools.device import resolve_amp, select_device
 from p2ptools.errors import InputError, P2PError
 from p2ptools.images import image_size, list_images, load_rgb8
 from p2ptools.output import DATASET_FILE, atomic_write_text, write_image
+from p2ptools.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def predict_folder(
         return resize_square(a, size), (resize_square(b, size) if b is not None else None)
 
     autocast = device_autocast(dev, resolve_amp(amp, dev))
-    with tqdm(total=len(files), unit="img", desc="predict", disable=not progress or None) as bar:
+    with progress_bar(len(files), "predict", "img", progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk, inputs, targets = [], [], []
             for p in files[start : start + batch_size]:

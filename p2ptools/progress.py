@@ -58,3 +58,29 @@ class TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+
+class Ticker:
+    """A progress line at every tenth of a long job (whatever the terminal): ``what: 300/1000 img (30%),
+    12s elapsed, ETA 28s``."""
+
+    def __init__(self, total: int, what: str, unit: str, steps: int = 10) -> None:
+        import time
+
+        self.total, self.what, self.unit, self.steps = total, what, unit, steps
+        self.done = 0
+        self._next = 1
+        self._clock = time.perf_counter
+        self._start = self._clock()
+
+    def update(self, n: int) -> None:
+        """Count ``n`` more units done; log a line when a new tenth is reached."""
+        self.done += n
+        if self.total <= 0 or self.done * self.steps < self._next * self.total:
+            return
+        while self._next * self.total <= self.done * self.steps:
+            self._next += 1
+        spent = self._clock() - self._start
+        left = spent * (self.total - self.done) / max(self.done, 1)
+        report("%s: %d/%d %s (%d%%), %s elapsed, ETA %s", self.what, self.done, self.total, self.unit,
+               100 * self.done // self.total, duration(spent), duration(left) if self.done < self.total else "0s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from p2ptools.data import has_images, list_split
 from p2ptools.device import select_device
@@ -34,6 +34,8 @@ from p2ptools.images import load_rgb8
 from p2ptools.labels import Palette, decolorize, load_palette, palette_from_dict
 from p2ptools.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
+from p2ptools.progress import bar as progress_bar
+from p2ptools.progress import duration, report
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +257,11 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     weights = class_weights(train_ds, len(pal.classes)).to(dev)
     best: dict[str, Any] = {"per_pixel_acc": -1.0}
     best_state = None
-    for epoch in tqdm(range(epochs), desc="train-fcn", unit="epoch", disable=not progress or None):
+    bar = progress_bar(epochs, "train-fcn", "epoch", progress)
+    times: list[float] = []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        bar.update(1)
         train_ds.epoch = epoch
         net.train()
         g = torch.Generator().manual_seed(seed + epoch)
@@ -272,10 +278,14 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
                                    batch_size=batch_size, num_workers=workers):
                 pred = _logits(net, x.to(dev)).argmax(1).cpu().numpy()
                 conf += confusion_matrix(y.numpy(), pred, len(pal.classes))
-        s = {**scores(conf), "epoch": epoch, "on": "val" if val_files else "train"}
-        log.info("train-fcn epoch %d: %s", epoch, s)
+        s = {**scores(conf), "epoch": epoch + 1, "on": "val" if val_files else "train"}
+        times.append(time.perf_counter() - t0)
+        report("train-fcn epoch %d/%d · %.1fs · loss %.3f · %s pixel acc %.3f · mean IoU %.3f · %s", epoch + 1,
+               epochs, times[-1], loss.item(), s["on"], s["per_pixel_acc"], s["mean_class_iou"],
+               f"ETA {duration((epochs - epoch - 1) * sum(times) / len(times))}" if epoch + 1 < epochs else "done")
         if s["mean_class_iou"] >= best.get("mean_class_iou", -1.0):
             best, best_state = s, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    bar.close()
     payload = {"format": SEG_FORMAT, "arch": arch, "n_classes": len(pal.classes), "size": size,
                "palette": pal.to_dict(), "label_side": side, "state": best_state, "scores": best}
     buf = io.BytesIO()

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
-from tqdm.auto import tqdm
 
 from p2ptools.config import TileConfig
 from p2ptools.errors import P2PError, PaletteError, RasterReadError
@@ -37,6 +36,8 @@ from p2ptools.output import (
     write_image,
 )
 from p2ptools.parallel import imap_unordered
+from p2ptools.progress import bar as progress_bar
+from p2ptools.progress import report
 from p2ptools.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -413,7 +414,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
                                    label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
-    bar = tqdm(total=sum(len(t.tiles) for t in tasks), unit="tile", desc="tile", disable=not progress or None)
+    bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:
         for res in _run(tasks, cfg.workers):
             bar.update(res.tiles)
@@ -484,11 +485,14 @@ class _SceneBook:
 
     def _finish(self, scene: str) -> None:
         if scene in self.errors:
+            report("tile %s: failed (%s)", scene, self.errors[scene])
             _remove_scene_tiles(self.out, scene, self.grids[scene], self.fmt)
             self.report.failures.append((str(self.infos[scene].pair.image), self.errors[scene]))
             return
         rows = sorted(self.rows.pop(scene), key=lambda r: (r["row"], r["col"]))
         atomic_write_text(_scene_state(self.out, scene), csv_text(rows))
+        kept = sum(1 for r in rows if r["kept"])
+        report("tile %s: %d of %d tiles kept (%d written now)", scene, kept, len(rows), self.written[scene])
         self.report.written += self.written[scene]
         self.report.scenes.append(scene)
 

@@ -325,3 +325,40 @@ def test_config_file_with_cli_override(inria_root, tmp_path):
     cfg.write_text("tile:\n  sise: 128\n")
     res = run(inria_root, tmp_path / "o2", "--config", cfg)
     assert res.exit_code == 1 and "unknown option(s) sise" in res.output
+
+
+def _kept(out: Path) -> pd.DataFrame:
+    m = pd.read_csv(out / "manifest.csv")
+    return m[m["kept"]]
+
+
+def test_block_split_of_one_scene_is_disjoint_with_a_buffer(tmp_path):
+    src = tmp_path / "one"
+    write_tif(src / "images" / "scene.tif", photo(640, 640))
+    write_tif(src / "gt" / "scene.tif", blocks_mask(640, 640, [255], block=64))  # all foreground
+    out = tmp_path / "out"
+    res = run(src, out, "--size", 64, "--stride", 32, "--split-by", "block", "--block-size", 160,
+              "--block-buffer", 32, "--split", "0.5,0.25,0.25")
+    assert res.exit_code == 0, res.output
+    kept = _kept(out)
+    assert set(kept["split"]) == {"train", "val", "test"}
+    assert (pd.read_csv(out / "manifest.csv")["reason"] == "split_buffer").sum() > 0
+    rows = kept[["split", "x", "y"]].to_numpy()
+    for i, (s1, x1, y1) in enumerate(rows):
+        for s2, x2, y2 in rows[i + 1:]:
+            if s1 != s2:  # tiles of two splits: no overlap, and at least the buffer apart
+                gap = max(abs(int(x1) - int(x2)), abs(int(y1) - int(y2))) - 64
+                assert gap >= 32, (s1, x1, y1, s2, x2, y2)
+    # the same blocks and seed give the same splits on a fresh run
+    res = run(src, tmp_path / "again", "--size", 64, "--stride", 32, "--split-by", "block", "--block-size", 160,
+              "--block-buffer", 32, "--split", "0.5,0.25,0.25")
+    assert _kept(tmp_path / "again")[["tile_id", "split"]].equals(kept[["tile_id", "split"]])
+
+
+def test_one_scene_split_by_scene_says_val_and_test_stay_empty(tmp_path):
+    src = tmp_path / "one"
+    write_tif(src / "images" / "scene.tif", photo(128, 128))
+    write_tif(src / "gt" / "scene.tif", blocks_mask(128, 128, [255]))
+    res = CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "out"), "--size", "64"])
+    assert res.exit_code == 0
+    assert "1 scene(s) split by scene leave val and test empty" in res.stderr and "--split-by block" in res.stderr

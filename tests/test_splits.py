@@ -50,3 +50,25 @@ def test_official_tile_split_follows_landcover_numbering():
     assert official_tile_split(lists, "S", 1090, 1090, 1100, 1100) == "train"
     assert official_tile_split({"S": "val"}, "S", 10, 10, 1100, 1100) == "val"
     assert official_tile_split(lists, "T", 10, 10, 1100, 1100) is None
+
+
+def test_block_grid_has_no_edge_slivers():
+    from p2ptools.splits import BlockGrid
+
+    g = BlockGrid(900, 900, 450)
+    assert (g.rows, g.cols) == (2, 2) and g.index(449, 450) == (0, 1) and g.index(899, 0) == (1, 0)
+    g = BlockGrid(904, 100, 448)  # 904 / 448 → 2 blocks, not a third of 8 px
+    assert g.rows == 2 and g.cols == 1 and g.index(903, 99) == (1, 0)
+
+
+def test_block_tile_split_drops_tiles_near_another_split():
+    from p2ptools.splits import BUFFER, BlockGrid, block_tile_split
+
+    g = BlockGrid(200, 200, 100)
+    blocks = {("s", 0, 0): "train", ("s", 0, 1): "val", ("s", 1, 0): "train", ("s", 1, 1): "train"}
+    assert block_tile_split(blocks, "s", g, 0, 0, 50, 0) == "train"
+    assert block_tile_split(blocks, "s", g, 0, 25, 50, 0) == "train"  # ends at 74, inside block (0, 0)
+    assert block_tile_split(blocks, "s", g, 0, 25, 50, 30) == BUFFER  # 30 px more reaches the val block
+    assert block_tile_split(blocks, "s", g, 0, 50, 50, 0) == "train"  # 50..99 touches, does not cross
+    assert block_tile_split(blocks, "s", g, 0, 60, 50, 0) == BUFFER   # 60..109 straddles the border
+    assert block_tile_split(blocks, "s", g, 0, 100, 50, 0) == "val"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -32,7 +31,9 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
     from p2ptools.recipe import load_recipe, run_recipe
 
     rec = load_recipe(recipe, workdir, parse_assignments(sets))
-    command = "p2ptools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    words = ["p2ptools", "run", recipe, *(["--workdir", str(workdir)] if workdir else []),
+             *[w for item in sets for w in ("--set", item)]]
+    command = " ".join(shlex.quote(w) for w in words)
     result = run_recipe(rec, progress=True, until=until, command=command)
     click.echo(f"recipe {rec.name}: " + ", ".join(f"{k} {v}" for k, v in result.stages.items()))
     if result.report is not None:
