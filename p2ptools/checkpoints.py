@@ -232,6 +232,23 @@ def run_files(run_dir: Path) -> list[Path]:
     return found + [p for _, p in snapshots(run_dir)]
 
 
+def foreign_run_files(run_dir: Path) -> list[str]:
+    """Files in ``run_dir`` that a training run does not write (relative paths, sorted)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    ours = {p.resolve() for p in run_files(run_dir) if p.is_file()}
+    found = []
+    for p in sorted(run_dir.rglob("*")):
+        rel = p.relative_to(run_dir)
+        if p.is_dir() and not p.is_symlink():
+            continue
+        if p.resolve() in ours or (rel.parts[0] in RUN_DIRS and len(rel.parts) > 1):
+            continue
+        found.append(rel.as_posix())
+    return found
+
+
 def clear_run(run_dir: Path) -> list[Path]:
     """Remove what a training run wrote in ``run_dir`` (checkpoints, logs, samples); nothing else."""
     import shutil

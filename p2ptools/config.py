@@ -574,9 +574,17 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def bundled_dir(name: str) -> Path:
+    """A bundled folder: ``p2ptools/_<name>`` in an installed wheel, ``<name>/`` beside the package in a
+    clone or an editable install."""
+    here = Path(__file__).resolve().parent
+    installed = here / f"_{name}"
+    return installed if installed.is_dir() else here.parent / name
+
+
 def presets_dir() -> Path:
-    """The bundled ``models/`` folder (beside the package in a clone or editable install)."""
-    return Path(__file__).resolve().parents[1] / "models"
+    """The bundled model presets (the repository's ``models/``)."""
+    return bundled_dir("models")
 
 
 def load_preset(spec: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

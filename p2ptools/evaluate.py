@@ -36,12 +36,15 @@ from p2ptools.device import select_device
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.images import images_by_stem, load_rgb8, resize
 from p2ptools.metrics import pixel
-from p2ptools.output import atomic_write_bytes, atomic_write_text
+from p2ptools.output import atomic_write_bytes, atomic_write_text, claim_folder
 from p2ptools.predict import detect_input_kind
 from p2ptools.progress import Ticker, report
 from p2ptools.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
+
+#: The files ``evaluate`` writes into its output folder.
+REPORT_FILES: tuple[str, ...] = ("per_image.csv", "summary.csv", "fcn.csv", "evaluate.json")
 
 PER_IMAGE_METRICS = ("l1", "l2", "psnr", "ssim", "vgg")
 SET_METRICS = ("fid", "kid", "fcn")
@@ -242,6 +245,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         InputError: for unmatched names, unreadable or differently sized images (listed).
         WeightsNotFound: if FID/VGG weights are missing (before any image is processed).
     """
+    claim_folder(cfg.out, REPORT_FILES, inputs=[cfg.real, cfg.fake])
     pairs, ab = match_pairs(cfg)
     device = select_device(cfg.device)
     want = set(cfg.metrics)

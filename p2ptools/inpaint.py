@@ -34,6 +34,7 @@ from p2ptools.output import (
     inputs_digest,
     prepare_output,
     read_csv_rows,
+    record_plan,
     write_dataset_json,
     write_image,
 )
@@ -290,9 +291,9 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
         raise InputError(f"{cfg.src}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     rels = [str(p.relative_to(cfg.src)) for p in files]
     params = {**cfg.output_params(), "inputs": inputs_digest(rels)}
-    prepare_output(cfg.out, "inpaint", params, cfg.overwrite, owned=(*SPLITS, MASK_DIR))
+    prepare_output(cfg.out, "inpaint", params, cfg.overwrite, inputs=[cfg.src], input_names=rels)
     meta: dict[str, Any] = {"kind": "inpaint", "params": params, "A": "photo with hole", "B": "photo",
-                            "complete": False}
+                            "complete": False, "input_names": rels}
     write_dataset_json(cfg.out, meta)
     scans = _scan(cfg, rels, progress)
     names = _names(rels)
@@ -316,6 +317,8 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
     group_split = assign_splits(list(groups), cfg.split, cfg.seed)
     split_of = {rel: group_split[scans[rel].sha1] for rel in good}
 
+    record_plan(cfg.out, (f"{d}{split_of[rel]}/{names[rel]}.{ext}" for rel in good
+                          for d, ext in (("", cfg.format), (f"{MASK_DIR}/", "png"))))
     tasks = []
     for rel in good:
         out_file = cfg.out / split_of[rel] / f"{names[rel]}.{cfg.format}"

@@ -38,11 +38,12 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
+from p2ptools import __version__
 from p2ptools.checkpoints import load_generator
 from p2ptools.data import to_tensor
 from p2ptools.device import autocast as device_autocast
 from p2ptools.device import resolve_amp, select_device
-from p2ptools.errors import ConfigError, InputError
+from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.predict import set_inference_mode
 from p2ptools.progress import Ticker, duration, report
@@ -166,6 +167,7 @@ def predict_scene(
     stride = T - overlap
     weights = hann_window(T) if blend == "hann" else np.ones((T, T), np.float32)
     scene, out = Path(scene), Path(out)
+    check_raster_output(scene, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src:
         kind = _input_kind(src, input_kind)
@@ -199,6 +201,7 @@ def predict_scene(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
                 dst = rasterio.open(tmp, "w", **profile)
+            dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}")
             bar = progress_bar(total, "predict scene", "tile", progress)
             bar.ticker = Ticker(total, f"predict {Path(scene).name}", "windows")  # type: ignore[attr-defined]
             with dst, bar:
@@ -226,6 +229,30 @@ def predict_scene(
     report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
            duration(result.seconds), out)
     return result
+
+
+SOFTWARE_TAG = "p2ptools"
+
+
+def check_raster_output(scene: Path, out: Path) -> None:
+    """A whole-scene output must be a new ``.tif``/``.tiff`` (or one p2ptools wrote), not the input.
+
+    Raises:
+        OutputError: naming the file and what to do.
+    """
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(f"{out}: whole-scene predictions are GeoTIFFs; name the output .tif or .tiff")
+    if out.exists() and out.resolve() == scene.resolve():
+        raise OutputError(f"{out}: is the input scene; write the prediction to another file")
+    if out.exists():
+        try:
+            with rasterio.open(out) as ds:
+                ours = str(ds.tags().get("TIFFTAG_SOFTWARE", "")).startswith(SOFTWARE_TAG)
+        except rasterio.errors.RasterioError:
+            ours = False
+        if not ours:
+            raise OutputError(f"{out}: exists and was not written by p2ptools; p2ptools never replaces it: "
+                              "choose another output file or move it away")
 
 
 def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[int], xs: list[int], b0: int,

@@ -8,13 +8,16 @@ its folder and renamed into place, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,6 @@ import numpy as np
 from p2ptools import __version__
 from p2ptools.config import IMAGE_FORMATS
 from p2ptools.errors import InputError, OutputError
-from p2ptools.splits import SPLITS
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
@@ -33,10 +35,14 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the permissions the umask gives new files (0644 under 022), as a plain write would.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -132,15 +138,125 @@ def write_dataset_json(out: Path, data: dict[str, Any]) -> None:
     atomic_write_text(out / DATASET_FILE, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
+PLANS_DIR = "written"
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc tells it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def record_plan(out: Path, rel_paths: Iterable[str]) -> None:
+    """Record, before writing them, the files (relative to ``out``) a run is about to write.
+
+    These records are how p2ptools knows which files of a folder are its own: ``--overwrite``
+    and every cleanup remove only files recorded here or listed by the manifest.
+    """
+    rels = sorted(set(rel_paths))
+    if not rels:
+        return
+    digest = hashlib.sha1("\n".join(rels).encode()).hexdigest()[:16]
+    atomic_write_text(out / STATE_DIR / PLANS_DIR / f"{digest}.txt", "\n".join(rels) + "\n")
+
+
+def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
+    """Relative paths under ``out`` that p2ptools wrote or may have written (recorded plans, the
+    manifest's ``file`` and ``mask_file`` columns, ``dataset.json``, ``manifest.csv`` and ``fixed``)."""
+    owned = {DATASET_FILE, MANIFEST_FILE, *fixed}
+    plans = out / STATE_DIR / PLANS_DIR
+    if plans.is_dir():
+        for plan in plans.glob("*.txt"):
+            owned.update(line for line in plan.read_text(encoding="utf-8").splitlines() if line)
+    manifest = out / MANIFEST_FILE
+    if manifest.is_file():
+        with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
+            _, rows = read_csv_rows(manifest)
+            for row in rows:
+                owned.update(row[k] for k in ("file", "mask_file") if row.get(k))
+    return owned
+
+
+def foreign_files(out: Path, owned: set[str]) -> list[str]:
+    """Files under ``out`` (outside ``.p2ptools/``) that p2ptools did not write, sorted."""
+    if not out.is_dir():
+        return []
+    found = []
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if rel == STATE_DIR or rel.startswith(STATE_DIR + "/") or (path.is_dir() and not path.is_symlink()):
+            continue
+        if rel not in owned:
+            found.append(rel)
+    return found
+
+
+def refuse_foreign(out: Path, foreign: list[str]) -> None:
+    """Raise OutputError naming the first few foreign files of ``out`` and their count.
+
+    Raises:
+        OutputError: if ``foreign`` is not empty.
+    """
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{out}: holds {len(foreign)} file(s) p2ptools did not write ({shown}); p2ptools never "
+                          "removes or overwrites them: use another (or an empty) output folder, or move them away")
+
+
+def remove_owned(out: Path, owned: set[str]) -> int:
+    """Remove the files of ``owned`` that exist under ``out``, p2ptools's state, and the folders this
+    leaves empty; returns the number of files removed. Nothing else is touched."""
+    removed = 0
+    for rel in sorted(owned):
+        path = out / rel
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    state = out / STATE_DIR
+    if state.is_dir() and not state.is_symlink():
+        shutil.rmtree(state)
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()),
+                         key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+    return removed
+
+
+def check_not_inside(out: Path, inputs: Iterable[Path | None]) -> None:
+    """Refuse an output folder that is, or lies inside, an input folder (before anything is written).
+
+    Raises:
+        OutputError: naming both.
+    """
+    o = Path(out).resolve()
+    for src in inputs:
+        if src is None:
+            continue
+        s = Path(src).resolve()
+        if o == s or s in o.parents:
+            raise OutputError(f"{out}: the output folder is {'the input folder' if o == s else 'inside the input'} "
+                              f"{src}; write the outputs elsewhere")
+
+
 def prepare_output(
-    out: Path, kind: str, params: dict[str, Any], overwrite: bool, owned: tuple[str, ...] = SPLITS
+    out: Path, kind: str, params: dict[str, Any], overwrite: bool, inputs: Iterable[Path | None] = (),
+    input_names: list[str] | None = None,
 ) -> bool:
     """Make ``out`` ready for a run, or refuse when it holds something else.
 
-    An existing output made with the same ``kind`` and ``params`` is resumed; one made with other
-    parameters, or a non-empty folder that p2ptools did not make, is refused unless ``overwrite``
-    (which removes only what p2ptools writes: the ``owned`` folders — the split folders by
-    default — and the manifest, dataset.json and state).
+    An existing output made with the same ``kind`` and ``params`` is resumed. One made with other
+    parameters is refused, naming what differs (settings, inputs added or removed), unless
+    ``overwrite``, which removes only what p2ptools wrote there (:func:`owned_files`). A folder
+    holding files p2ptools did not write is always refused, naming them. An output folder that is
+    or lies inside an input folder is refused.
 
     Returns:
         True when an earlier run of the same dataset is being resumed.
@@ -148,36 +264,59 @@ def prepare_output(
     Raises:
         OutputError: if ``out`` holds a different dataset or foreign files.
     """
+    check_not_inside(out, inputs)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
     existing = read_dataset_json(out) if out.is_dir() else None
-    if overwrite and out.is_dir():
-        for name in (*owned, STATE_DIR):
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
-        for name in (MANIFEST_FILE, DATASET_FILE):
-            (out / name).unlink(missing_ok=True)
+    owned = owned_files(out) if existing is not None else {DATASET_FILE, MANIFEST_FILE}
+    refuse_foreign(out, foreign_files(out, owned))
+    if overwrite and existing is not None:
+        remove_owned(out, owned)
         existing = None
-    elif existing is not None:
-        if existing.get("kind") != kind or existing.get("params") != params:
-            diff = _describe_difference(existing.get("params") or {}, params)
-            raise OutputError(
-                f"{out}: holds a different dataset ({existing.get('kind')}; {diff}); "
-                "use another folder or --overwrite"
-            )
-    elif out.is_dir() and any(out.iterdir()):
-        raise OutputError(f"{out}: folder is not empty and holds no {DATASET_FILE}; use an empty folder or --overwrite")
+    elif existing is not None and (existing.get("kind") != kind or existing.get("params") != params):
+        diff = _describe_difference(existing, kind, params, input_names)
+        raise OutputError(f"{out}: holds a different {existing.get('kind')} dataset ({diff}); "
+                          "use another folder, or --overwrite to replace it (only files p2ptools wrote are removed)")
     out.mkdir(parents=True, exist_ok=True)
     (out / STATE_DIR).mkdir(exist_ok=True)
     return existing is not None
 
 
-def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if not keys:
-        return "different kind"
-    parts = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys[:4]]
-    return ", ".join(parts) + (", …" if len(keys) > 4 else "")
+def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None] = ()) -> None:
+    """Make ``out`` ready for a command that writes ``planned`` files (relative paths) into it.
+
+    The folder may hold what p2ptools wrote there before (those files are rewritten), but not
+    files of anyone else (refused, naming them), and may not be or lie inside an input folder.
+    The plan is recorded before anything is written.
+
+    Raises:
+        OutputError: for foreign files, an output inside an input, or a file where the folder should be.
+    """
+    planned = set(planned)
+    check_not_inside(out, inputs)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    refuse_foreign(out, foreign_files(out, owned_files(out) | planned))
+    out.mkdir(parents=True, exist_ok=True)
+    record_plan(out, planned)
+
+
+def _describe_difference(existing: dict[str, Any], kind: str, new: dict[str, Any],
+                          input_names: list[str] | None) -> str:
+    """``size: 256 → 512; inputs: 2 added (c, d), 1 removed (a)``: what makes two datasets differ."""
+    if existing.get("kind") != kind:
+        return f"made by {existing.get('kind')}, not {kind}"
+    old = existing.get("params") or {}
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "inputs")
+    parts = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys[:4]] + (["…"] if len(keys) > 4 else [])
+    if old.get("inputs") != new.get("inputs"):
+        before = existing.get("input_names")
+        if before is not None and input_names is not None:
+            added, removed = sorted(set(input_names) - set(before)), sorted(set(before) - set(input_names))
+            for what, names in (("added", added), ("removed", removed)):
+                if names:
+                    more = ", …" if len(names) > 3 else ""
+                    parts.append(f"inputs {what}: {len(names)} ({', '.join(names[:3])}{more})")
+        else:
+            parts.append("another set of inputs")
+    return "; ".join(parts) or "other settings"

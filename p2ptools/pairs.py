@@ -15,7 +15,7 @@ from typing import Any
 
 from p2ptools.errors import InputError, P2PError
 from p2ptools.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
-from p2ptools.output import inputs_digest, prepare_output, write_dataset_json, write_image
+from p2ptools.output import inputs_digest, prepare_output, record_plan, write_dataset_json, write_image
 from p2ptools.parallel import imap_unordered
 from p2ptools.progress import bar as progress_bar
 from p2ptools.splits import SPLITS
@@ -150,8 +150,11 @@ def pair_folders(
         "a": str(a_dir.resolve()), "b": str(b_dir.resolve()), "resize": resize_b, "format": fmt,
         "inputs": inputs_digest([f"{s}/{a.stem}" for s, a, _ in triples]),
     }
-    prepare_output(out, "pairs", params, overwrite, owned=(*SPLITS, *(n for n in _flat_names(triples, fmt))))
-    write_dataset_json(out, {"kind": "pairs", "params": params, "A": str(a_dir), "B": str(b_dir), "complete": False})
+    names = [f"{s}/{a.stem}" for s, a, _ in triples]
+    prepare_output(out, "pairs", params, overwrite, inputs=[a_dir, b_dir], input_names=names)
+    write_dataset_json(out, {"kind": "pairs", "params": params, "A": str(a_dir), "B": str(b_dir), "complete": False,
+                             "input_names": names})
+    record_plan(out, (f"{split + '/' if split else ''}{a.stem}.{fmt}" for split, a, _ in triples))
     report = PairReport(out)
     tasks = []
     for split, a, b in triples:
@@ -162,12 +165,9 @@ def pair_folders(
             tasks.append(_PairTask(str(a), str(b), str(target), resize_b, fmt, jpeg_quality))
     _run(tasks, _pair_one, workers, progress, "pair", report)
     write_dataset_json(out, {"kind": "pairs", "params": params, "A": str(a_dir), "B": str(b_dir),
-                             "count": len(triples) - len(report.skipped), "complete": not report.skipped})
+                             "count": len(triples) - len(report.skipped), "complete": not report.skipped,
+                             "input_names": names})
     return report
-
-
-def _flat_names(triples: list[tuple[str, Path, Path]], fmt: str) -> list[str]:
-    return [f"{a.stem}.{fmt}" for s, a, _ in triples if not s]
 
 
 def _run(tasks: list[Any], fn: Any, workers: int, progress: bool, desc: str, report: PairReport) -> None:
@@ -219,13 +219,16 @@ def unpair_folder(
     if not files:
         raise InputError(f"{ab_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     rels = [p.relative_to(ab_dir) for p in files]
+    names = [r.as_posix() for r in rels]
     params = {"ab": str(ab_dir.resolve()), "inputs": inputs_digest([str(r) for r in rels])}
-    prepare_output(out, "unpaired", params, overwrite, owned=("A", "B"))
-    write_dataset_json(out, {"kind": "unpaired", "params": params, "complete": False})
+    prepare_output(out, "unpaired", params, overwrite, inputs=[ab_dir], input_names=names)
+    write_dataset_json(out, {"kind": "unpaired", "params": params, "complete": False, "input_names": names})
+    exts = [".jpg" if p.suffix.lower() in (".jpg", ".jpeg") else ".png" for p in files]
+    record_plan(out, (f"{half}/{rel.with_suffix(ext).as_posix()}" for rel, ext in zip(rels, exts, strict=True)
+                      for half in ("A", "B")))
     report = PairReport(out)
     tasks = []
-    for p, rel in zip(files, rels, strict=True):
-        ext = ".jpg" if p.suffix.lower() in (".jpg", ".jpeg") else ".png"
+    for p, rel, ext in zip(files, rels, exts, strict=True):
         a, b = out / "A" / rel.with_suffix(ext), out / "B" / rel.with_suffix(ext)
         if a.exists() and b.exists():
             report.existing += 1
@@ -233,5 +236,5 @@ def unpair_folder(
             tasks.append(_UnpairTask(str(p), str(a), str(b), jpeg_quality))
     _run(tasks, _unpair_one, workers, progress, "unpair", report)
     write_dataset_json(out, {"kind": "unpaired", "params": params, "count": len(files) - len(report.skipped),
-                             "complete": not report.skipped})
+                             "complete": not report.skipped, "input_names": names})
     return report

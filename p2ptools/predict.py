@@ -25,7 +25,7 @@ from p2ptools.device import autocast as device_autocast
 from p2ptools.device import resolve_amp, select_device
 from p2ptools.errors import InputError, P2PError
 from p2ptools.images import image_size, list_images, load_rgb8
-from p2ptools.output import DATASET_FILE, atomic_write_text, write_image
+from p2ptools.output import DATASET_FILE, atomic_write_text, check_not_inside, claim_folder, write_image
 from p2ptools.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ def predict_folder(
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
     set_inference_mode(G, dropout, batch_stats)
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    check_not_inside(out_dir, [input_dir])
     files = [p for p in list_images(input_dir, exclude=out_dir) if p.parent == input_dir]
     if not files:
         raise InputError(f"{input_dir}: no images")
@@ -119,7 +120,8 @@ def predict_folder(
     direction = meta["train_config"].get("direction", "AtoB")
     size = mcfg.image_size
     report = PredictReport(out_dir, meta["path"], kind)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    planned = {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"}
+    claim_folder(out_dir, planned, inputs=[input_dir])
 
     def load(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if kind == "ab":

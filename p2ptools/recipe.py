@@ -33,6 +33,7 @@ from p2ptools.config import (
     ModelConfig,
     TileConfig,
     TrainConfig,
+    bundled_dir,
     from_mapping,
     load_preset,
     read_yaml_mapping,
@@ -49,8 +50,8 @@ FCN_KEYS = {"palette", "label_side", "arch", "size", "epochs", "batch_size", "lr
 
 
 def recipes_dir() -> Path:
-    """The bundled ``recipes/`` folder (beside the package in a clone or editable install)."""
-    return Path(__file__).resolve().parents[1] / "recipes"
+    """The bundled recipes (the repository's ``recipes/``)."""
+    return bundled_dir("recipes")
 
 
 def sample_root() -> Path:

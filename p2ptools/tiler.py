@@ -32,6 +32,7 @@ from p2ptools.output import (
     inputs_digest,
     prepare_output,
     read_csv_rows,
+    record_plan,
     write_dataset_json,
     write_image,
 )
@@ -370,8 +371,10 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.masks, cfg.mask_suffix)
     palette = resolve_palette(cfg.palette, found.layout)
     out = Path(cfg.out)
-    params = {**cfg.output_params(), "inputs": inputs_digest([p.name for p in found.pairs])}
-    resumed = prepare_output(out, "tiles", params, cfg.overwrite)
+    names = [p.name for p in found.pairs]
+    params = {**cfg.output_params(), "inputs": inputs_digest(names)}
+    resumed = prepare_output(out, "tiles", params, cfg.overwrite, inputs=[cfg.src, cfg.images, cfg.masks],
+                             input_names=names)
     label_is_a = cfg.direction == "label2photo"
     meta: dict[str, Any] = {
         "kind": "tiles",
@@ -380,6 +383,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         "B": "photo" if label_is_a else "label",
         "palette": palette.to_dict(),
         "complete": False,
+        "input_names": names,
     }
     write_dataset_json(out, meta)
     for m in found.orphan_masks:
@@ -413,6 +417,9 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
                                    label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
+    record_plan(out, (f"{split}/{info.pair.name}_{t.row}_{t.col}.{cfg.format}" for task in tasks
+                      for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
+                      for info in (task.info,)))
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
     bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from p2ptools.checkpoints import (
     RunState,
     dataset_meta,
+    foreign_run_files,
     load_checkpoint,
     load_generator,
     prune_snapshots,
@@ -44,7 +45,7 @@ from p2ptools.data import AlignedDataset, EpochSampler, has_images, to_image
 from p2ptools.device import autocast, resolve_amp, select_device
 from p2ptools.errors import ConfigError, P2PError
 from p2ptools.nets import build_discriminator, build_generator
-from p2ptools.output import atomic_write_bytes, write_image
+from p2ptools.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.progress import bar as progress_bar
 from p2ptools.progress import duration, report
 
@@ -395,6 +396,8 @@ class _Trainer:
         if not resume and (self.run_dir / "latest.pt").exists():
             raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "
                               f"use --resume {self.run_dir} or another --out")
+        check_not_inside(self.run_dir, [tcfg.dataset])
+        refuse_foreign(self.run_dir, foreign_run_files(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(tcfg.seed)
         np.random.seed(tcfg.seed % 2**32)

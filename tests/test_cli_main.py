@@ -29,3 +29,11 @@ def test_readme_commands_are_what_ci_runs():
     assert "p2ptools run sample" in main_cmd
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_cmd in ci, "the README's test command must be the one .ci/run runs"
+
+
+def test_every_package_is_listed_for_the_wheel():
+    tomllib = __import__("pytest").importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "p2ptools").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+    assert {"p2ptools._models", "p2ptools._recipes"} <= listed

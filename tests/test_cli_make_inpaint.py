@@ -128,7 +128,8 @@ def test_resume_and_changed_inputs(tmp_path):
     assert victim.exists() and keep.stat().st_mtime_ns == before
     cv2.imwrite(str(src / "new.png"), skimage.data.camera())
     res = run(src, out, "--size", 64)
-    assert res.exit_code == 1 and "holds a different dataset" in res.output and "inputs" in res.output
+    assert res.exit_code == 1 and "holds a different inpaint dataset" in res.output
+    assert "inputs added: 1 (new.png)" in res.output
     assert run(src, out, "--size", 64, "--overwrite").exit_code == 0
 
 

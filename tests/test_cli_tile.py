@@ -23,6 +23,12 @@ from p2ptools.tiling import split_ab, tile_count
 from .conftest import blocks_mask, photo, shared_path, write_tif
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def run(*args: object) -> "object":
     return CliRunner().invoke(cli, ["tile", *map(str, args)], catch_exceptions=False)
 
@@ -231,7 +237,7 @@ def test_workers_give_identical_output(inria_root, tmp_path):
 def test_output_holding_another_dataset(inria_root, tmp_path):
     out = _tiled(inria_root, tmp_path / "out")
     res = run(inria_root, out, "--size", 128)
-    assert res.exit_code == 1 and "holds a different dataset" in res.output and "size: 64 → 128" in res.output
+    assert res.exit_code == 1 and "holds a different tiles dataset" in res.output and "size: 64 → 128" in res.output
     assert len(tiles(out)) > 0  # nothing removed
     res = run(inria_root, out, "--size", 128, "--overwrite")
     assert res.exit_code == 0, res.output
@@ -240,7 +246,39 @@ def test_output_holding_another_dataset(inria_root, tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     res = run(inria_root, foreign)
-    assert res.exit_code == 1 and "not empty" in res.output
+    assert res.exit_code == 1 and "holds 1 file(s) p2ptools did not write (notes.txt)" in res.output
+
+
+def test_overwrite_never_removes_a_users_files(inria_root, tmp_path):
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "keep_me.png").write_bytes(b"user data")
+    for extra in ((), ("--overwrite",)):  # refused with or without --overwrite, naming the file
+        res = run(inria_root, out, "--size", 64, *extra)
+        assert res.exit_code == 1 and "train/keep_me.png" in res.output and "never removes" in res.output
+    assert (out / "train" / "keep_me.png").read_bytes() == b"user data"
+    (out / "train" / "keep_me.png").unlink()
+    out = _tiled(inria_root, out)
+    (out / "train" / "mine.txt").write_text("notes")  # a user's file added to a finished dataset
+    res = run(inria_root, out, "--size", 128, "--overwrite")
+    assert res.exit_code == 1 and "train/mine.txt" in res.output
+    (out / "train" / "mine.txt").unlink()
+    res = run(inria_root, out, "--size", 128, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert set(tiles(out)) == set(_kept(out)["file"])  # the 64-px tiles are gone, only the new ones are there
+    assert json.loads((out / "dataset.json").read_text())["params"]["size"] == 128
+
+
+def test_output_inside_the_input_is_refused(inria_root):
+    res = run(inria_root, inria_root / "tiles")
+    assert res.exit_code == 1 and "inside the input" in res.output
+    assert not (inria_root / "tiles").exists()
+
+
+def test_outputs_follow_the_umask(inria_root, tmp_path):
+    out = _tiled(inria_root, tmp_path / "out")
+    for p in [out / "dataset.json", out / "manifest.csv", next(out.glob("*/*.png"))]:
+        assert p.stat().st_mode & 0o777 == 0o666 & ~_umask(), p
 
 
 def test_jpeg_and_direction(inria_root, tmp_path):
