@@ -169,7 +169,12 @@ def predict_scene(
     scene, out = Path(scene), Path(out)
     check_raster_output(scene, out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        if not is_georeferenced(src):
+            log.warning("%s has no georeference (CRS and transform): the prediction is written on its pixel grid "
+                        "without one", scene)
         kind = _input_kind(src, input_kind)
         pal = _palette(meta, palette) if kind == "labels" else None
         chosen = choose_bands(src, bands) if kind == "rgb" else (1,)
@@ -246,7 +251,10 @@ def check_raster_output(scene: Path, out: Path) -> None:
         raise OutputError(f"{out}: is the input scene; write the prediction to another file")
     if out.exists():
         try:
-            with rasterio.open(out) as ds:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(out)
+            with ds:
                 ours = str(ds.tags().get("TIFFTAG_SOFTWARE", "")).startswith(SOFTWARE_TAG)
         except rasterio.errors.RasterioError:
             ours = False

@@ -49,14 +49,20 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): " + ", ".join(items[:LIST_LIMIT]) + more
 
 
-def match_folders(a_dir: Path, b_dir: Path) -> list[tuple[str, Path, Path]]:
+def match_folders(a_dir: Path, b_dir: Path, check_sizes: bool = False) -> list[tuple[str, Path, Path]]:
     """Match images of two folders by stem, per split when both have split subfolders.
+
+    Args:
+        a_dir: the A folder.
+        b_dir: the B folder.
+        check_sizes: also require each matched A and B to have one size.
 
     Returns:
         ``(split, a_file, b_file)`` triples; ``split`` is "" for flat folders.
 
     Raises:
-        InputError: listing every name found on one side only.
+        InputError: listing, in one message, every name found on one side only and (with
+            ``check_sizes``) every pair whose sizes differ.
     """
     for d in (a_dir, b_dir):
         if not d.is_dir():
@@ -77,8 +83,16 @@ def match_folders(a_dir: Path, b_dir: Path) -> list[tuple[str, Path, Path]]:
         problems.append(_listing(f"only in {a_dir}", only_a))
     if only_b:
         problems.append(_listing(f"only in {b_dir}", only_b))
+    if check_sizes:
+        mismatched = []
+        for split, a, b in triples:
+            sa, sb = image_size(a), image_size(b)
+            if sa != sb:
+                mismatched.append(f"{split + '/' if split else ''}{a.stem} (A {sa[0]}×{sa[1]}, B {sb[0]}×{sb[1]})")
+        if mismatched:
+            problems.append(_listing("A and B differ in size (use --resize to resize B to A)", mismatched))
     if problems:
-        raise InputError("unmatched image names; " + "; ".join(problems))
+        raise InputError(f"{len(problems)} problem(s) with the pairs: " + "; ".join(problems))
     if not triples:
         raise InputError(f"{a_dir} and {b_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return triples
@@ -137,15 +151,7 @@ def pair_folders(
             nothing is written then.
     """
     a_dir, b_dir, out = Path(a_dir), Path(b_dir), Path(out)
-    triples = match_folders(a_dir, b_dir)
-    if not resize_b:
-        mismatched = []
-        for split, a, b in triples:
-            sa, sb = image_size(a), image_size(b)
-            if sa != sb:
-                mismatched.append(f"{split + '/' if split else ''}{a.stem} (A {sa[0]}×{sa[1]}, B {sb[0]}×{sb[1]})")
-        if mismatched:
-            raise InputError(_listing("A and B differ in size (use --resize to resize B to A)", mismatched))
+    triples = match_folders(a_dir, b_dir, check_sizes=not resize_b)
     params: dict[str, Any] = {
         "a": str(a_dir.resolve()), "b": str(b_dir.resolve()), "resize": resize_b, "format": fmt,
         "inputs": inputs_digest([f"{s}/{a.stem}" for s, a, _ in triples]),

@@ -1,14 +1,46 @@
-"""Running independent work items in worker processes, results as they complete."""
+"""Running independent work items in worker processes, results as they complete.
+
+Workers never outlive the command: on Linux each asks the kernel to end it when its parent dies
+(``PR_SET_PDEATHSIG``, so a SIGKILL of the parent leaves no orphan), and on Ctrl-C or SIGTERM the
+parent cancels what has not started and terminates the workers before the error is reported.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_init() -> None:
+    """In each worker: die with the parent, leave Ctrl-C and SIGTERM handling to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sees Ctrl-C and ends the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM = Ctrl-C" handler
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel pending items and end the workers now (on Ctrl-C, SIGTERM or an error)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(timeout=5)
 
 
 def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -25,12 +57,13 @@ def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> It
             yield fn(item)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init)
+    try:
         futures = [pool.submit(fn, item) for item in items]
-        try:
-            for fut in as_completed(futures):
-                yield fut.result()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+        for fut in as_completed(futures):
+            yield fut.result()
+    except BaseException:
+        _terminate(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)

@@ -187,8 +187,9 @@ def describe_error(exc: BaseException) -> str:
     """A one-line description of a GDAL/rasterio error, with its underlying cause when it has one."""
     text = str(exc).replace("See previous exception for details.", "").strip().rstrip(".")
     cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {cause}" if text else str(cause)
+    said = str(cause).strip().rstrip(".") if cause is not None else ""
+    if said and said not in text:  # GDAL's message often comes twice, once in the cause
+        text = f"{text}: {said}" if text else said
     return " ".join(text.split())
 
 
@@ -203,7 +204,8 @@ def open_raster(path: Path) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except (RasterioError, OSError) as exc:
-        raise RasterReadError(f"{path}: cannot open as a raster: {describe_error(exc)}") from exc
+        why = describe_error(exc).replace(f"'{path}' ", "").replace(f"{path}: ", "")
+        raise RasterReadError(f"{path}: cannot open as a raster: {why}") from exc
 
 
 def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:

@@ -22,7 +22,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from p2ptools.config import TileConfig
-from p2ptools.errors import P2PError, PaletteError, RasterReadError
+from p2ptools.errors import P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.output import (
     MANIFEST_FILE,
@@ -109,6 +109,15 @@ class TileReport:
             f"manifest: {self.out / MANIFEST_FILE}",
         ]
         return "\n".join(lines)
+
+
+class NoPairs(SceneFailures):
+    """A tiling kept no tile at all (the summary says how many were dropped, and why)."""
+
+    def __init__(self, message: str, summary: str) -> None:
+        P2PError.__init__(self, message)
+        self.failures: list[tuple[str, str]] = []
+        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -394,9 +403,11 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     infos: dict[str, SceneInfo] = {}
     grids: dict[str, list[TileWindow]] = {}
     tasks: list[ChunkTask] = []
+    done_before: set[str] = set()
     for pair in found.pairs:
         if _scene_state(out, pair.name).is_file():
             report.scenes.append(pair.name)
+            done_before.add(pair.name)
             continue
         try:
             info = inspect_scene(pair, cfg.bands, cfg.stretch)
@@ -432,6 +443,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
 
     header, rows = _assemble_manifest(out, [p.name for p in found.pairs])
     kept = Counter(r["split"] for r in rows if r["kept"] == "True")
+    report.existing += sum(1 for r in rows if r["kept"] == "True" and r["scene"] in done_before)
     report.kept = {s: kept.get(s, 0) for s in SPLITS}
     report.dropped = dict(sorted(Counter(r["reason"] for r in rows if r["kept"] != "True").items()))
     atomic_write_text(out / MANIFEST_FILE, csv_text(rows, header))
@@ -445,7 +457,27 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     })
     write_dataset_json(out, meta)
     report.scenes.sort()
+    if not sum(report.kept.values()) and report.scenes:
+        raise NoPairs(f"{out}: no pairs: {no_pairs_reasons(report, cfg, infos)}", report.summary())
     return report
+
+
+def no_pairs_reasons(report: TileReport, cfg: TileConfig, infos: dict[str, SceneInfo]) -> str:
+    """Why a tiling kept nothing, with what to change: the drop reasons counted, and the scene sizes."""
+    dropped = ", ".join(f"{n} {k}" for k, n in sorted(report.dropped.items())) or "no tiles at all"
+    hints = []
+    small = [n for n, i in infos.items() if min(i.height, i.width) < cfg.size]
+    if small:
+        hints.append(f"{len(small)} scene(s) are smaller than --size {cfg.size} (e.g. {small[0]}: "
+                     f"{infos[small[0]].width}×{infos[small[0]].height}); use a smaller --size")
+    if report.dropped.get("empty") or report.dropped.get("below_min_foreground"):
+        hints.append("tiles without enough foreground are dropped: check the --palette background, "
+                     "lower --min-foreground, or keep some with --keep-empty")
+    if report.dropped.get("nodata"):
+        hints.append(f"tiles over --max-nodata {cfg.max_nodata} nodata are dropped")
+    if report.dropped.get("split_buffer"):
+        hints.append("use a larger --block-size or a smaller --block-buffer")
+    return f"dropped {dropped}" + (f"; {'; '.join(hints)}" if hints else "")
 
 
 def _scene_shapes(pairs: list[Any], infos: dict[str, SceneInfo]) -> dict[str, tuple[int, int]]:

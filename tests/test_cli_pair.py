@@ -43,12 +43,17 @@ def test_pair_lists_unmatched_names_and_sizes(tmp_path):
     _write(b / "x.png", 32, 32, 20)
     _write(a / "only_a.png", 32, 32, 10)
     _write(b / "only_b.jpg", 32, 32, 10)
+    _write(a / "y.png", 32, 32, 10)
+    _write(b / "y.png", 64, 48, 20)
     res = run("pair", a, b, tmp_path / "out")
-    assert res.exit_code == 1
+    assert res.exit_code == 1 and "3 problem(s)" in res.output  # every problem in one pass
     assert "only in" in res.output and "only_a.png" in res.output and "only_b.jpg" in res.output
+    assert "y (A 32×32, B 64×48)" in res.output and "--resize" in res.output
     assert not (tmp_path / "out").exists()  # nothing written
     (a / "only_a.png").unlink()
     (b / "only_b.jpg").unlink()
+    (a / "y.png").unlink()
+    (b / "y.png").unlink()
     _write(b / "x.png", 64, 48, 20)
     res = run("pair", a, b, tmp_path / "out")
     assert res.exit_code == 1 and "x (A 32×32, B 64×48)" in res.output and "--resize" in res.output

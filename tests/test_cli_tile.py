@@ -400,3 +400,42 @@ def test_one_scene_split_by_scene_says_val_and_test_stay_empty(tmp_path):
     res = CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "out"), "--size", "64"])
     assert res.exit_code == 0
     assert "1 scene(s) split by scene leave val and test empty" in res.stderr and "--split-by block" in res.stderr
+
+
+def test_rerun_statistics_are_true_and_no_pairs_is_an_error(tmp_path):
+    out = tmp_path / "s"
+    assert run("--sample", out).exit_code == 0
+    res = run("--sample", out)
+    assert res.exit_code == 0 and "written now: 0, already there: 16" in res.output
+    res = CliRunner().invoke(cli, ["tile", "--sample", str(tmp_path / "big"), "--size", "2048"])
+    assert res.exit_code == 1 and "no pairs" in res.output and "dropped 1 nodata" in res.output
+    assert "smaller than --size 2048 (e.g. atlanta: 900×900)" in res.output
+
+
+def test_a_non_raster_is_one_clean_line(tmp_path):
+    src = tmp_path / "fk"
+    for d in ("images", "gt"):
+        (src / d).mkdir(parents=True)
+        (src / d / "fake.tif").write_text("not a tif")
+    write_tif(src / "images" / "good.tif", photo(64, 64))
+    write_tif(src / "gt" / "good.tif", blocks_mask(64, 64, [255]))
+    res = CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "out"), "--size", "32"])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if "fake.tif" in ln]
+    assert len(lines) == 1 and lines[0].count("not recognized") == 1, lines
+    assert len(list((tmp_path / "out").glob("*/*.png"))) == 4  # the good scene was finished
+
+
+def test_config_files_use_the_command_line_names(inria_root, tmp_path):
+    cfg = tmp_path / "tile.yaml"
+    cfg.write_text("tile:\n  size: 64\n  format: jpg\n  stretch: [1, 99]\n  jpeg-quality: 90\n  split-by: scene\n")
+    res = CliRunner().invoke(cli, ["tile", str(inria_root), str(tmp_path / "out"), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    params = json.loads((tmp_path / "out" / "dataset.json").read_text())["params"]
+    assert params["format"] == "jpg" and params["stretch"] == [1.0, 99.0] and params["jpeg_quality"] == 90
+    cfg.write_text("fmt: jpg\n")
+    res = CliRunner().invoke(cli, ["tile", str(inria_root), str(tmp_path / "o2"), "--config", str(cfg)])
+    assert res.exit_code == 1 and "fmt was renamed: use format" in res.output
+    cfg.write_text("sise: 64\n")
+    res = CliRunner().invoke(cli, ["tile", str(inria_root), str(tmp_path / "o3"), "--config", str(cfg)])
+    assert res.exit_code == 1 and "unknown option(s) sise" in res.output and "block-size" in res.output

@@ -108,3 +108,18 @@ def test_cli_raster_prediction_and_errors(run, tmp_path):
     assert res.exit_code == 1 and "values outside palette" in res.output and "3" in res.output
     res = CliRunner().invoke(cli, ["predict", str(run), str(scene), str(tmp_path / "y.tif"), "--dropout", "on"])
     assert res.exit_code == 2 and "for folders" in res.output
+
+
+def test_raster_output_rules(run, tmp_path):
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8), crs=None)
+    res = CliRunner().invoke(cli, ["predict", str(run), str(scene), str(tmp_path / "out.png")])
+    assert res.exit_code == 1 and "name the output .tif or .tiff" in res.output
+    mine = write_tif(tmp_path / "mine.tif", blocks_mask(64, 64, [0], block=8))
+    res = CliRunner().invoke(cli, ["predict", str(run), str(scene), str(mine)])
+    assert res.exit_code == 1 and "was not written by p2ptools" in res.output
+    assert rasterio.open(mine).count == 1  # untouched
+    for _ in range(2):  # p2ptools's own output may be replaced by a rerun
+        res = CliRunner().invoke(cli, ["predict", str(run), str(scene), str(tmp_path / "out.tif")])
+        assert res.exit_code == 0, res.output
+    warned = [ln for ln in res.stderr.splitlines() if "georeference" in ln.lower()]
+    assert len(warned) == 1 and "labels.tif has no georeference" in warned[0], res.stderr

@@ -160,3 +160,21 @@ def test_interrupted_run_is_resumed_by_rerunning_the_recipe(tmp_path, monkeypatc
                                    "--until", "train"], catch_exceptions=False)
     assert "model.ngf: 8 → 4" in res.stderr and "training anew" in res.stderr and "train ran" in res.output
     shutil.rmtree(tmp_path / "wd")
+
+
+def test_predict_refuses_output_equal_to_input_and_foreign_files(pairs, tmp_path):
+    run = tmp_path / "run"
+    assert _train(pairs, "--out", run, "--epochs", 1, *SMALL).exit_code == 0
+    res = CliRunner().invoke(cli, ["predict", str(run), str(pairs / "val"), str(pairs / "val")])
+    assert res.exit_code == 1 and "is the input folder" in res.output
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(cli, ["predict", str(run), str(pairs / "val"), str(out)])
+    assert res.exit_code == 1 and "notes.txt" in res.output and not list(out.glob("*.png"))
+    (out / "notes.txt").unlink()
+    for _ in range(2):  # a rerun rewrites its own files
+        res = CliRunner().invoke(cli, ["predict", str(run), str(pairs / "val"), str(out)])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train", str(pairs), "--out", str(pairs / "run"), *SMALL])
+    assert res.exit_code == 1 and "inside the input" in res.output

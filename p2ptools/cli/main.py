@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
 import click
@@ -53,6 +54,12 @@ class _ProgressFormatter(logging.Formatter):
         return f"{record.levelname}: {record.getMessage()}"
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """A Python warning as one line (no source file and line): ``NotGeoreferencedWarning: …``."""
+    return f"{category.__name__}: {' '.join(str(message).split())}"
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
     """Warnings and progress lines (one per epoch, metric, scene …) by default; ``-v`` INFO,
     ``-vv`` DEBUG; ``-q`` drops the progress lines, ``-qq`` the warnings too."""
@@ -62,6 +69,7 @@ def configure_logging(verbose: int, quiet: int) -> None:
     logging.basicConfig(level=max(logging.DEBUG, min(level, logging.CRITICAL)), handlers=[handler], force=True)
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO if quiet == 0 else logging.WARNING)
     logging.captureWarnings(True)
+    warnings.formatwarning = _one_line_warning
 
 
 @click.group(cls=P2PGroup, context_settings={"help_option_names": ["-h", "--help"]})
