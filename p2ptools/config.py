@@ -9,6 +9,7 @@ silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from p2ptools.errors import ConfigError
 from p2ptools.tiling import EDGE_POLICIES
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[str, ...] = ("label2photo", "photo2label")
 LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
@@ -552,6 +554,20 @@ class TrainConfig:
     def n_constant(self) -> int:
         """Epochs at the initial learning rate (the official code's ``n_epochs``)."""
         return self.epochs - self.n_decay
+
+
+def check_model_and_training(mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    """Cross-field checks between the networks and the training options.
+
+    Raises:
+        ConfigError: in one line, saying what to change.
+    """
+    if tcfg.gan_loss == "wgangp" and mcfg.d_norm == "batch":
+        raise ConfigError("gan_loss wgangp penalises each sample's gradient, which a BatchNorm critic mixes across "
+                          "the batch: use --set model.d_norm=instance (or none) with wgangp")
+    if tcfg.gan_loss == "wgan" and tcfg.optimizer == "adam" and tcfg.n_critic == 1:
+        log.warning("gan_loss wgan with Adam and one critic step per generator step is not the WGAN recipe "
+                    "(RMSProp, n_critic 5): see the wgan preset")
 
 
 PRESET_NAMES: tuple[str, ...] = ("pix2pix", "pix2pix-512", "se-resunet", "wgan", "tiny")

@@ -111,6 +111,9 @@ def predict_folder(
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
     set_inference_mode(G, dropout, batch_stats)
+    if batch_stats and batch_size != 1:  # the paper's test mode normalises each image by itself
+        log.info("--batch-stats on: one image per forward pass, so no output depends on its batch-mates")
+        batch_size = 1
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     check_not_inside(out_dir, [input_dir])
     files = [p for p in list_images(input_dir, exclude=out_dir) if p.parent == input_dir]

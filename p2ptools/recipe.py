@@ -34,6 +34,7 @@ from p2ptools.config import (
     TileConfig,
     TrainConfig,
     bundled_dir,
+    check_model_and_training,
     from_mapping,
     load_preset,
     read_yaml_mapping,
@@ -153,7 +154,11 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     train_map.update(overrides.get("train", {}) or {})
     train_map.update(train)
     mcfg = from_mapping(ModelConfig, model_map, f"{src}: train (model {preset})")
-    from_mapping(TrainConfig, {**train_map, "dataset": ".", "out": "."}, f"{src}: train")
+    probe = from_mapping(TrainConfig, {**train_map, "dataset": ".", "out": "."}, f"{src}: train")
+    try:
+        check_model_and_training(mcfg, probe)
+    except ConfigError as exc:
+        raise ConfigError(f"{src}: train: {exc}") from None
     predict = dict(doc.get("predict") or {})
     bad = sorted(set(predict) - PREDICT_KEYS)
     if bad:

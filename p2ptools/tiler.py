@@ -22,7 +22,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from p2ptools.config import TileConfig
-from p2ptools.errors import P2PError, PaletteError, RasterReadError, SceneFailures
+from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.output import (
     MANIFEST_FILE,
@@ -65,6 +65,9 @@ from p2ptools.splits import (
 from p2ptools.tiling import TileWindow, compose_ab, decide_tile, keep_fraction_draw, tile_grid
 
 log = logging.getLogger(__name__)
+
+#: The tile size the official LandCover.ai split lists are made of.
+OFFICIAL_TILE = 512
 
 #: Tiles per chunk (one windowed read): bounds memory to ``size² × CHUNK_TILES`` pixels.
 CHUNK_TILES = 8
@@ -330,6 +333,11 @@ class _Splitter:
         self.blocks: dict[tuple[str, int, int], str] = {}
         if self.lists is not None:
             self.source = f"official lists in {root}"
+            if OFFICIAL_TILE % cfg.size or cfg.step != cfg.size:
+                raise ConfigError(
+                    f"{root}: official split lists name {OFFICIAL_TILE}-px tiles; --size {cfg.size} --stride "
+                    f"{cfg.step} would cut tiles that straddle two official tiles (two splits): use a size that "
+                    f"divides {OFFICIAL_TILE} (512, 256, 128 …) with --stride equal to it")
         elif cfg.split_by == "block":
             self.source = (f"random by block of {cfg.block} px {cfg.split}, buffer {cfg.buffer} px, seed {cfg.seed}")
         else:

@@ -40,7 +40,7 @@ from p2ptools.checkpoints import (
     set_rng_states,
     unwrap,
 )
-from p2ptools.config import ModelConfig, TrainConfig
+from p2ptools.config import ModelConfig, TrainConfig, check_model_and_training
 from p2ptools.data import AlignedDataset, EpochSampler, has_images, to_image
 from p2ptools.device import autocast, resolve_amp, select_device
 from p2ptools.errors import ConfigError, P2PError
@@ -392,6 +392,7 @@ class _Trainer:
         self.rank, self.world, local_rank = _distributed()
         self.main = self.rank == 0
         self.device = _init_device(tcfg, self.world, local_rank)
+        check_model_and_training(mcfg, tcfg)
         self.mcfg, self.tcfg, self.run_dir = mcfg, tcfg, tcfg.out
         if not resume and (self.run_dir / "latest.pt").exists():
             raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "

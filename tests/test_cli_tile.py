@@ -439,3 +439,12 @@ def test_config_files_use_the_command_line_names(inria_root, tmp_path):
     cfg.write_text("sise: 64\n")
     res = CliRunner().invoke(cli, ["tile", str(inria_root), str(tmp_path / "o3"), "--config", str(cfg)])
     assert res.exit_code == 1 and "unknown option(s) sise" in res.output and "block-size" in res.output
+
+
+def test_official_lists_refuse_tiles_that_straddle_two_official_tiles(landcover_root, tmp_path):
+    (landcover_root / "train.txt").write_text("M-33-0_0\nM-33-0_1\n")
+    (landcover_root / "val.txt").write_text("M-33-0_2\n")
+    res = run(landcover_root, tmp_path / "a", "--size", 384)
+    assert res.exit_code == 1 and "straddle two official tiles" in res.output
+    res = run(landcover_root, tmp_path / "b", "--size", 512, "--stride", 256)
+    assert res.exit_code == 1 and "--stride equal to it" in res.output

@@ -206,3 +206,13 @@ def test_positionwise_cosine_ignores_empty_positions():
     assert positionwise_cosine(a, b).item() == pytest.approx(1.0)
     b[0, :, 0, 0] = torch.tensor([0.0, 1.0])  # orthogonal
     assert positionwise_cosine(a, b).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("size", [64, 9])
+def test_masked_ssim_with_an_all_true_mask_equals_unmasked(size):
+    from p2ptools.metrics.pixel import ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, b, np.ones((size, size), bool)) == pytest.approx(ssim(a, b), abs=1e-12)

@@ -178,3 +178,28 @@ def test_predict_refuses_output_equal_to_input_and_foreign_files(pairs, tmp_path
         assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["train", str(pairs), "--out", str(pairs / "run"), *SMALL])
     assert res.exit_code == 1 and "inside the input" in res.output
+
+
+def test_yaml_number_forms_and_cross_field_checks(pairs, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: {name: p, ngf: 8, ndf: 8, num_downs: 5, image_size: 32, load_size: 36}\n"
+                      "train: {lr: 2e-4, epochs: 1e0, lambda_l1: 1e2, decay_fraction: 5e-1, workers: 0}\n")
+    res = _train(pairs, "--out", tmp_path / "r", "--model", preset)
+    assert res.exit_code == 0, res.output
+    tc = load_checkpoint(tmp_path / "r" / "latest.pt")["train_config"]
+    assert tc["lr"] == 2e-4 and tc["epochs"] == 1 and tc["lambda_l1"] == 100.0
+    res = _train(pairs, "--out", tmp_path / "gp", "--model", preset, "--gan-loss", "wgangp")
+    assert res.exit_code == 1 and "BatchNorm critic" in res.output and "model.d_norm=instance" in res.output
+
+
+def test_batch_stats_outputs_do_not_depend_on_batch_mates(pairs, tmp_path):
+    from p2ptools.predict import predict_folder
+
+    run = tmp_path / "run"
+    assert _train(pairs, "--out", run, "--epochs", 1, *SMALL).exit_code == 0
+    one = tmp_path / "one"
+    (one / "x").mkdir(parents=True)
+    shutil.copy(pairs / "train" / "0.png", one / "x" / "0.png")
+    predict_folder(run, one / "x", tmp_path / "alone", batch_stats=True, progress=False)
+    predict_folder(run, pairs / "train", tmp_path / "crowd", batch_stats=True, batch_size=6, progress=False)
+    assert (tmp_path / "alone" / "0.png").read_bytes() == (tmp_path / "crowd" / "0.png").read_bytes()

@@ -50,8 +50,10 @@ def psnr(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None, pea
 def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> float:
     """SSIM of two ``(H, W, 3)`` uint8 images (scikit-image, Gaussian weights as Wang et al. 2004).
 
-    With a mask, the SSIM map is averaged over the masked pixels only. Images under 11 px use the
-    largest uniform window that fits; under 3 px SSIM is undefined (NaN).
+    With a mask, the SSIM map is averaged over the masked pixels only, with the same border crop
+    (half a window) that scikit-image applies without a mask, so an all-true mask gives the
+    unmasked value. Images under 11 px use the largest uniform window that fits; under 3 px SSIM is
+    undefined (NaN).
     """
     if real.shape != fake.shape:
         raise ValueError(f"images differ in shape: {real.shape} vs {fake.shape}")
@@ -60,13 +62,19 @@ def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> 
         return math.nan
     kwargs: dict = dict(channel_axis=2 if real.ndim == 3 else None, data_range=255.0, gaussian_weights=True,
                         sigma=1.5, use_sample_covariance=False)
-    if side < 11:  # the Gaussian window is 11 px: smaller images get a uniform window as large as fits
-        kwargs.update(gaussian_weights=False, win_size=side if side % 2 else side - 1)
+    win = 11  # skimage's Gaussian window for sigma 1.5 (truncate 3.5): 2·int(3.5·1.5 + 0.5) + 1
+    if side < 11:  # smaller images get a uniform window as large as fits
+        win = side if side % 2 else side - 1
+        kwargs.update(gaussian_weights=False, win_size=win)
     if mask is None:
         return float(structural_similarity(real, fake, **kwargs))
     _, smap = structural_similarity(real, fake, full=True, **kwargs)
     smap = smap.mean(axis=2) if smap.ndim == 3 else smap
-    return float(smap[mask].mean()) if mask.any() else math.nan
+    pad = (win - 1) // 2
+    inner = np.zeros_like(mask, dtype=bool)
+    inner[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad] = True
+    keep = mask & inner
+    return float(smap[keep].mean()) if keep.any() else math.nan
 
 
 PIXEL_METRICS = {"l1": l1, "l2": l2, "psnr": psnr, "ssim": ssim}
