@@ -32,15 +32,31 @@ def _worker_init() -> None:
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Cancel pending items and end the workers now (on Ctrl-C, SIGTERM or an error)."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    """End the workers now and cancel what has not started (on Ctrl-C, SIGTERM or an error).
+
+    The interrupt may have landed anywhere in the executor's own code, so nothing here waits on its
+    locks: the workers are signalled directly, the call queue's feeder thread is not waited for at
+    exit (its pipe has no reader left), and the pool is shut down only if its lock is free.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
+    queue = getattr(pool, "_call_queue", None)
+    if queue is not None:
+        with contextlib.suppress(Exception):
+            queue.cancel_join_thread()
+    lock = getattr(pool, "_shutdown_lock", None)
+    if lock is None or lock.acquire(blocking=False):
+        if lock is not None:
+            lock.release()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         with contextlib.suppress(Exception):
             p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
 
 
 def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:

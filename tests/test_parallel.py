@@ -54,7 +54,11 @@ def _start_tiling(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
 def test_workers_end_with_the_parent(tmp_path, sig):
     proc, kids = _start_tiling(tmp_path)
     os.kill(proc.pid, sig)
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the command did not end after {sig!r}: " + proc.stderr.read().decode()[-2000:])
     deadline = time.time() + 10
     while time.time() < deadline and any(_alive(k) for k in kids):
         time.sleep(0.05)
