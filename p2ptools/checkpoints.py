@@ -16,6 +16,7 @@ Every file is written atomically (a temporary file and a rename) and rebuilds it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -33,16 +34,17 @@ from torch import nn
 from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.errors import InputError
 from p2ptools.nets import build_generator
-from p2ptools.output import atomic_write_bytes, read_dataset_json
+from p2ptools.output import atomic_write_bytes, foreign_files, read_dataset_json
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "p2ptools-checkpoint"
 CHECKPOINT_VERSION = 2
 SNAPSHOT_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
-#: Files and folders a training run writes into its folder (``--overwrite`` removes only these).
-RUN_FILES: tuple[str, ...] = ("latest.pt", "best.pt", "losses.csv", "val.csv", "loss_curves.png", "index.html")
-RUN_DIRS: tuple[str, ...] = ("samples", "tensorboard")
+#: The paths (relative to the run folder) a training run writes; cleanups remove only these.
+RUN_FILE_PATTERN = re.compile(
+    r"^(?:(?:latest|best|epoch_\d+)\.pt|(?:losses|val)\.csv|loss_curves\.png|index\.html"
+    r"|samples/epoch_\d+\.jpg|tensorboard/events\.out\.tfevents\.[^/]+)$")
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -226,37 +228,26 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
 
 
 def run_files(run_dir: Path) -> list[Path]:
-    """The files and folders of ``run_dir`` that a training run writes (and nothing else there)."""
+    """The files of ``run_dir`` that a training run writes (:data:`RUN_FILE_PATTERN`), and nothing else."""
     run_dir = Path(run_dir)
-    found = [run_dir / n for n in (*RUN_FILES, *RUN_DIRS) if (run_dir / n).exists()]
-    return found + [p for _, p in snapshots(run_dir)]
+    if not run_dir.is_dir():
+        return []
+    return [p for p in sorted(run_dir.rglob("*"))
+            if (p.is_file() or p.is_symlink()) and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())]
 
 
 def foreign_run_files(run_dir: Path) -> list[str]:
     """Files in ``run_dir`` that a training run does not write (relative paths, sorted)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    ours = {p.resolve() for p in run_files(run_dir) if p.is_file()}
-    found = []
-    for p in sorted(run_dir.rglob("*")):
-        rel = p.relative_to(run_dir)
-        if p.is_dir() and not p.is_symlink():
-            continue
-        if p.resolve() in ours or (rel.parts[0] in RUN_DIRS and len(rel.parts) > 1):
-            continue
-        found.append(rel.as_posix())
-    return found
+    return foreign_files(Path(run_dir), {p.relative_to(run_dir).as_posix() for p in run_files(run_dir)})
 
 
 def clear_run(run_dir: Path) -> list[Path]:
-    """Remove what a training run wrote in ``run_dir`` (checkpoints, logs, samples); nothing else."""
-    import shutil
-
+    """Remove what a training run wrote in ``run_dir`` (checkpoints, logs, samples) and the folders this
+    empties; nothing else."""
     removed = run_files(run_dir)
     for p in removed:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
+        p.unlink(missing_ok=True)
+    for folder in ("samples", "tensorboard"):
+        with contextlib.suppress(OSError):
+            (Path(run_dir) / folder).rmdir()  # only when empty
     return removed

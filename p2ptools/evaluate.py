@@ -39,7 +39,6 @@ from p2ptools.metrics import pixel
 from p2ptools.output import atomic_write_bytes, atomic_write_text, claim_folder
 from p2ptools.predict import detect_input_kind
 from p2ptools.progress import Ticker, report
-from p2ptools.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -278,10 +277,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     errors: list[tuple[str, str]] = []
     feats: dict[str, list[np.ndarray]] = {"real": [], "fake": []}
     conf_fake = conf_real = None
-    ticker = Ticker(len(ds), "evaluate", "images")
-    with progress_bar(len(ds), "evaluate", "img", progress) as bar, torch.inference_mode():
+    with Ticker(len(ds), "evaluate", "images", show_bar=progress) as ticker, torch.inference_mode():
         for items in loader:
-            bar.update(len(items))
             ticker.update(len(items))
             good = [it for it in items if not it["error"]]
             errors += [(it["stem"], it["error"]) for it in items if it["error"]]

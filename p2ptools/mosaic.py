@@ -47,7 +47,6 @@ from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.predict import set_inference_mode
 from p2ptools.progress import Ticker, duration, report
-from p2ptools.progress import bar as progress_bar
 from p2ptools.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -207,9 +206,7 @@ def predict_scene(
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
                 dst = rasterio.open(tmp, "w", **profile)
             dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}")
-            bar = progress_bar(total, "predict scene", "tile", progress)
-            bar.ticker = Ticker(total, f"predict {Path(scene).name}", "windows")  # type: ignore[attr-defined]
-            with dst, bar:
+            with dst, Ticker(total, f"predict {Path(scene).name}", "windows", show_bar=progress) as bar:
                 for b0, b1 in bands_x:
                     band_xs = [x for x in xs if x < b1 and x + T > b0]
                     _predict_band(G, src, dst, info, kind, lut, pal, ys, band_xs, b0, b1, T, weights, blend,
@@ -300,7 +297,6 @@ def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[in
                     acc[:, :, lo - b0 : hi - b0] += o[:, :, sl] * weights[:, sl]
                     wsum[:, lo - b0 : hi - b0] += weights[:, sl]
             bar.update(len(group))
-            bar.ticker.update(len(group))
         valid_rows |= valid[:, b0 - x0 : b1 - x0]
         last = r == len(ys) - 1
         done = min(T, src.height - y) if last else ys[r + 1] - y  # rows no later window touches

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from p2ptools import __version__
-from p2ptools.config import IMAGE_FORMATS
+from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
 from p2ptools.errors import InputError, OutputError
 
 DATASET_FILE = "dataset.json"
@@ -211,6 +211,17 @@ def refuse_foreign(out: Path, foreign: list[str]) -> None:
                           "removes or overwrites them: use another (or an empty) output folder, or move them away")
 
 
+def _check_folder(out: Path, owned: set[str]) -> None:
+    """``out`` is a folder (or does not exist yet) holding only ``owned`` files.
+
+    Raises:
+        OutputError: for a file in its place, or foreign files (named).
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    refuse_foreign(out, foreign_files(out, owned))
+
+
 def remove_owned(out: Path, owned: set[str]) -> int:
     """Remove the files of ``owned`` that exist under ``out``, p2ptools's state, and the folders this
     leaves empty; returns the number of files removed. Nothing else is touched."""
@@ -265,11 +276,9 @@ def prepare_output(
         OutputError: if ``out`` holds a different dataset or foreign files.
     """
     check_not_inside(out, inputs)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
     existing = read_dataset_json(out) if out.is_dir() else None
     owned = owned_files(out) if existing is not None else {DATASET_FILE, MANIFEST_FILE}
-    refuse_foreign(out, foreign_files(out, owned))
+    _check_folder(out, owned)
     if overwrite and existing is not None:
         remove_owned(out, owned)
         existing = None
@@ -294,9 +303,7 @@ def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None
     """
     planned = set(planned)
     check_not_inside(out, inputs)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
-    refuse_foreign(out, foreign_files(out, owned_files(out) | planned))
+    _check_folder(out, owned_files(out) | planned)
     out.mkdir(parents=True, exist_ok=True)
     record_plan(out, planned)
 
@@ -307,8 +314,8 @@ def _describe_difference(existing: dict[str, Any], kind: str, new: dict[str, Any
     if existing.get("kind") != kind:
         return f"made by {existing.get('kind')}, not {kind}"
     old = existing.get("params") or {}
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "inputs")
-    parts = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys[:4]] + (["…"] if len(keys) > 4 else [])
+    changes = [c for c in changed_settings(old, new) if c[0] != "inputs"]
+    parts = [format_change(*c) for c in changes[:4]] + (["…"] if len(changes) > 4 else [])
     if old.get("inputs") != new.get("inputs"):
         before = existing.get("input_names")
         if before is not None and input_names is not None:

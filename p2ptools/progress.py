@@ -62,12 +62,14 @@ class TqdmHandler(logging.StreamHandler):
 
 class Ticker:
     """A progress line at every tenth of a long job (whatever the terminal): ``what: 300/1000 img (30%),
-    12s elapsed, ETA 28s``."""
+    12s elapsed, ETA 28s``, and with ``show_bar`` a progress bar as well (drawn only on a terminal).
+    A context manager: leaving it closes the bar."""
 
-    def __init__(self, total: int, what: str, unit: str, steps: int = 10) -> None:
+    def __init__(self, total: int, what: str, unit: str, steps: int = 10, show_bar: bool = False) -> None:
         import time
 
         self.total, self.what, self.unit, self.steps = total, what, unit, steps
+        self.bar = bar(total, what, unit, show_bar)
         self.done = 0
         self._next = 1
         self._clock = time.perf_counter
@@ -75,6 +77,7 @@ class Ticker:
 
     def update(self, n: int) -> None:
         """Count ``n`` more units done; log a line when a new tenth is reached."""
+        self.bar.update(n)
         self.done += n
         if self.total <= 0 or self.done * self.steps < self._next * self.total:
             return
@@ -84,3 +87,13 @@ class Ticker:
         left = spent * (self.total - self.done) / max(self.done, 1)
         report("%s: %d/%d %s (%d%%), %s elapsed, ETA %s", self.what, self.done, self.total, self.unit,
                100 * self.done // self.total, duration(spent), duration(left) if self.done < self.total else "0s")
+
+    def close(self) -> None:
+        """Close the bar."""
+        self.bar.close()
+
+    def __enter__(self) -> Ticker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

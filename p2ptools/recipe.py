@@ -34,9 +34,12 @@ from p2ptools.config import (
     TileConfig,
     TrainConfig,
     bundled_dir,
+    changed_settings,
     check_model_and_training,
+    format_change,
     from_mapping,
     load_preset,
+    plain,
     read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError, P2PError
@@ -206,24 +209,8 @@ class RecipeInterrupted(P2PError):
 STAGES_FILE = "stages.json"
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
 def _digest(settings: Any) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """``["epochs: 200 → 300", "model.ngf: 16 → 32"]``: the settings that differ."""
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_changes(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} → {b!r}")
-    return out
+    return hashlib.sha1(json.dumps(plain(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class _Book:
@@ -236,13 +223,13 @@ class _Book:
             with contextlib.suppress(ValueError, OSError):
                 self.data = json.loads(self.path.read_text(encoding="utf-8"))
 
-    def changes(self, stage: str, settings: dict[str, Any]) -> list[str] | None:
+    def changes(self, stage: str, settings: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
         """None when the stage never finished; else the settings changed since it did ([] if none)."""
         old = self.data.get(stage)
-        return None if old is None else _changes(old["settings"], _jsonable(settings))
+        return None if old is None else changed_settings(old["settings"], plain(settings))
 
     def done(self, stage: str, settings: dict[str, Any]) -> str:
-        self.data[stage] = {"settings": _jsonable(settings), "digest": _digest(settings)}
+        self.data[stage] = {"settings": plain(settings), "digest": _digest(settings)}
         atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
         return self.data[stage]["digest"]
 
@@ -251,8 +238,9 @@ class _Book:
             atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
-def _say(stage: str, changes: list[str], action: str) -> None:
-    shown = "; ".join(changes[:4]) + (f"; … ({len(changes)} in all)" if len(changes) > 4 else "")
+def _say(stage: str, changes: list[tuple[str, Any, Any]], action: str) -> None:
+    shown = "; ".join(format_change(*c) for c in changes[:4]) + (
+        f"; … ({len(changes)} in all)" if len(changes) > 4 else "")
     report("%s: settings changed since the last run (%s): %s", stage, shown, action)
 
 
@@ -342,8 +330,7 @@ def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, 
     changes = book.changes("train", settings)
     state = load_checkpoint(latest)["state"] if latest.exists() else None
     if changes:
-        fixed = [c for c in changes if c.split(":")[0].removeprefix("train.") in FIXED_ON_RESUME
-                 or not c.startswith("train.")]
+        fixed = [c for c in changes if not c[0].startswith("train.") or c[0].removeprefix("train.") in FIXED_ON_RESUME]
         if fixed and state is not None:
             _say("train", fixed, f"training anew in {run_dir}")
             clear_run(run_dir)

@@ -436,9 +436,8 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
                                    label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
-    record_plan(out, (f"{split}/{info.pair.name}_{t.row}_{t.col}.{cfg.format}" for task in tasks
-                      for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
-                      for info in (task.info,)))
+    record_plan(out, (tile_path(out, split, task.info.pair.name, t, cfg.format).relative_to(out).as_posix()
+                      for task in tasks for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS))
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
     bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:

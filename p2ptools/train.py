@@ -663,25 +663,21 @@ def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrid
     Raises:
         ConfigError: for a change that cannot work on resume, in one line naming it.
     """
-    from p2ptools.config import from_mapping
+    from p2ptools.config import changed_settings, format_change, from_mapping, plain
 
     ckpt = load_checkpoint(Path(run_dir) / "latest.pt")
     mcfg = ModelConfig(**ckpt["model_config"])
     new_model = from_mapping(ModelConfig, {**ckpt["model_config"], **model_overrides}, "--set model")
-    bad = [f"model.{k}: {getattr(mcfg, k)!r} → {getattr(new_model, k)!r}" for k in ckpt["model_config"]
-           if getattr(mcfg, k) != getattr(new_model, k)]
+    bad = changed_settings(plain(dataclasses.asdict(mcfg)), plain(dataclasses.asdict(new_model)), "model.")
     old = ckpt["train_config"]
     tcfg = from_mapping(TrainConfig, {**old, **train_overrides, "out": run_dir}, "--resume")
     changes = []
-    for f in dataclasses.fields(TrainConfig):
-        before, after = old.get(f.name), getattr(tcfg, f.name)
-        if f.name == "out" or str(before) == str(after):
+    for key, before, after in changed_settings(plain(old), plain(dataclasses.asdict(tcfg))):
+        if key == "out" or (key == "dataset" and Path(before).resolve() == Path(after).resolve()):
             continue
-        if f.name == "dataset" and Path(str(before)).resolve() == Path(after).resolve():
-            continue
-        line = f"{f.name}: {before!r} → {after!r}"
-        (bad if f.name in FIXED_ON_RESUME else changes).append(line)
+        (bad if key in FIXED_ON_RESUME else changes).append((key, before, after))
     if bad:
-        raise ConfigError(f"{run_dir}: cannot resume with {'; '.join(bad)} (the checkpoint's networks, optimizer "
-                          "state or data order depend on it); start a new run with another --out")
-    return mcfg, tcfg, changes
+        raise ConfigError(f"{run_dir}: cannot resume with {'; '.join(format_change(*c) for c in bad)} (the "
+                          "checkpoint's networks, optimizer state or data order depend on it); start a new run "
+                          "with another --out")
+    return mcfg, tcfg, [format_change(*c) for c in changes]

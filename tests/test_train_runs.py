@@ -203,3 +203,18 @@ def test_batch_stats_outputs_do_not_depend_on_batch_mates(pairs, tmp_path):
     predict_folder(run, one / "x", tmp_path / "alone", batch_stats=True, progress=False)
     predict_folder(run, pairs / "train", tmp_path / "crowd", batch_stats=True, batch_size=6, progress=False)
     assert (tmp_path / "alone" / "0.png").read_bytes() == (tmp_path / "crowd" / "0.png").read_bytes()
+
+
+def test_clear_run_removes_only_what_training_wrote(tmp_path):
+    from p2ptools.checkpoints import clear_run, foreign_run_files
+
+    names = ["latest.pt", "epoch_5.pt", "val.csv", "samples/epoch_001.jpg", "tensorboard/events.out.tfevents.1.h",
+             "notes.txt", "samples/mine.png"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_text("x")
+    assert foreign_run_files(tmp_path) == ["notes.txt", "samples/mine.png"]
+    clear_run(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "notes.txt", "samples/mine.png"]
+    assert not (tmp_path / "tensorboard").exists()
