@@ -12,6 +12,7 @@ import ctypes
 import multiprocessing
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -22,10 +23,15 @@ R = TypeVar("R")
 _PR_SET_PDEATHSIG = 1
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _worker_init() -> None:
     """In each worker: die with the parent, leave Ctrl-C and SIGTERM handling to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sees Ctrl-C and ends the pool
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM = Ctrl-C" handler
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -36,9 +42,11 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 
     The interrupt may have landed anywhere in the executor's own code, so nothing here waits on its
     locks: the workers are signalled directly, the call queue's feeder thread is not waited for at
-    exit (its pipe has no reader left), and the pool is shut down only if its lock is free.
+    exit (its pipe has no reader left), the pool is shut down only if its lock is free, and its
+    finished manager thread is taken off the exit hook.
     """
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
@@ -57,6 +65,27 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+    # once the pool's manager thread has seen the workers go, drop it from the interpreter's exit hook,
+    # which would otherwise write to the wake-up pipe that thread has closed (a traceback at exit)
+    if manager is not None:
+        manager.join(timeout=10)
+        if not manager.is_alive():
+            from concurrent.futures import process as cf_process
+
+            getattr(cf_process, "_threads_wakeups", {}).pop(manager, None)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM (delivered when the block ends) in the main thread on POSIX."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -75,7 +104,10 @@ def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> It
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init)
     try:
-        futures = [pool.submit(fn, item) for item in items]
+        # Ctrl-C and SIGTERM wait while the workers are forked: an interrupt raised inside fork's own
+        # hooks would be swallowed (the command would go on) or leave the pool half made
+        with _signals_held():
+            futures = [pool.submit(fn, item) for item in items]
         for fut in as_completed(futures):
             yield fut.result()
     except BaseException:
