@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -26,8 +27,8 @@ _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _worker_init() -> None:
-    """In each worker: die with the parent, leave Ctrl-C and SIGTERM handling to the parent."""
+def _worker_init(parent: int) -> None:
+    """In each worker: die with the parent (pid ``parent``), leave Ctrl-C and SIGTERM to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent sees Ctrl-C and ends the pool
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM = Ctrl-C" handler
     if hasattr(signal, "pthread_sigmask"):
@@ -35,6 +36,8 @@ def _worker_init() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
@@ -102,7 +105,8 @@ def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> It
             yield fn(item)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
     try:
         # Ctrl-C and SIGTERM wait while the workers are forked: an interrupt raised inside fork's own
         # hooks would be swallowed (the command would go on) or leave the pool half made
