@@ -239,8 +239,8 @@ class _Book:
 
 
 def _say(stage: str, changes: list[tuple[str, Any, Any]], action: str) -> None:
-    shown = "; ".join(format_change(*c) for c in changes[:4]) + (
-        f"; … ({len(changes)} in all)" if len(changes) > 4 else "")
+    said = [f"the {c[0]} stage's output" if c[0] in _STAGES else format_change(*c) for c in changes]
+    shown = "; ".join(said[:4]) + (f"; … ({len(said)} in all)" if len(said) > 4 else "")
     report("%s: settings changed since the last run (%s): %s", stage, shown, action)
 
 
