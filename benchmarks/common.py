@@ -116,6 +116,6 @@ def build_mirrored_scene(src_tif: Path, size: int, out_dir: Path, block_rows: in
 
 def print_machine() -> None:
     """Print the CPU model, torch's CPU capability and whether bf16 is native: every figure depends on them."""
-    from p2ptools.device import describe_cpu
+    from p2ptools.runtime.device import describe_cpu
 
     print(f"machine: {describe_cpu()}; {os.cpu_count()} cores", flush=True)

@@ -32,7 +32,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, print_machine, run_measured  # noqa: E402
 
-from p2ptools.metrics.fid import FID_WEIGHTS, fid_inception_v3  # noqa: E402
+from p2ptools.evaluation.metrics.fid import FID_WEIGHTS, fid_inception_v3  # noqa: E402
 
 
 def make_sets(n: int, out: Path) -> tuple[Path, Path]:

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
-from p2ptools.checkpoints import RunState, save_checkpoint  # noqa: E402
+from p2ptools.pix2pix.checkpoints import RunState, save_checkpoint  # noqa: E402
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
-from p2ptools.train import build_models  # noqa: E402
+from p2ptools.pix2pix.train import build_models  # noqa: E402
 
 
 def make_checkpoint(out: Path) -> Path:

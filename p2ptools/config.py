@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2ptools.errors import ConfigError
-from p2ptools.tiling import EDGE_POLICIES
+from p2ptools.prep.tiling import EDGE_POLICIES
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class TileConfig:
         mask_suffix: suffix stripped from mask stems before pairing (generic layout).
         size: tile size in pixels (a multiple of 32: 256 and 512 are the usual).
         stride: step between tiles; None means ``size`` (no overlap).
-        edge: remainder policy: ``drop``, ``pad`` or ``shift`` (see :mod:`p2ptools.tiling`).
+        edge: remainder policy: ``drop``, ``pad`` or ``shift`` (see :mod:`p2ptools.prep.tiling`).
         min_foreground: keep tiles whose foreground fraction is > 0 and at least this.
         keep_empty: deterministic share (0–1) of the tiles without enough foreground to keep anyway.
         max_nodata: drop tiles with more than this fraction of nodata/transparent photo pixels.
@@ -436,7 +436,7 @@ class ModelConfig:
         Raises:
             ConfigError: naming the first invalid field, with what to do.
         """
-        from p2ptools.nets.blocks import NORMS
+        from p2ptools.pix2pix.nets.blocks import NORMS
 
         for name in ("g_norm", "d_norm"):
             if getattr(self, name) not in NORMS:

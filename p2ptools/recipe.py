@@ -43,8 +43,8 @@ from p2ptools.config import (
     read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError, P2PError
-from p2ptools.output import STATE_DIR, atomic_write_text
-from p2ptools.progress import report
+from p2ptools.runtime.output import STATE_DIR, atomic_write_text
+from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def recipes_dir() -> Path:
 
 def sample_root() -> Path:
     """The labelled sample scene shipped in the package (Inria layout: images/ + gt/)."""
-    return Path(__file__).resolve().parent / "data" / "sample"
+    return Path(__file__).resolve().parent / "sample_data"
 
 
 def _substitute(value: Any) -> Any:
@@ -171,7 +171,7 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     evaluate = dict(doc.get("evaluate") or {})
     metrics = evaluate.get("metrics", ["l1", "l2", "psnr", "ssim"])
     evaluate["metrics"] = metrics if isinstance(metrics, list) else [m.strip() for m in str(metrics).split(",")]
-    from p2ptools.evaluate import EvalConfig
+    from p2ptools.evaluation.evaluate import EvalConfig
 
     ev_probe = {k: v for k, v in evaluate.items() if k != "metrics"}
     eval_fields = {f.name for f in dataclasses.fields(EvalConfig)} - {"real", "fake", "out", "metrics", "segmenter"}
@@ -262,7 +262,7 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
         RecipeInterrupted: on Ctrl-C or SIGTERM, saying to rerun the recipe.
         P2PError: from any stage; finished stages stay finished for the next run.
     """
-    from p2ptools.train import TrainingInterrupted
+    from p2ptools.pix2pix.train import TrainingInterrupted
 
     recipe.workdir.mkdir(parents=True, exist_ok=True)
     result = RunResult(recipe)
@@ -302,12 +302,12 @@ def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, p
         _say("data", changes, f"making the dataset in {data_dir} anew")
         cfg.overwrite = True
     if recipe.data_kind == "tile":
-        from p2ptools.tiler import tile_dataset
+        from p2ptools.prep.tiler import tile_dataset
 
         rep = tile_dataset(cfg, progress)  # type: ignore[arg-type]
         failed, written = rep.failures, rep.written
     else:
-        from p2ptools.inpaint import make_inpaint_dataset
+        from p2ptools.prep.inpaint import make_inpaint_dataset
 
         rep2 = make_inpaint_dataset(cfg, progress)  # type: ignore[arg-type]
         failed, written = rep2.skipped, rep2.written
@@ -319,8 +319,8 @@ def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, p
 
 
 def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
-    from p2ptools.checkpoints import clear_run, load_checkpoint
-    from p2ptools.train import FIXED_ON_RESUME, fit
+    from p2ptools.pix2pix.checkpoints import clear_run, load_checkpoint
+    from p2ptools.pix2pix.train import FIXED_ON_RESUME, fit
 
     run_dir = recipe.workdir / "run"
     tcfg = from_mapping(TrainConfig, {**recipe.train, "dataset": recipe.data_dir, "out": run_dir}, "train")
@@ -351,7 +351,7 @@ def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, 
 def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
     if recipe.fcn is None:
         return upstream
-    from p2ptools.segment import train_segmenter
+    from p2ptools.evaluation.segment import train_segmenter
 
     seg_dir = recipe.workdir / "seg"
     settings = {"data": book.data.get("data", {}).get("digest"), "fcn": recipe.fcn}
@@ -369,7 +369,7 @@ def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, pr
 
 
 def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
-    from p2ptools.predict import predict_folder
+    from p2ptools.pix2pix.predict import predict_folder
 
     data_dir, run_dir = recipe.data_dir, recipe.workdir / "run"
     split = recipe.predict.get("split", "test")
@@ -392,7 +392,7 @@ def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str
 
 
 def _evaluate_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
-    from p2ptools.evaluate import EvalConfig, evaluate
+    from p2ptools.evaluation.evaluate import EvalConfig, evaluate
 
     split = recipe.predict.get("split", "test")
     pred_dir, report_dir = recipe.workdir / "predictions" / split, recipe.workdir / "report"

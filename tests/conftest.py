@@ -118,8 +118,8 @@ def fid_weights_dir(tmp_path_factory):
     no pretrained weights can be downloaded here, and the loading path is what is tested."""
     import torchvision
 
-    from p2ptools.metrics.fid import FID_WEIGHTS, fid_inception_v3
-    from p2ptools.metrics.vgg import VGG_WEIGHTS
+    from p2ptools.evaluation.metrics.fid import FID_WEIGHTS, fid_inception_v3
+    from p2ptools.evaluation.metrics.vgg import VGG_WEIGHTS
 
     torch.manual_seed(0)
     ref = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)

@@ -48,8 +48,8 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
       p2ptools evaluate --real data/test --fake preds --metrics fcn --segmenter seg --out report
       p2ptools evaluate --compare report_pix2pix report_wgan --out comparison
     """
-    from p2ptools.evaluate import EvalConfig, compare_reports
-    from p2ptools.evaluate import evaluate as run_evaluate
+    from p2ptools.evaluation.evaluate import EvalConfig, compare_reports
+    from p2ptools.evaluation.evaluate import evaluate as run_evaluate
 
     if compare:
         if real or fake or not reports:

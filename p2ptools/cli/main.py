@@ -13,8 +13,8 @@ import click
 
 from p2ptools import __version__
 from p2ptools.errors import P2PError, SceneFailures
-from p2ptools.progress import LOGGER_NAME as PROGRESS_LOGGER
-from p2ptools.progress import TqdmHandler
+from p2ptools.runtime.progress import LOGGER_NAME as PROGRESS_LOGGER
+from p2ptools.runtime.progress import TqdmHandler
 
 
 def _sigterm_as_interrupt() -> None:

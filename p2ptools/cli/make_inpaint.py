@@ -54,7 +54,7 @@ def make_inpaint(src: Path, out: Path, config_file: Path | None, **options: obje
     """
     from p2ptools.config import InpaintConfig
     from p2ptools.errors import SceneFailures
-    from p2ptools.inpaint import make_inpaint_dataset
+    from p2ptools.prep.inpaint import make_inpaint_dataset
 
     cfg = build_config(InpaintConfig, config_file, "make_inpaint", src=src, out=out, **options)
     report = make_inpaint_dataset(cfg, progress=True)

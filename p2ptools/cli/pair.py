@@ -27,7 +27,7 @@ def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, format: str | None
     are listed and nothing is written; --resize resizes B to A instead.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.pairs import pair_folders
+    from p2ptools.prep.pairs import pair_folders
 
     report = pair_folders(a_dir, b_dir, out, resize_b, format or "png", jpeg_quality or 95, workers or 1,
                           bool(overwrite))

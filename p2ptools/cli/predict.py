@@ -50,12 +50,12 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     test-time behaviour.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.predict import predict_folder
+    from p2ptools.pix2pix.predict import predict_folder
 
     if input_dir.is_file():
         if dropout == "on" or batch_stats == "on" or side_by_side:
             raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
-        from p2ptools.mosaic import predict_scene
+        from p2ptools.pix2pix.mosaic import predict_scene
 
         band_list = tuple(int(b) for b in bands.split(",")) if bands else None
         rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,

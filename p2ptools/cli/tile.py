@@ -86,7 +86,7 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     from p2ptools.config import TileConfig
     from p2ptools.errors import SceneFailures
     from p2ptools.recipe import sample_root
-    from p2ptools.tiler import tile_dataset
+    from p2ptools.prep.tiler import tile_dataset
 
     if sample:
         if len(paths) != 1:

@@ -21,7 +21,7 @@ def unpair(ab_dir: Path, out: Path, jpeg_quality: int | None, workers: int | Non
     Sub-folders such as train/ and val/ are kept. PNG stays PNG (pixel-exact); JPEG stays JPEG.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.pairs import unpair_folder
+    from p2ptools.prep.pairs import unpair_folder
 
     report = unpair_folder(ab_dir, out, jpeg_quality or 95, workers or 1, bool(overwrite))
     summary = f"{report.written + report.existing} images split into {out / 'A'} and {out / 'B'}"

@@ -1,0 +1,167 @@
+"""Torch datasets over aligned A|B folders, with the same random transform on A and B.
+
+Augmentation is reproducible whatever the number of DataLoader workers: the random draws of
+sample ``i`` in epoch ``e`` come from a generator seeded with ``(seed, e, i)``, and the order of
+an epoch is a permutation seeded with ``(seed, e)``. A resumed run therefore sees exactly the
+batches the interrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from p2ptools.errors import InputError
+from p2ptools.prep.images import IMAGE_EXTENSIONS
+
+cv2.setNumThreads(1)  # DataLoader workers are the parallelism; avoid oversubscription
+
+
+def list_split(root: Path, split: str | None) -> list[Path]:
+    """Images of ``root/split`` (or ``root`` when ``split`` is None), sorted.
+
+    Raises:
+        InputError: if the folder is missing or holds no images.
+    """
+    folder = Path(root) / split if split else Path(root)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder (expected an aligned dataset: train/ val/ test/ of A|B images)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(f"{folder}: no images")
+    return files
+
+
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` exists and holds at least one image (a split may be empty after filtering)."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
+def read_ab(path: Path, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
+    """Read an A|B image and return ``(input, target)`` RGB uint8 halves (swapped for ``BtoA``).
+
+    Raises:
+        InputError: if the file cannot be decoded or its width is odd.
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{path}: cannot decode as an image")
+    w = bgr.shape[1]
+    if w % 2:
+        raise InputError(f"{path}: width {w} is odd; not an A|B image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    a, b = rgb[:, : w // 2], rgb[:, w // 2 :]
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped)."""
+    arr = (t.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5
+    return arr.round().byte().permute(1, 2, 0).numpy()
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size × size`` with bicubic interpolation (as pix2pix does); no-op when already so."""
+    return img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def paired_transform(
+    a: np.ndarray, b: np.ndarray, load_size: int, crop_size: int, augment: str, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one random transform to both images.
+
+    ``flip``: resize to ``load_size`` (bicubic), random ``crop_size`` crop, horizontal flip with
+    probability 1/2. ``d4``: also a vertical flip (1/2) and a rotation by a random multiple of 90°
+    (all eight symmetries of the square, for aerial tiles). ``none`` or ``rng=None``: resize to
+    ``crop_size`` only (validation, prediction).
+    """
+    if augment == "none" or rng is None:
+        return resize_square(a, crop_size), resize_square(b, crop_size)
+    a, b = resize_square(a, load_size), resize_square(b, load_size)
+    y = int(rng.integers(0, load_size - crop_size + 1))
+    x = int(rng.integers(0, load_size - crop_size + 1))
+    a, b = a[y : y + crop_size, x : x + crop_size], b[y : y + crop_size, x : x + crop_size]
+    if rng.random() < 0.5:
+        a, b = a[:, ::-1], b[:, ::-1]
+    if augment == "d4":
+        if rng.random() < 0.5:
+            a, b = a[::-1], b[::-1]
+        k = int(rng.integers(0, 4))
+        a, b = np.rot90(a, k), np.rot90(b, k)
+    return a, b
+
+
+class AlignedDataset(Dataset):
+    """A|B images of one split folder, as ``{"A": (3,H,W), "B": (3,H,W), "name": str}`` in [-1, 1].
+
+    Args:
+        root: dataset folder.
+        split: ``train``, ``val``, ``test`` or None for ``root`` itself.
+        direction: ``AtoB`` or ``BtoA``.
+        load_size: resize before the random crop.
+        crop_size: size of the returned images.
+        augment: ``none``, ``flip`` or ``d4`` (see :func:`paired_transform`); only used when
+            ``train`` is True.
+        train: draw random transforms (else resize only).
+        seed: seed of the per-sample random draws.
+        limit: use only the first ``limit`` files (sorted).
+    """
+
+    def __init__(self, root: Path, split: str | None, direction: str = "AtoB", load_size: int = 286,
+                 crop_size: int = 256, augment: str = "flip", train: bool = True, seed: int = 0,
+                 limit: int | None = None) -> None:
+        self.files = list_split(root, split)[:limit]
+        self.direction, self.load_size, self.crop_size = direction, load_size, crop_size
+        self.augment, self.train, self.seed = augment, train, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random transforms ``__getitem__`` draws."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
+        a, b = read_ab(self.files[i], self.direction)
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        a, b = paired_transform(a, b, self.load_size, self.crop_size, self.augment if self.train else "none", rng)
+        return {"A": to_tensor(a), "B": to_tensor(b), "name": self.files[i].stem}
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, optionally skipping the first ``skip`` indices (resume)
+    and sharded across ``world_size`` ranks (distributed training)."""
+
+    def __init__(self, n: int, seed: int, epoch: int = 0, skip: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True) -> None:
+        self.n, self.seed, self.epoch, self.skip = n, seed, epoch, skip
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+
+    def order(self) -> list[int]:
+        """This rank's indices of the epoch, before skipping."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            idx = torch.randperm(self.n, generator=g).tolist()
+        else:
+            idx = list(range(self.n))
+        if self.world_size > 1 and self.n % self.world_size:  # equal shards, or DDP ranks would wait forever
+            idx += idx[: self.world_size - self.n % self.world_size]
+        return idx[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, len(self.order()) - self.skip)

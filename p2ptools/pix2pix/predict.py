@@ -1,0 +1,165 @@
+"""``p2ptools predict``: run a trained generator over a folder of images.
+
+Inference mode. The paper keeps dropout and BatchNorm batch statistics at test time. p2ptools
+defaults to eval mode instead — no dropout, BatchNorm running statistics — because (1) the output
+is then a deterministic function of the input, so evaluation numbers are reproducible, and (2) with
+batch statistics every image (or tile of a large scene) is normalised by its own statistics, which
+shifts colours between neighbouring tiles and shows as seams in mosaics. ``dropout=True`` and
+``batch_stats=True`` reproduce the paper's test-time behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2ptools.pix2pix.checkpoints import load_generator
+from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
+from p2ptools.runtime.device import autocast as device_autocast
+from p2ptools.runtime.device import resolve_amp, select_device
+from p2ptools.errors import InputError, P2PError
+from p2ptools.prep.images import image_size, list_images, load_rgb8
+from p2ptools.runtime.output import DATASET_FILE, atomic_write_text, check_not_inside, claim_folder, write_image
+from p2ptools.runtime.progress import bar as progress_bar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictReport:
+    """What a prediction run did.
+
+    Args:
+        out: output folder.
+        checkpoint: the checkpoint used.
+        input_kind: ``ab`` or ``a``.
+        written: images written.
+        skipped: (file, reason) of inputs that could not be used.
+    """
+
+    out: Path
+    checkpoint: str
+    input_kind: str
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def set_inference_mode(G: nn.Module, dropout: bool = False, batch_stats: bool = False) -> None:
+    """Eval mode, then optionally dropout and/or BatchNorm batch statistics back on (the paper's test mode)."""
+    G.eval()
+    for mod in G.modules():
+        if dropout and isinstance(mod, nn.Dropout):
+            mod.train()
+        if batch_stats and isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.train()
+            mod.momentum = 0.0  # use batch statistics without changing the stored running ones
+
+
+def detect_input_kind(folder: Path, files: list[Path]) -> str:
+    """``ab`` for an aligned dataset split (a dataset.json beside or above it, or the first 50 images
+    all 2:1, read from their headers), else ``a``."""
+    if (folder / DATASET_FILE).is_file() or (folder.parent / DATASET_FILE).is_file():
+        return "ab"
+    sizes = []
+    for p in files[:50]:
+        try:
+            sizes.append(image_size(p))
+        except P2PError:
+            continue
+    return "ab" if sizes and all(w == 2 * h for w, h in sizes) else "a"
+
+
+def predict_folder(
+    run_or_ckpt: Path,
+    input_dir: Path,
+    out_dir: Path,
+    which: str = "latest",
+    input_kind: str = "auto",
+    dropout: bool = False,
+    batch_stats: bool = False,
+    side_by_side: bool = False,
+    batch_size: int = 8,
+    device: str = "auto",
+    amp: str = "auto",
+    progress: bool = True,
+) -> PredictReport:
+    """Translate every image of ``input_dir`` and write ``out_dir/<stem>.png``.
+
+    Args:
+        run_or_ckpt: a run folder or a checkpoint file.
+        input_dir: a folder of A images, or an aligned A|B split (``train/``, ``val/``, ``test/``).
+        out_dir: output folder.
+        which: checkpoint of a run folder: ``latest``, ``best`` or ``epoch_K``.
+        input_kind: ``auto``, ``a`` or ``ab``.
+        dropout: keep dropout on (the paper's test-time noise).
+        batch_stats: normalise with batch statistics (the paper's test mode).
+        side_by_side: also write ``out_dir/side_by_side/<stem>.png`` = input | output [| target].
+        batch_size: images per forward pass.
+        device: ``auto`` or a torch device string.
+        amp: ``none``, ``bf16`` or ``fp16`` autocast.
+        progress: show a progress bar.
+
+    Raises:
+        InputError: if the folder has no images or the checkpoint cannot be read.
+    """
+    dev = select_device(device)
+    G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
+    set_inference_mode(G, dropout, batch_stats)
+    if batch_stats and batch_size != 1:  # the paper's test mode normalises each image by itself
+        log.info("--batch-stats on: one image per forward pass, so no output depends on its batch-mates")
+        batch_size = 1
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    check_not_inside(out_dir, [input_dir])
+    files = [p for p in list_images(input_dir, exclude=out_dir) if p.parent == input_dir]
+    if not files:
+        raise InputError(f"{input_dir}: no images")
+    kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
+    direction = meta["train_config"].get("direction", "AtoB")
+    size = mcfg.image_size
+    report = PredictReport(out_dir, meta["path"], kind)
+    planned = {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"}
+    claim_folder(out_dir, planned, inputs=[input_dir])
+
+    def load(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        if kind == "ab":
+            a, b = read_ab(p, direction)
+        else:
+            a, b = load_rgb8(p), None
+        return resize_square(a, size), (resize_square(b, size) if b is not None else None)
+
+    autocast = device_autocast(dev, resolve_amp(amp, dev))
+    with progress_bar(len(files), "predict", "img", progress) as bar:
+        for start in range(0, len(files), batch_size):
+            chunk, inputs, targets = [], [], []
+            for p in files[start : start + batch_size]:
+                try:
+                    a, b = load(p)
+                except P2PError as exc:
+                    report.skipped.append((str(p), str(exc)))
+                    continue
+                chunk.append(p)
+                inputs.append(a)
+                targets.append(b)
+            if chunk:
+                x = torch.stack([to_tensor(a) for a in inputs]).to(dev)  # (N, 3, size, size)
+                with torch.inference_mode(), autocast:
+                    y = G(x)
+                for p, a, b, out in zip(chunk, inputs, targets, y, strict=True):
+                    img = to_image(out)
+                    write_image(out_dir / f"{p.stem}.png", img)
+                    if side_by_side:
+                        panels = [a, img] + ([b] if b is not None else [])
+                        write_image(out_dir / "side_by_side" / f"{p.stem}.png", np.concatenate(panels, axis=1))
+                    report.written += 1
+            bar.update(len(files[start : start + batch_size]))
+    atomic_write_text(out_dir / "predict.json", json.dumps({
+        "checkpoint": meta["path"], "input": str(input_dir), "input_kind": kind, "direction": direction,
+        "dropout": dropout, "batch_stats": batch_stats, "image_size": size, "written": report.written,
+    }, indent=2) + "\n")
+    return report

@@ -1,0 +1,563 @@
+"""``p2ptools tile``: GeoTIFF scenes + label masks → AB tile pairs, a manifest and dataset.json.
+
+The work is cut into chunks (one tile row of a scene, at most ``CHUNK_TILES`` tiles wide) that
+are read with one windowed read each, so memory depends on the tile size, not on the scene, and
+several processes can work on one large scene at once. A scene is recorded as finished (its
+manifest rows under ``OUT/.p2ptools/scenes/``) only when all its chunks are done; a rerun skips
+finished scenes and tiles already on disk. A scene that fails is reported and its tiles removed,
+while the other scenes go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+
+from p2ptools.config import TileConfig
+from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
+from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
+from p2ptools.runtime.output import (
+    MANIFEST_FILE,
+    STATE_DIR,
+    atomic_write_text,
+    csv_text,
+    inputs_digest,
+    prepare_output,
+    read_csv_rows,
+    record_plan,
+    write_dataset_json,
+    write_image,
+)
+from p2ptools.runtime.parallel import imap_unordered
+from p2ptools.runtime.progress import bar as progress_bar
+from p2ptools.runtime.progress import report
+from p2ptools.prep.raster import (
+    GDAL_CACHE_BYTES,
+    SceneInfo,
+    describe_error,
+    discover_pairs,
+    inspect_scene,
+    open_raster,
+    read_labels,
+    read_photo,
+    read_valid,
+    window_geo,
+)
+from p2ptools.prep.splits import (
+    BUFFER,
+    SPLITS,
+    BlockGrid,
+    assign_blocks,
+    assign_splits,
+    block_tile_split,
+    empty_splits,
+    official_tile_split,
+    read_split_lists,
+)
+from p2ptools.prep.tiling import TileWindow, compose_ab, decide_tile, keep_fraction_draw, tile_grid
+
+log = logging.getLogger(__name__)
+
+#: The tile size the official LandCover.ai split lists are made of.
+OFFICIAL_TILE = 512
+
+#: Tiles per chunk (one windowed read): bounds memory to ``size² × CHUNK_TILES`` pixels.
+CHUNK_TILES = 8
+DEFAULT_PALETTES = {"inria": "inria", "landcover": "landcover", "generic": "inria"}
+KEPT_REASONS = ("kept", "kept_empty")
+
+
+@dataclass
+class TileReport:
+    """What a tiling run did.
+
+    Args:
+        out: the output folder.
+        layout: the input layout used.
+        scenes: names of the scenes finished (now or in an earlier run).
+        failures: (file, reason) for each scene that failed.
+        kept: kept tiles per split.
+        dropped: dropped tiles per reason.
+        written: tiles written in this run.
+        existing: kept tiles found already written (resumed).
+        resumed: whether an earlier run was continued.
+    """
+
+    out: Path
+    layout: str
+    scenes: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    written: int = 0
+    existing: int = 0
+    resumed: bool = False
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        kept = ", ".join(f"{s} {self.kept.get(s, 0)}" for s in SPLITS)
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
+        lines = [
+            f"{sum(self.kept.values())} pairs in {self.out} ({kept}) "
+            f"from {len(self.scenes)} scene(s), layout {self.layout}",
+            f"dropped tiles: {dropped}; written now: {self.written}, already there: {self.existing}",
+            f"manifest: {self.out / MANIFEST_FILE}",
+        ]
+        return "\n".join(lines)
+
+
+class NoPairs(SceneFailures):
+    """A tiling kept no tile at all (the summary says how many were dropped, and why)."""
+
+    def __init__(self, message: str, summary: str) -> None:
+        P2PError.__init__(self, message)
+        self.failures: list[tuple[str, str]] = []
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One windowed read's worth of tiles of one scene (picklable for worker processes)."""
+
+    info: SceneInfo
+    tiles: tuple[TileWindow, ...]
+    splits: tuple[str | None, ...]
+    palette: dict[str, Any]
+    out: str
+    size: int
+    min_foreground: float
+    keep_empty: float
+    max_nodata: float
+    label_is_a: bool
+    fmt: str
+    jpeg_quality: int
+    seed: int
+
+
+@dataclass
+class ChunkResult:
+    """Manifest rows of a chunk, or the error that stopped it."""
+
+    scene: str
+    tiles: int
+    rows: list[dict[str, Any]]
+    written: int = 0
+    existing: int = 0
+    error: str | None = None
+
+
+def resolve_palette(spec: str, layout: str) -> Palette:
+    """The palette named by ``spec``, or the layout's default for ``auto``."""
+    return load_palette(DEFAULT_PALETTES[layout] if spec == "auto" else spec)
+
+
+def tile_path(out: Path, split: str, scene: str, tile: TileWindow, fmt: str) -> Path:
+    """``OUT/<split>/<scene>_<row>_<col>.<ext>``."""
+    return out / split / f"{scene}_{tile.row}_{tile.col}.{fmt}"
+
+
+def class_counts(labels: np.ndarray) -> dict[int, int]:
+    """Pixel count of each value in a label array."""
+    if labels.dtype == np.uint8:
+        counts = np.bincount(labels.ravel(), minlength=256)
+        return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+    values, counts = np.unique(labels, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def _chunks(tiles: list[TileWindow]) -> Iterator[list[TileWindow]]:
+    row: list[TileWindow] = []
+    for t in tiles:
+        if row and (t.row != row[0].row or len(row) == CHUNK_TILES):
+            yield row
+            row = []
+        row.append(t)
+    if row:
+        yield row
+
+
+class _OpenDatasets:
+    """Datasets this process keeps open across the chunks of a scene (at most ``limit``)."""
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self._open: OrderedDict[Path, rasterio.io.DatasetReader] = OrderedDict()
+
+    def get(self, path: Path) -> rasterio.io.DatasetReader:
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        while len(self._open) >= self.limit:
+            self._open.popitem(last=False)[1].close()
+        ds = self._open[path] = open_raster(path)
+        return ds
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+_DATASETS = _OpenDatasets()
+
+
+def process_chunk(task: ChunkTask) -> ChunkResult:
+    """Read one chunk of a scene, filter its tiles, write the kept AB pairs.
+
+    Never raises for a bad scene: the error comes back in the result, naming the file.
+    """
+    info = task.info
+    try:
+        palette = palette_from_dict(task.palette)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+            return _process_chunk(task, info, palette)
+    except P2PError as exc:
+        return ChunkResult(info.pair.name, len(task.tiles), [], error=str(exc))
+    except (RasterioError, OSError, ValueError) as exc:
+        error = f"{info.pair.image}: cannot read: {describe_error(exc)}"
+        return ChunkResult(info.pair.name, len(task.tiles), [], error=error)
+
+
+def _read(what: Path, read: Callable[[], np.ndarray], y: int, x: int) -> np.ndarray:
+    try:
+        return read()
+    except RasterioError as exc:
+        raise RasterReadError(f"{what}: cannot read window at row {y}, col {x}: {describe_error(exc)}") from exc
+
+
+def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkResult:
+    """Mask first, then the photo only where a kept tile still has to be written."""
+    size, out = task.size, Path(task.out)
+    assert info.pair.mask is not None
+    img, msk = _DATASETS.get(info.pair.image), _DATASETS.get(info.pair.mask)
+    y, x0 = task.tiles[0].y, task.tiles[0].x
+    width = task.tiles[-1].x + size - x0
+    labels = _read(info.pair.mask, lambda: read_labels(msk, info, y, x0, size, width, palette.background), y, x0)
+    valid = _read(info.pair.image, lambda: read_valid(img, info, y, x0, size, width), y, x0)
+    offsets = [t.x - x0 for t in task.tiles]
+    counts = [class_counts(labels[:, dx : dx + size]) for dx in offsets]
+    unknown = unknown_values(sorted(set().union(*counts)), palette)
+    if unknown:  # checked before anything of the chunk is written
+        raise PaletteError(
+            f"{info.pair.mask}: values outside palette {palette.name!r} "
+            f"({', '.join(map(str, palette.values))}): {', '.join(map(str, unknown))}"
+        )
+    result = ChunkResult(info.pair.name, len(task.tiles), [])
+    to_write: list[tuple[Path, int]] = []
+    area = float(size * size)
+    for tile, split, dx, t_counts in zip(task.tiles, task.splits, offsets, counts, strict=True):
+        fg = 1.0 - t_counts.get(palette.background, 0) / area
+        nodata = 1.0 - float(valid[:, dx : dx + size].mean())
+        name = f"{info.pair.name}_{tile.row}_{tile.col}"
+        if split is None:
+            reason = "unlisted"
+        elif split == BUFFER:
+            split, reason = None, "split_buffer"
+        else:
+            draw = keep_fraction_draw(task.seed, name)
+            reason = decide_tile(fg, nodata, task.min_foreground, task.keep_empty, task.max_nodata, draw)
+        transform, bounds = window_geo(info, tile.y, tile.x, size)
+        row: dict[str, Any] = {
+            "tile_id": name,
+            "split": split or "",
+            "scene": info.pair.name,
+            "row": tile.row,
+            "col": tile.col,
+            "x": tile.x,
+            "y": tile.y,
+            "width": size,
+            "height": size,
+            "crs": info.crs,
+            "transform": " ".join(repr(float(v)) for v in transform),
+            "left": bounds[0],
+            "bottom": bounds[1],
+            "right": bounds[2],
+            "top": bounds[3],
+            "fg_fraction": round(fg, 6),
+            "nodata_fraction": round(nodata, 6),
+        }
+        for c in palette.classes:
+            row[f"frac_{c.name}"] = round(t_counts.get(c.value, 0) / area, 6)
+        row["kept"] = reason in KEPT_REASONS
+        row["reason"] = reason
+        row["file"] = ""
+        if row["kept"]:
+            assert split is not None
+            path = tile_path(out, split, info.pair.name, tile, task.fmt)
+            row["file"] = f"{split}/{path.name}"
+            if path.exists():
+                result.existing += 1
+            else:
+                to_write.append((path, dx))
+        result.rows.append(row)
+    if to_write:  # read the photo over the span of the tiles to write only
+        first, last = to_write[0][1], to_write[-1][1] + size
+        rgb = _read(info.pair.image, lambda: read_photo(img, info, y, x0 + first, size, last - first), y, x0 + first)
+        rgb[~valid[:, first:last]] = 0  # nodata and padding are black
+        lut = np.zeros((max(palette.values) + 1, 3), dtype=np.uint8)
+        for c in palette.classes:
+            lut[c.value] = c.color
+        for path, dx in to_write:
+            label_rgb = np.take(lut, labels[:, dx : dx + size], axis=0)  # 4× faster than lut[...]
+            photo = rgb[:, dx - first : dx - first + size]
+            ab = compose_ab(label_rgb, photo) if task.label_is_a else compose_ab(photo, label_rgb)
+            write_image(path, ab, task.fmt, task.jpeg_quality)
+            result.written += 1
+    return result
+
+
+def _scene_state(out: Path, scene: str) -> Path:
+    return out / STATE_DIR / "scenes" / f"{scene}.csv"
+
+
+def _remove_scene_tiles(out: Path, scene: str, tiles: list[TileWindow], fmt: str) -> None:
+    for t in tiles:
+        for split in SPLITS:
+            tile_path(out, split, scene, t, fmt).unlink(missing_ok=True)
+
+
+class _Splitter:
+    """Which split each tile goes to: by scene, by block, or by official lists (LandCover.ai)."""
+
+    def __init__(self, cfg: TileConfig, names: list[str], root: Path | None) -> None:
+        self.cfg = cfg
+        self.lists = read_split_lists(root) if root is not None else None
+        self.scene_split: dict[str, str] = {}
+        self.blocks: dict[tuple[str, int, int], str] = {}
+        if self.lists is not None:
+            self.source = f"official lists in {root}"
+            if OFFICIAL_TILE % cfg.size or cfg.step != cfg.size:
+                raise ConfigError(
+                    f"{root}: official split lists name {OFFICIAL_TILE}-px tiles; --size {cfg.size} --stride "
+                    f"{cfg.step} would cut tiles that straddle two official tiles (two splits): use a size that "
+                    f"divides {OFFICIAL_TILE} (512, 256, 128 …) with --stride equal to it")
+        elif cfg.split_by == "block":
+            self.source = (f"random by block of {cfg.block} px {cfg.split}, buffer {cfg.buffer} px, seed {cfg.seed}")
+        else:
+            self.scene_split = assign_splits(names, cfg.split, cfg.seed)
+            self.source = f"random by scene {cfg.split}, seed {cfg.seed}"
+            empty = empty_splits(len(names), cfg.split)
+            if empty:
+                log.warning("%d scene(s) split by scene leave %s empty (every tile of a scene goes to one split): "
+                            "use --split-by block to cut scenes into blocks of --block-size px, or more scenes",
+                            len(names), " and ".join(empty))
+
+    def add_scenes(self, shapes: dict[str, tuple[int, int]]) -> None:
+        """Draw the blocks of the scenes to tile (block split only)."""
+        if self.cfg.split_by == "block" and self.lists is None:
+            self.blocks = assign_blocks(shapes, self.cfg.block, self.cfg.split, self.cfg.seed)
+            drawn = Counter(self.blocks.values())
+            empty = [s for s, f in zip(SPLITS, self.cfg.split, strict=True) if f > 0 and not drawn.get(s)]
+            if empty:
+                log.warning("%d block(s) of %d px leave %s empty: use a smaller --block-size", len(self.blocks),
+                            self.cfg.block, " and ".join(empty))
+
+    def __call__(self, info: SceneInfo, tiles: list[TileWindow]) -> tuple[str | None, ...]:
+        name, size = info.pair.name, self.cfg.size
+        if self.lists is not None:
+            half = size // 2
+            return tuple(official_tile_split(self.lists, name, t.y + half, t.x + half, info.height, info.width)
+                         for t in tiles)
+        if self.blocks:
+            grid = BlockGrid(info.height, info.width, self.cfg.block)
+            return tuple(block_tile_split(self.blocks, name, grid, t.y, t.x, size, self.cfg.buffer) for t in tiles)
+        return tuple(self.scene_split.get(name) for _ in tiles)
+
+
+def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
+    """Tile every scene of a dataset into AB pairs (see the module docstring).
+
+    Args:
+        cfg: the validated options.
+        progress: show a progress bar over tiles.
+
+    Returns:
+        The report; ``report.failures`` lists scenes that failed (the others were finished).
+
+    Raises:
+        P2PError: for problems that stop the whole run (bad layout, empty input, output folder
+            holding another dataset, malformed palette or split lists).
+    """
+    found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.masks, cfg.mask_suffix)
+    palette = resolve_palette(cfg.palette, found.layout)
+    out = Path(cfg.out)
+    names = [p.name for p in found.pairs]
+    params = {**cfg.output_params(), "inputs": inputs_digest(names)}
+    resumed = prepare_output(out, "tiles", params, cfg.overwrite, inputs=[cfg.src, cfg.images, cfg.masks],
+                             input_names=names)
+    label_is_a = cfg.direction == "label2photo"
+    meta: dict[str, Any] = {
+        "kind": "tiles",
+        "params": params,
+        "A": "label" if label_is_a else "photo",
+        "B": "photo" if label_is_a else "label",
+        "palette": palette.to_dict(),
+        "complete": False,
+        "input_names": names,
+    }
+    write_dataset_json(out, meta)
+    for m in found.orphan_masks:
+        log.warning("%s: mask without a photo; ignored", m)
+
+    splitter = _Splitter(cfg, [p.name for p in found.pairs], found.root)
+    report = TileReport(out=out, layout=found.layout, resumed=resumed)
+    infos: dict[str, SceneInfo] = {}
+    grids: dict[str, list[TileWindow]] = {}
+    tasks: list[ChunkTask] = []
+    done_before: set[str] = set()
+    for pair in found.pairs:
+        if _scene_state(out, pair.name).is_file():
+            report.scenes.append(pair.name)
+            done_before.add(pair.name)
+            continue
+        try:
+            info = inspect_scene(pair, cfg.bands, cfg.stretch)
+        except P2PError as exc:
+            report.failures.append((str(pair.image), str(exc)))
+            continue
+        infos[pair.name] = info
+        grid = tile_grid(info.height, info.width, cfg.size, cfg.step, cfg.edge)  # type: ignore[arg-type]
+        grids[pair.name] = grid
+        if not grid:
+            log.warning("%s: %d×%d is smaller than one %d tile; no tiles with --edge drop",
+                        pair.image, info.width, info.height, cfg.size)
+
+    if cfg.split_by == "block":
+        splitter.add_scenes(_scene_shapes(found.pairs, infos))
+    for name, grid in grids.items():
+        for chunk in _chunks(grid):
+            tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
+                                   str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
+                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
+    record_plan(out, (tile_path(out, split, task.info.pair.name, t, cfg.format).relative_to(out).as_posix()
+                      for task in tasks for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS))
+    scenes = _SceneBook(out, cfg.format, report, infos, grids)
+    bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
+    try:
+        for res in _run(tasks, cfg.workers):
+            bar.update(res.tiles)
+            scenes.add(res)
+    finally:
+        bar.close()
+    scenes.finish_empty()
+
+    header, rows = _assemble_manifest(out, [p.name for p in found.pairs])
+    kept = Counter(r["split"] for r in rows if r["kept"] == "True")
+    report.existing += sum(1 for r in rows if r["kept"] == "True" and r["scene"] in done_before)
+    report.kept = {s: kept.get(s, 0) for s in SPLITS}
+    report.dropped = dict(sorted(Counter(r["reason"] for r in rows if r["kept"] != "True").items()))
+    atomic_write_text(out / MANIFEST_FILE, csv_text(rows, header))
+    meta.update({
+        "layout": found.layout,
+        "split_source": splitter.source,
+        "counts": report.kept,
+        "scenes": sorted(report.scenes),
+        "failed": [{"file": f, "reason": r} for f, r in report.failures],
+        "complete": not report.failures,
+    })
+    write_dataset_json(out, meta)
+    report.scenes.sort()
+    if not sum(report.kept.values()) and report.scenes:
+        raise NoPairs(f"{out}: no pairs: {no_pairs_reasons(report, cfg, infos)}", report.summary())
+    return report
+
+
+def no_pairs_reasons(report: TileReport, cfg: TileConfig, infos: dict[str, SceneInfo]) -> str:
+    """Why a tiling kept nothing, with what to change: the drop reasons counted, and the scene sizes."""
+    dropped = ", ".join(f"{n} {k}" for k, n in sorted(report.dropped.items())) or "no tiles at all"
+    hints = []
+    small = [n for n, i in infos.items() if min(i.height, i.width) < cfg.size]
+    if small:
+        hints.append(f"{len(small)} scene(s) are smaller than --size {cfg.size} (e.g. {small[0]}: "
+                     f"{infos[small[0]].width}×{infos[small[0]].height}); use a smaller --size")
+    if report.dropped.get("empty") or report.dropped.get("below_min_foreground"):
+        hints.append("tiles without enough foreground are dropped: check the --palette background, "
+                     "lower --min-foreground, or keep some with --keep-empty")
+    if report.dropped.get("nodata"):
+        hints.append(f"tiles over --max-nodata {cfg.max_nodata} nodata are dropped")
+    if report.dropped.get("split_buffer"):
+        hints.append("use a larger --block-size or a smaller --block-buffer")
+    return f"dropped {dropped}" + (f"; {'; '.join(hints)}" if hints else "")
+
+
+def _scene_shapes(pairs: list[Any], infos: dict[str, SceneInfo]) -> dict[str, tuple[int, int]]:
+    """``(height, width)`` of every scene that opens (finished ones too: a block draw spans all scenes)."""
+    shapes = {}
+    for pair in pairs:
+        if pair.name in infos:
+            shapes[pair.name] = (infos[pair.name].height, infos[pair.name].width)
+            continue
+        try:
+            with open_raster(pair.image) as ds:
+                shapes[pair.name] = (ds.height, ds.width)
+        except (P2PError, RasterioError, OSError):
+            continue  # reported by the scene's own inspection
+    return shapes
+
+
+class _SceneBook:
+    """Collects chunk results per scene; records a scene once all its chunks are in."""
+
+    def __init__(self, out: Path, fmt: str, report: TileReport, infos: dict[str, SceneInfo],
+                 grids: dict[str, list[TileWindow]]) -> None:
+        self.out, self.fmt, self.report, self.infos, self.grids = out, fmt, report, infos, grids
+        self.pending = Counter({name: len(list(_chunks(grid))) for name, grid in grids.items()})
+        self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in infos}
+        self.written: Counter[str] = Counter()
+        self.errors: dict[str, str] = {}
+
+    def add(self, res: ChunkResult) -> None:
+        self.written[res.scene] += res.written
+        self.report.existing += res.existing
+        if res.error is not None:
+            self.errors.setdefault(res.scene, res.error)
+        self.rows[res.scene].extend(res.rows)
+        self.pending[res.scene] -= 1
+        if self.pending[res.scene] == 0:
+            self._finish(res.scene)
+
+    def finish_empty(self) -> None:
+        """Record the scenes that had no tile at all (smaller than a tile with ``--edge drop``)."""
+        for name, grid in self.grids.items():
+            if not grid:
+                self._finish(name)
+
+    def _finish(self, scene: str) -> None:
+        if scene in self.errors:
+            report("tile %s: failed (%s)", scene, self.errors[scene])
+            _remove_scene_tiles(self.out, scene, self.grids[scene], self.fmt)
+            self.report.failures.append((str(self.infos[scene].pair.image), self.errors[scene]))
+            return
+        rows = sorted(self.rows.pop(scene), key=lambda r: (r["row"], r["col"]))
+        atomic_write_text(_scene_state(self.out, scene), csv_text(rows))
+        kept = sum(1 for r in rows if r["kept"])
+        report("tile %s: %d of %d tiles kept (%d written now)", scene, kept, len(rows), self.written[scene])
+        self.report.written += self.written[scene]
+        self.report.scenes.append(scene)
+
+
+def _run(tasks: list[ChunkTask], workers: int) -> Iterator[ChunkResult]:
+    try:
+        yield from imap_unordered(process_chunk, tasks, workers)
+    finally:
+        _DATASETS.close()  # datasets opened in this process (workers=1)
+
+
+def _assemble_manifest(out: Path, scenes: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Concatenate the finished scenes' records (in scene order) into the manifest rows."""
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    for name in scenes:
+        path = _scene_state(out, name)
+        if path.is_file():
+            fields, scene_rows = read_csv_rows(path)
+            header = header or fields
+            rows.extend(scene_rows)
+    return header, rows

@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from p2ptools import __version__
+from p2ptools.cli.main import cli
+
+from tests.conftest import ROOT
+
+
+def test_version_and_help():
+    res = CliRunner().invoke(cli, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+    res = CliRunner().invoke(cli, ["--help"])
+    assert res.exit_code == 0 and "tile" in res.output
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "p2ptools", "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in res.stdout
+
+
+def test_readme_commands_are_what_ci_runs():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    start = readme.index("```bash")
+    main_cmd, test_cmd = readme[start + 1], readme[start + 2]
+    assert readme[start + 3] == "```"
+    assert "p2ptools run sample" in main_cmd
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in ci, "the README's test command must be the one .ci/run runs"
+
+
+def test_every_package_is_listed_for_the_wheel():
+    tomllib = __import__("pytest").importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "p2ptools").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+    assert {"p2ptools._models", "p2ptools._recipes"} <= listed
