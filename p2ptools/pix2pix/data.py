@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from p2ptools.errors import InputError
-from p2ptools.prep.images import IMAGE_EXTENSIONS
+from p2ptools.prep.images import IMAGE_EXTENSIONS, load_rgb8
 
 cv2.setNumThreads(1)  # DataLoader workers are the parallelism; avoid oversubscription
 
@@ -46,16 +46,16 @@ def has_images(folder: Path) -> bool:
 def read_ab(path: Path, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
     """Read an A|B image and return ``(input, target)`` RGB uint8 halves (swapped for ``BtoA``).
 
+    The image is read by :func:`p2ptools.prep.images.load_rgb8`, the reader of every command (alpha
+    composited on white, 16-bit scaled by ``v / 257``).
+
     Raises:
         InputError: if the file cannot be decoded or its width is odd.
     """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"{path}: cannot decode as an image")
-    w = bgr.shape[1]
+    rgb = load_rgb8(Path(path))
+    w = rgb.shape[1]
     if w % 2:
         raise InputError(f"{path}: width {w} is odd; not an A|B image")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     a, b = rgb[:, : w // 2], rgb[:, w // 2 :]
     return (a, b) if direction == "AtoB" else (b, a)
 

@@ -11,6 +11,9 @@ returns ``(H, W, 3)`` uint8 RGB:
   alpha left out, and a per-image 2–98 percentile stretch for non-8-bit data (GeoTIFF values rarely
   span their type's range).
 
+Every command reads images through :func:`load_rgb8` (tiling inputs, training pairs, prediction
+inputs, evaluation), so alpha and 16-bit data are treated alike from training to evaluation.
+
 Every failure (empty file, truncated or corrupt data, a non-image with an image extension) raises
 :class:`~p2ptools.errors.InputError` naming the file.
 """
@@ -82,6 +85,29 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
+
+
+def _from_opencv(path: Path) -> np.ndarray | None:
+    """The fast path for the common cases: JPEG, and 8-bit RGB PNG without alpha (what p2ptools
+    writes); None for every other file, which :func:`_from_pillow` reads.
+
+    OpenCV's ``IMREAD_COLOR`` applies EXIF orientation and expands grayscale JPEG to three channels,
+    so the result equals Pillow's for these files (tested), in two thirds of the time.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg"):
+        return None
+    data = np.fromfile(str(path), dtype=np.uint8)
+    raw = data[:26].tobytes()
+    tail = data[-64:].tobytes()
+    if suffix == ".png":
+        # IHDR: bytes 24 (bit depth) and 25 (colour type 2 = RGB, no alpha, no palette); IEND at the end
+        if len(raw) < 26 or raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[24] != 8 or raw[25] != 2 or b"IEND" not in tail:
+            return None
+    elif raw[:2] != b"\xff\xd8" or b"\xff\xd9" not in tail:  # a truncated JPEG has no end marker:
+        return None  # OpenCV would return it grey-filled, Pillow refuses it
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _from_pillow(path: Path) -> np.ndarray:
@@ -166,7 +192,8 @@ def load_rgb8(path: Path) -> np.ndarray:
             return _from_rasterio(path)
         except P2PError as exc:
             raise InputError(str(exc)) from exc
-    return _from_pillow(path)
+    fast = _from_opencv(path)
+    return fast if fast is not None else _from_pillow(path)
 
 
 def image_size(path: Path) -> tuple[int, int]:

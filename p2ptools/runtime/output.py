@@ -101,19 +101,6 @@ def write_image(path: Path, rgb: np.ndarray, fmt: str = "png", jpeg_quality: int
     atomic_write_bytes(path, encode_image(rgb, fmt, jpeg_quality))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB with OpenCV.
-
-    Raises:
-        InputError: if the file cannot be decoded.
-    """
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise InputError(f"{path}: cannot decode as an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def read_dataset_json(out: Path) -> dict[str, Any] | None:
     """Read ``OUT/dataset.json``; None when absent.
 

@@ -7,7 +7,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from p2ptools.runtime.output import read_image
+from p2ptools.prep.images import load_rgb8 as read_image
 
 from tests.conftest import shared_path
 

@@ -125,3 +125,44 @@ def test_list_images_is_recursive_and_skips_output(tmp_path):
         (tmp_path / rel).write_bytes(b"x")
     found = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, exclude=tmp_path / "out")]
     assert found == ["a.jpg", "sub/b.PNG"]
+
+
+def test_fast_path_equals_pillow(tmp_path):
+    """JPEG (rotated by EXIF, grayscale) and RGB PNG read by OpenCV give Pillow's pixels exactly."""
+    from p2ptools.prep.images import _from_opencv, _from_pillow
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise
+    files = [
+        _save(tmp_path / "r.jpg", rgb, exif=exif),
+        _save(tmp_path / "g.jpg", rgb[..., 0]),
+        _save(tmp_path / "c.png", rgb),
+    ]
+    for f in files:
+        fast = _from_opencv(f)
+        assert fast is not None, f
+        assert np.array_equal(fast, _from_pillow(f)), f
+    assert load_rgb8(files[0]).shape == (50, 30, 3)
+    assert _from_opencv(_save(tmp_path / "a.png", np.dstack([rgb, rgb[..., :1]]))) is None  # alpha: Pillow path
+
+
+def test_training_reads_pairs_like_every_other_command(tmp_path):
+    """read_ab (training, prediction) = load_rgb8 halves: alpha on white, 16-bit by v / 257."""
+    import cv2
+
+    from p2ptools.pix2pix.data import read_ab
+
+    ab16 = np.full((8, 16, 3), 65535, np.uint16)
+    ab16[:, :8] = 1000  # 1000 / 257 = 3.89 → 4 (÷256 would give 3)
+    cv2.imwrite(str(tmp_path / "p16.png"), ab16)
+    a, b = read_ab(tmp_path / "p16.png")
+    assert (a == 4).all() and (b == 255).all()
+    rgba = np.zeros((8, 16, 4), np.uint8)
+    rgba[..., :3] = 10
+    rgba[:, :8, 3] = 255
+    _save(tmp_path / "pa.png", rgba)
+    a, b = read_ab(tmp_path / "pa.png")
+    assert (a == 10).all() and (b == 255).all()  # transparent → white, as in evaluate and make-inpaint
+    assert np.array_equal(np.hstack(read_ab(tmp_path / "pa.png")), load_rgb8(tmp_path / "pa.png"))
