@@ -24,6 +24,8 @@ import click
 @click.option("--palette", default=None, help="Raster of labels: palette when the run's checkpoint has none.")
 @click.option("--bands", default=None, metavar="R,G,B", help="Raster: 1-based bands of an RGB/RGBN input.")
 @click.option("--overviews", is_flag=True, help="Raster: build overviews into the output GeoTIFF.")
+@click.option("--rgb", is_flag=True,
+              help="Raster, model that writes label maps: write its RGB colours instead of a class raster.")
 @click.option("--dropout", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="Keep dropout at test time (the paper's noise). Off: deterministic outputs.")
 @click.option("--batch-stats", type=click.Choice(["off", "on"]), default="off", show_default=True,
@@ -35,15 +37,18 @@ import click
               help="Precision: auto = bf16 where the device runs it natively, else fp32.")
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
-            palette: str | None, bands: str | None, overviews: bool) -> None:
+            palette: str | None, bands: str | None, overviews: bool, rgb: bool) -> None:
     """Translate INPUT with the generator of RUN_DIR_OR_CKPT.
 
     INPUT is a folder of A images or a split of an aligned dataset (A|B images: A is translated,
     B is the target shown with --side-by-side): writes OUT/<name>.png at the model's size.
 
-    INPUT may also be a whole GeoTIFF of any size (OUT is then a .tif): class labels or an RGB
-    map/photo, translated with overlapping windows blended by Hann weights (no seams), written
-    with the input's CRS, transform and size, tiled and compressed, nodata kept as a mask.
+    INPUT may also be a whole GeoTIFF of any size (OUT is then a .tif): class labels or a
+    photo, checked against the run's data contract (bands, dtype, stretch, label or photo),
+    translated with overlapping windows blended by Hann weights (no seams), borders mirrored,
+    written with the input's CRS, transform and size, tiled and compressed, nodata kept as a
+    mask. A photo → label model writes a class raster with the palette as colour table (--rgb:
+    colours).
 
     The default is eval mode (no dropout, BatchNorm running statistics): outputs are deterministic
     and images of one scene are normalised alike. --dropout on --batch-stats on gives the paper's
@@ -53,13 +58,13 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     from p2ptools.pix2pix.predict import predict_folder
 
     if input_dir.is_file():
-        if dropout == "on" or batch_stats == "on" or side_by_side:
+        if dropout == "on" or batch_stats == "on" or side_by_side:  # windows of one scene are normalised alike
             raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
         from p2ptools.pix2pix.mosaic import predict_scene
 
         band_list = tuple(int(b) for b in bands.split(",")) if bands else None
         rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
-                            input_kind, palette, band_list, overviews)
+                            input_kind, palette, band_list, overviews, rgb=rgb)
         click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
                    f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
         return

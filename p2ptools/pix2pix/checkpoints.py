@@ -88,9 +88,10 @@ class RunState:
 
 
 def dataset_meta(root: Path) -> dict[str, Any] | None:
-    """What the dataset's ``dataset.json`` says of its images (palette, which half is what), if any."""
+    """What the dataset's ``dataset.json`` says of its images (palette, which half is what, the data
+    contract: see :mod:`p2ptools.contract`), if any."""
     data = read_dataset_json(Path(root))
-    return None if data is None else {k: data[k] for k in ("kind", "A", "B", "palette") if k in data}
+    return None if data is None else {k: data[k] for k in ("kind", "A", "B", "palette", "contract") if k in data}
 
 
 def checkpoint_payload(models: Any, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig, full: bool,

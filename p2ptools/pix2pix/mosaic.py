@@ -5,8 +5,16 @@ tile) cover the scene; every output is weighted by a 2-D Hann window that falls 
 tile's borders (``w(i, j) = h(i)·h(j)``, ``h(i) = ½ − ½·cos(2π(i + ½)/T)``, never exactly 0), the
 weighted outputs and the weights are accumulated in float32 and divided, so neighbouring tiles
 fade into each other and no seam is left where a plain stitch shows the U-Net's border effects.
-The last window of each row and column is shifted back to end at the scene edge, so any size works;
-scenes smaller than a tile are padded.
+The scene is mirrored by a quarter tile on every side (``symmetric`` padding, as the network's own
+reflect padding would), so border pixels are seen well inside a window, like every other pixel,
+rather than only at a window's weak edge; the last window of each row and column is shifted back
+to end at the padded edge, so any size works, scenes smaller than a tile included.
+
+What the raster must be and how it is read come from the run's data contract
+(:mod:`p2ptools.contract`): bands, dtype, stretch percentiles, label or photo. A model that writes
+label maps gives a class raster: the blended colours are decoded to the nearest palette colour
+*after* blending (blending class values would invent classes), written as one band of the
+palette's values with the palette as the GeoTIFF colour table (``rgb=True``: the colours instead).
 
 BatchNorm runs in eval mode (running statistics), so every tile is normalised alike: train-mode
 batch statistics of single tiles would shift colours tile by tile and show as seams.
@@ -26,6 +34,7 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +43,12 @@ import numpy as np
 import rasterio
 import torch
 from rasterio import shutil as rio_shutil
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from p2ptools import __version__
+from p2ptools.contract import DataContract, check_scene_input, from_checkpoint
 from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.data import to_tensor
 from p2ptools.runtime.device import autocast as device_autocast
@@ -89,20 +99,105 @@ class MosaicReport:
 
 
 def _input_kind(ds: rasterio.io.DatasetReader, requested: str) -> str:
+    """The heuristic for runs without a data contract: one integer band (not uint16) is labels."""
     if requested != "auto":
         return requested
     return "labels" if ds.count == 1 and np.issubdtype(np.dtype(ds.dtypes[0]), np.integer) and \
         ds.dtypes[0] != "uint16" else "rgb"
 
 
-def _palette(meta: dict[str, Any], spec: str | None) -> Palette:
+def _palette(contract: DataContract, spec: str | None) -> Palette:
     if spec:
         return load_palette(spec)
-    dataset = meta.get("dataset") or {}
-    if dataset.get("palette"):
-        return palette_from_dict(dataset["palette"], "checkpoint")
+    if contract.palette:
+        return palette_from_dict(contract.palette, "checkpoint")
     raise ConfigError("a label raster needs the run's palette: the checkpoint has none (its dataset had no "
                       "dataset.json); pass --palette NAME|FILE")
+
+
+def read_mirrored(read: Callable[[int, int, int, int], np.ndarray], y: int, x: int, h: int, w: int, height: int,
+                  width: int) -> np.ndarray:
+    """``read(y, x, h, w)`` of a window that may reach outside a ``height × width`` scene, mirrored
+    at the scene's borders (numpy's ``symmetric`` padding: the edge pixel, then the scene backwards).
+
+    The window must overlap the scene. Returns an array whose first two axes are ``(h, w)``.
+    """
+    y0, y1 = max(y, 0), min(y + h, height)
+    x0, x1 = max(x, 0), min(x + w, width)
+    arr = read(y0, x0, y1 - y0, x1 - x0)
+    pads = ((y0 - y, y + h - y1), (x0 - x, x + w - x1)) + ((0, 0),) * (arr.ndim - 2)
+    return np.pad(arr, pads, mode="symmetric") if any(map(any, pads)) else arr
+
+
+def nearest_class(rgb: np.ndarray, palette: Palette) -> np.ndarray:
+    """``(3, H, W)`` float colours → ``(H, W)`` class values: the palette colour nearest to each pixel."""
+    colors = np.array([c.color for c in palette.classes], np.float32)  # (K, 3)
+    values = np.array([c.value for c in palette.classes], np.uint16 if max(palette.values) > 255 else np.uint8)
+    best = np.zeros(rgb.shape[1:], np.int64)
+    best_d = np.full(rgb.shape[1:], np.inf, np.float32)
+    for k, c in enumerate(colors):
+        d = ((rgb - c[:, None, None]) ** 2).sum(axis=0)
+        closer = d < best_d
+        best[closer], best_d[closer] = k, d[closer]
+    return values[best]
+
+
+@dataclass
+class _Plan:
+    """How a scene is translated: what is read and written, and the window grid (padded coordinates)."""
+
+    kind: str  # labels | rgb (what the model reads)
+    writes: str  # classes | rgb (what the output holds)
+    palette: Palette | None  # to colorize label input / decode label output
+    T: int
+    pad: int  # mirrored pixels around the scene
+    ys: list[int]
+    xs: list[int]
+    weights: np.ndarray
+    blend: str
+
+
+def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, direction: str, model: str,
+          input_kind: str, palette: str | None, rgb: bool, T: int, overlap: int, blend: str, pad: int) -> _Plan:
+    """Check the raster against the run's data contract and lay out the windows.
+
+    Raises:
+        InputError: if the raster does not fit what the model was trained on.
+        ConfigError: if an option contradicts the contract.
+    """
+    count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha) or src.count
+    dtype = src.dtypes[0]
+    reads, writes = contract.roles(direction)
+    if reads in ("label", "photo", "photo with hole"):
+        kind = check_scene_input(contract, direction, str(scene), count, dtype,
+                                 bool(np.issubdtype(np.dtype(dtype), np.integer)), model)
+        if input_kind not in ("auto", kind):
+            raise ConfigError(f"--input-kind {input_kind}: the model {model} reads {reads} rasters "
+                              f"({'labels' if kind == 'labels' else 'rgb'})")
+    else:
+        kind = _input_kind(src, input_kind)
+    needs_palette = kind == "labels" or (writes == "label" and not rgb)
+    pal = _palette(contract, palette) if needs_palette else None
+    if not 0 <= pad < T:
+        raise ConfigError(f"pad must be in [0, {T}) for a {T}-px model, got {pad}")
+    stride = T - overlap
+    return _Plan(kind=kind, writes="classes" if writes == "label" and not rgb else "rgb", palette=pal, T=T, pad=pad,
+                 ys=axis_offsets(src.height + 2 * pad, T, stride, "shift"),
+                 xs=axis_offsets(src.width + 2 * pad, T, stride, "shift"),
+                 weights=hann_window(T) if blend == "hann" else np.ones((T, T), np.float32), blend=blend)
+
+
+def _output_profile(src: rasterio.io.DatasetReader, plan: _Plan) -> dict[str, Any]:
+    profile: dict[str, Any] = {"driver": "GTiff", "width": src.width, "height": src.height, "tiled": True,
+                               "blockxsize": 256, "blockysize": 256}
+    if plan.writes == "classes":
+        assert plan.palette is not None
+        profile.update(count=1, dtype="uint16" if max(plan.palette.values) > 255 else "uint8", photometric="palette")
+    else:
+        profile.update(count=3, dtype="uint8", photometric="RGB")
+    if is_georeferenced(src):
+        profile.update(crs=src.crs, transform=src.transform)
+    return profile
 
 
 def predict_scene(
@@ -121,13 +216,19 @@ def predict_scene(
     overviews: bool = False,
     band_width: int = 4096,
     progress: bool = True,
+    rgb: bool = False,
+    pad: int | None = None,
 ) -> MosaicReport:
     """Translate a whole raster (see the module docstring).
 
+    The run's data contract (:mod:`p2ptools.contract`) decides what the raster must be and how it is
+    read: a label raster for a label → photo model, a photo with the training photos' band count and
+    dtype, stretched with the same percentiles, for a photo → label model. A model that writes
+    labels gives a class raster (one band of the palette's values, the palette as colour table).
+
     Args:
         run_or_ckpt: run folder or checkpoint.
-        scene: input GeoTIFF: class labels (one integer band, colorized with the run's palette) or
-            a photo/map (RGB of RGB/RGBN; non-8-bit data get the per-scene percentile stretch).
+        scene: input GeoTIFF.
         out: output GeoTIFF path.
         which: checkpoint of a run folder.
         overlap: pixels shared by neighbouring windows (default: a quarter of the tile); 0 with
@@ -135,16 +236,18 @@ def predict_scene(
         blend: ``hann`` (default) or ``none`` (each output pixel from one tile, the last written).
         batch_size: windows per forward pass.
         device: ``auto`` or a torch device string.
-        amp: ``none``, ``bf16`` (fast on CPUs with bf16 units) or ``fp16`` (CUDA).
-        input_kind: ``auto``, ``labels`` or ``rgb``.
+        amp: ``auto``, ``none``, ``bf16`` or ``fp16``.
+        input_kind: ``auto`` (from the contract), ``labels`` or ``rgb``.
         palette: palette for label input when the checkpoint carries none.
-        bands: photo bands (1-based) for RGB input.
+        bands: photo bands (1-based) for RGB input (default: the contract's, else RGB of RGB/RGBN).
         overviews: build overviews (2, 4, 8, … average) into the output.
         band_width: widest band processed at once (bounds memory).
         progress: show a progress bar.
+        rgb: for a model that writes labels, write its RGB colours instead of classes.
+        pad: pixels mirrored around the scene (default a quarter of the tile; 0: none).
 
     Raises:
-        InputError: for unreadable input.
+        InputError: for unreadable input, or input that does not fit the run's data contract.
         ConfigError: for bad options (e.g. a label raster without a palette).
     """
     import time
@@ -152,7 +255,13 @@ def predict_scene(
     start = time.perf_counter()
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
+    contract = from_checkpoint(meta.get("dataset"))
+    direction = meta["train_config"].get("direction", "AtoB")
     set_inference_mode(G)
+    if mcfg.g_norm == "instance":
+        log.warning("%s: the generator uses instance normalisation, so each window is normalised by its own "
+                    "statistics and neighbouring windows can differ in tone; the blending hides most of it, a "
+                    "larger --overlap more", meta["path"])
     if hasattr(G, "fold_batchnorm"):
         G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
     if dev.type in ("cpu", "cuda"):
@@ -163,8 +272,6 @@ def predict_scene(
         raise ConfigError(f"blend must be hann or none, got {blend!r}")
     if not 0 <= overlap < T:
         raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")
-    stride = T - overlap
-    weights = hann_window(T) if blend == "hann" else np.ones((T, T), np.float32)
     scene, out = Path(scene), Path(out)
     check_raster_output(scene, out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,59 +281,55 @@ def predict_scene(
         if not is_georeferenced(src):
             log.warning("%s has no georeference (CRS and transform): the prediction is written on its pixel grid "
                         "without one", scene)
-        kind = _input_kind(src, input_kind)
-        pal = _palette(meta, palette) if kind == "labels" else None
-        chosen = choose_bands(src, bands) if kind == "rgb" else (1,)
+        plan = _plan(src, scene, contract, direction, meta["path"], input_kind, palette, rgb, T, overlap, blend,
+                     T // 4 if pad is None else pad)
+        photo = contract.photo
+        chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
         info = SceneInfo(
             pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
             crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
-            stretch=compute_stretch(src, chosen, (2.0, 98.0)) if kind == "rgb" else None,
+            stretch=compute_stretch(src, chosen, photo.stretch if photo else (2.0, 98.0)) if plan.kind == "rgb"
+            else None,
             has_nodata=has_nodata(src),
             mask_dtype=src.dtypes[0],
         )
-        lut = None
-        if pal is not None:
-            lut = np.zeros((max(pal.values) + 1, 3), np.uint8)
-            for c in pal.classes:
-                lut[c.value] = c.color
-        ys = axis_offsets(src.height, T, stride, "shift")
-        xs = axis_offsets(src.width, T, stride, "shift")
-        profile = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 3, "dtype": "uint8",
-                   "tiled": True, "blockxsize": 256, "blockysize": 256, "photometric": "RGB"}
-        if is_georeferenced(src):
-            profile.update(crs=src.crs, transform=src.transform)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
         os.close(fd)
         tmp = Path(tmp_name)
-        bands_x = [(b0, min(b0 + band_width, src.width)) for b0 in range(0, src.width, band_width)]
-        total = sum(len(ys) * sum(1 for x in xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
+        width_p = src.width + 2 * plan.pad
+        bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
+        total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
         autocast = device_autocast(dev, resolve_amp(amp, dev))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
-                dst = rasterio.open(tmp, "w", **profile)
+                dst = rasterio.open(tmp, "w", **_output_profile(src, plan))
             dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}")
+            if plan.writes == "classes":
+                assert plan.palette is not None
+                dst.write_colormap(1, {c.value: (*c.color, 255) for c in plan.palette.classes})
+                dst.update_tags(1, **{f"class_{c.value}": c.name for c in plan.palette.classes})
             with dst, Ticker(total, f"predict {Path(scene).name}", "windows", show_bar=progress) as bar:
                 for b0, b1 in bands_x:
-                    band_xs = [x for x in xs if x < b1 and x + T > b0]
-                    _predict_band(G, src, dst, info, kind, lut, pal, ys, band_xs, b0, b1, T, weights, blend,
-                                  batch_size, dev, autocast, bar)
+                    band_xs = [x for x in plan.xs if x < b1 and x + T > b0]
+                    _predict_band(G, src, dst, info, plan, band_xs, b0, b1, batch_size, dev, autocast, bar)
                 dst.close()
             if overviews:
                 with rasterio.open(tmp, "r+") as dst:
                     factors = [2**k for k in range(1, 12) if max(src.width, src.height) / 2**k >= 256]
                     if factors:
-                        dst.build_overviews(factors, Resampling.average)
+                        dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes"
+                                            else Resampling.average)
             final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
             rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=2, tiled=True,
-                                 blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
-                                 bigtiff="if_safer")
+                            blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
+                            bigtiff="if_safer")
             os.replace(final_tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
             for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
                 extra.unlink(missing_ok=True)
-    result = MosaicReport(out, meta["path"], src.width, src.height, total, kind)
+    result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind)
     result.seconds = time.perf_counter() - start
     report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
            duration(result.seconds), out)
@@ -260,27 +363,42 @@ def check_raster_output(scene: Path, out: Path) -> None:
                               "choose another output file or move it away")
 
 
-def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[int], xs: list[int], b0: int,
-                  b1: int, T: int, weights: np.ndarray, blend: str, batch_size: int, dev: torch.device,
-                  autocast, bar) -> None:
-    """Accumulate and write one vertical band ``[b0, b1)`` of the scene, top to bottom."""
+def _read_window(src: rasterio.io.DatasetReader, info: SceneInfo, plan: _Plan, y: int, x: int, span: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``T × span`` window at padded ``(y, x)`` as RGB uint8 for the model, and its validity."""
+    H, W, p, T = src.height, src.width, plan.pad, plan.T
+    if plan.kind == "labels":
+        assert plan.palette is not None
+        labels = read_mirrored(lambda yy, xx, hh, ww: read_labels(src, info, yy, xx, hh, ww, plan.palette.background),
+                               y - p, x - p, T, span, H, W)
+        check_values(labels, plan.palette, str(info.pair.image))
+        rgb = np.take(plan.palette.lut(), labels, axis=0)
+    else:
+        rgb = read_mirrored(lambda yy, xx, hh, ww: read_photo(src, info, yy, xx, hh, ww), y - p, x - p, T, span, H, W)
+    valid = read_mirrored(lambda yy, xx, hh, ww: read_valid(src, info, yy, xx, hh, ww), y - p, x - p, T, span, H, W)
+    return rgb, valid
+
+
+def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: int, b1: int, batch_size: int,
+                  dev: torch.device, autocast, bar) -> None:
+    """Accumulate and write one vertical band ``[b0, b1)`` (padded coordinates) of the scene, top to bottom.
+
+    Rows and columns are in the coordinates of the scene mirrored by ``plan.pad`` pixels on every
+    side; only the scene itself is written.
+    """
+    T, p, weights, ys = plan.T, plan.pad, plan.weights, plan.ys
     x0 = xs[0]
     span = xs[-1] + T - x0  # columns read for this band's windows
     bw = b1 - b0
     acc = np.zeros((3, T, bw), np.float32)
     wsum = np.zeros((T, bw), np.float32)
     valid_rows = np.zeros((T, bw), bool)
+    height_p = src.height + 2 * p
     for r, y in enumerate(ys):
         try:
-            if kind == "labels":
-                labels = read_labels(src, info, y, x0, T, span, fill=pal.background)
-                check_values(labels, pal, str(info.pair.image))
-                rgb = np.take(lut, labels, axis=0)
-            else:
-                rgb = read_photo(src, info, y, x0, T, span)
-            valid = read_valid(src, info, y, x0, T, span)
+            rgb, valid = _read_window(src, info, plan, y, x0, span)
         except rasterio.errors.RasterioError as exc:
-            raise InputError(f"{info.pair.image}: cannot read window at row {y}: {exc}") from exc
+            raise InputError(f"{info.pair.image}: cannot read window at row {y - p}: {exc}") from exc
         for i in range(0, len(xs), batch_size):
             group = xs[i : i + batch_size]
             batch = torch.stack([to_tensor(rgb[:, x - x0 : x - x0 + T]) for x in group]).to(dev)
@@ -290,7 +408,7 @@ def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[in
             for x, o in zip(group, outs, strict=True):
                 lo, hi = max(x, b0), min(x + T, b1)  # the part of this window inside the band
                 sl = slice(lo - x, hi - x)
-                if blend == "none":
+                if plan.blend == "none":
                     acc[:, :, lo - b0 : hi - b0] = o[:, :, sl]
                     wsum[:, lo - b0 : hi - b0] = 1.0
                 else:
@@ -299,14 +417,32 @@ def _predict_band(G, src, dst, info: SceneInfo, kind: str, lut, pal, ys: list[in
             bar.update(len(group))
         valid_rows |= valid[:, b0 - x0 : b1 - x0]
         last = r == len(ys) - 1
-        done = min(T, src.height - y) if last else ys[r + 1] - y  # rows no later window touches
-        block = np.clip(acc[:, :done] / np.maximum(wsum[:done], 1e-12) + 0.5, 0, 255).astype(np.uint8)
-        keep = valid_rows[:done]
-        block[:, ~keep] = 0
-        win = Window(b0, y, bw, done)
-        dst.write(block, window=win)
-        dst.write_mask((keep * 255).astype(np.uint8), window=win)
+        done = min(T, height_p - y) if last else ys[r + 1] - y  # rows no later window touches
+        _write_rows(dst, plan, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid_rows[:done], y, b0,
+                    src.height, src.width)
         # move the accumulator down: rows [done, T) carry over to the next window row
         acc = np.concatenate([acc[:, done:], np.zeros((3, done, bw), np.float32)], axis=1)
         wsum = np.concatenate([wsum[done:], np.zeros((done, bw), np.float32)], axis=0)
         valid_rows = np.concatenate([valid_rows[done:], np.zeros((done, bw), bool)], axis=0)
+
+
+def _write_rows(dst, plan: _Plan, colors: np.ndarray, keep: np.ndarray, y: int, b0: int, height: int,
+                width: int) -> None:
+    """Write finished ``(3, h, w)`` blended colours at padded ``(y, b0)``: the part inside the scene,
+    decoded to classes when the output is a class raster; invalid pixels 0 and masked."""
+    p = plan.pad
+    r0, r1 = max(y, p), min(y + colors.shape[1], p + height)  # padded rows inside the scene
+    c0, c1 = max(b0, p), min(b0 + colors.shape[2], p + width)
+    if r1 <= r0 or c1 <= c0:
+        return
+    colors = colors[:, r0 - y : r1 - y, c0 - b0 : c1 - b0]
+    keep = keep[r0 - y : r1 - y, c0 - b0 : c1 - b0]
+    win = Window(c0 - p, r0 - p, c1 - c0, r1 - r0)
+    if plan.writes == "classes":
+        assert plan.palette is not None
+        block = nearest_class(colors, plan.palette)[None]
+    else:
+        block = np.clip(colors + 0.5, 0, 255).astype(np.uint8)
+    block[:, ~keep] = 0
+    dst.write(block, window=win)
+    dst.write_mask((keep * 255).astype(np.uint8), window=win)

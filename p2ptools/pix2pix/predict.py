@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from p2ptools.pix2pix.checkpoints import load_generator
+from p2ptools.contract import check_label_image, from_checkpoint
 from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
 from p2ptools.runtime.device import autocast as device_autocast
 from p2ptools.runtime.device import resolve_amp, select_device
@@ -126,11 +127,16 @@ def predict_folder(
     planned = {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"}
     claim_folder(out_dir, planned, inputs=[input_dir])
 
+    contract = from_checkpoint(meta.get("dataset"))
+    reads_labels = contract.roles(direction)[0] == "label" and contract.palette is not None
+
     def load(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if kind == "ab":
             a, b = read_ab(p, direction)
         else:
             a, b = load_rgb8(p), None
+        if reads_labels:  # the data contract: a label → photo model reads label maps
+            check_label_image(a, contract.palette, str(p), meta["path"])  # type: ignore[arg-type]
         return resize_square(a, size), (resize_square(b, size) if b is not None else None)
 
     autocast = device_autocast(dev, resolve_amp(amp, dev))

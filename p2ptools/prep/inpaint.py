@@ -26,6 +26,7 @@ import numpy as np
 from p2ptools.config import InpaintConfig
 from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, fit_square, list_images, load_rgb8
+from p2ptools.contract import DataContract
 from p2ptools.runtime.output import (
     MANIFEST_FILE,
     STATE_DIR,
@@ -292,8 +293,9 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
     rels = [str(p.relative_to(cfg.src)) for p in files]
     params = {**cfg.output_params(), "inputs": inputs_digest(rels)}
     prepare_output(cfg.out, "inpaint", params, cfg.overwrite, inputs=[cfg.src], input_names=rels)
+    contract = DataContract(kind="inpaint", a="photo with hole", b="photo", size=cfg.size)
     meta: dict[str, Any] = {"kind": "inpaint", "params": params, "A": "photo with hole", "B": "photo",
-                            "complete": False, "input_names": rels}
+                            "complete": False, "input_names": rels, "contract": contract.to_dict()}
     write_dataset_json(cfg.out, meta)
     scans = _scan(cfg, rels, progress)
     names = _names(rels)

@@ -15,6 +15,7 @@ from typing import Any
 
 from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
+from p2ptools.contract import DataContract
 from p2ptools.runtime.output import inputs_digest, prepare_output, record_plan, write_dataset_json, write_image
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
@@ -158,8 +159,9 @@ def pair_folders(
     }
     names = [f"{s}/{a.stem}" for s, a, _ in triples]
     prepare_output(out, "pairs", params, overwrite, inputs=[a_dir, b_dir], input_names=names)
-    write_dataset_json(out, {"kind": "pairs", "params": params, "A": str(a_dir), "B": str(b_dir), "complete": False,
-                             "input_names": names})
+    contract = DataContract(kind="pairs", a="image", b="image").to_dict()
+    write_dataset_json(out, {"kind": "pairs", "params": params, "A": "image", "B": "image", "complete": False,
+                             "input_names": names, "contract": contract})
     record_plan(out, (f"{split + '/' if split else ''}{a.stem}.{fmt}" for split, a, _ in triples))
     report = PairReport(out)
     tasks = []
@@ -170,9 +172,9 @@ def pair_folders(
         else:
             tasks.append(_PairTask(str(a), str(b), str(target), resize_b, fmt, jpeg_quality))
     _run(tasks, _pair_one, workers, progress, "pair", report)
-    write_dataset_json(out, {"kind": "pairs", "params": params, "A": str(a_dir), "B": str(b_dir),
+    write_dataset_json(out, {"kind": "pairs", "params": params, "A": "image", "B": "image",
                              "count": len(triples) - len(report.skipped), "complete": not report.skipped,
-                             "input_names": names})
+                             "input_names": names, "contract": contract})
     return report
 
 

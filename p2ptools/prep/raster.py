@@ -157,6 +157,7 @@ class SceneInfo:
         stretch: per band (low, high) values mapped to 0 and 255, or None for 8-bit photos.
         has_nodata: whether the photo has nodata/alpha/mask information.
         mask_dtype: the mask's dtype name.
+        photo_dtype: the photo's dtype name (of its first chosen band).
     """
 
     pair: ScenePair
@@ -168,6 +169,7 @@ class SceneInfo:
     stretch: tuple[tuple[float, float], ...] | None
     has_nodata: bool
     mask_dtype: str
+    photo_dtype: str = "uint8"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary (for ``dataset.json``)."""
@@ -322,6 +324,7 @@ def inspect_scene(
             stretch=stretch,
             has_nodata=has_nodata(img),
             mask_dtype=msk.dtypes[0],
+            photo_dtype=img.dtypes[chosen[0] - 1],
         )
 
 

@@ -10,6 +10,7 @@ while the other scenes go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from rasterio.errors import RasterioError
 
 from p2ptools.config import TileConfig
 from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
+from p2ptools.contract import DataContract, PhotoSpec
 from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.runtime.output import (
     MANIFEST_FILE,
@@ -32,6 +34,7 @@ from p2ptools.runtime.output import (
     inputs_digest,
     prepare_output,
     read_csv_rows,
+    read_dataset_json,
     record_plan,
     write_dataset_json,
     write_image,
@@ -42,6 +45,7 @@ from p2ptools.runtime.progress import report
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
+    ScenePair,
     describe_error,
     discover_pairs,
     inspect_scene,
@@ -152,6 +156,27 @@ class ChunkResult:
     written: int = 0
     existing: int = 0
     error: str | None = None
+
+
+def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: dict[str, SceneInfo],
+              before: dict[str, Any] | None, done: list[ScenePair]) -> DataContract:
+    """The dataset's data contract: halves, size, palette, and how each scene's photo became 8-bit RGB
+    (scenes ``done`` by an earlier run keep their record, or are inspected again when it was lost)."""
+    scenes = dict((before or {}).get("scenes") or {})
+    for pair in done:
+        if pair.name not in scenes and pair.name not in infos:
+            with contextlib.suppress(P2PError):
+                infos = {**infos, pair.name: inspect_scene(pair, cfg.bands, cfg.stretch)}
+    for name, info in infos.items():
+        scenes[name] = {"bands": list(info.bands), "dtype": info.photo_dtype,
+                        "stretch": [list(s) for s in info.stretch] if info.stretch else None}
+    channels = {len(s["bands"]) for s in scenes.values()}
+    photo = PhotoSpec(bands=tuple(cfg.bands) if cfg.bands else None,
+                      channels=channels.pop() if len(channels) == 1 else 0,  # 0: mixed, not checked
+                      dtypes=tuple(sorted({s["dtype"] for s in scenes.values()})),
+                      stretch=(float(cfg.stretch[0]), float(cfg.stretch[1])))
+    return DataContract(kind="tiles", a=meta["A"], b=meta["B"], size=cfg.size, palette=palette.to_dict(),
+                        photo=photo, scenes=dict(sorted(scenes.items())))
 
 
 def resolve_palette(spec: str, layout: str) -> Palette:
@@ -393,6 +418,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     resumed = prepare_output(out, "tiles", params, cfg.overwrite, inputs=[cfg.src, cfg.images, cfg.masks],
                              input_names=names)
     label_is_a = cfg.direction == "label2photo"
+    before = (read_dataset_json(out) or {}).get("contract") if resumed else None
     meta: dict[str, Any] = {
         "kind": "tiles",
         "params": params,
@@ -401,6 +427,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         "palette": palette.to_dict(),
         "complete": False,
         "input_names": names,
+        **({"contract": before} if before else {}),
     }
     write_dataset_json(out, meta)
     for m in found.orphan_masks:
@@ -461,6 +488,8 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         "scenes": sorted(report.scenes),
         "failed": [{"file": f, "reason": r} for f, r in report.failures],
         "complete": not report.failures,
+        "contract": _contract(cfg, meta, palette, infos, before,
+                              [p for p in found.pairs if p.name in done_before]).to_dict(),
     })
     write_dataset_json(out, meta)
     report.scenes.sort()

@@ -13,11 +13,33 @@ from p2ptools.pix2pix.nets import (
 )
 
 
+def _official_unet_params(num_downs: int, ngf: int, c: int = 3) -> int:
+    """Parameters of the official unet_256 with BatchNorm (UnetSkipConnectionBlock: 4×4 convs without
+    bias, except the outermost transposed conv), counted block by block."""
+    def block(outer: int, inner: int, sub: int, input_nc: int | None = None, where: str = "") -> int:
+        n = (input_nc or outer) * inner * 16  # down conv
+        if where == "outermost":
+            return n + inner * 2 * outer * 16 + outer + sub  # up conv with bias
+        if where == "innermost":
+            return n + inner * outer * 16 + 2 * outer  # up conv + its BatchNorm
+        return n + 2 * inner + inner * 2 * outer * 16 + 2 * outer + sub
+    n = block(ngf * 8, ngf * 8, 0, where="innermost")
+    for _ in range(num_downs - 5):
+        n = block(ngf * 8, ngf * 8, n)
+    for mult in (4, 2, 1):
+        n = block(ngf * mult, ngf * mult * 2, n)
+    return block(c, ngf, n, input_nc=c, where="outermost")
+
+
 def test_paper_sizes():
-    """unet_256 and the 70×70 PatchGAN have the official implementation's parameter counts."""
+    """unet_256 = the official count + the biases of the two down convs that no BatchNorm follows
+    (outermost 64, innermost 512: p2ptools gives them a bias); the 70×70 PatchGAN equals the official."""
     g = UNetGenerator(num_downs=8, ngf=64)
     d = PatchDiscriminator(n_layers=3, ndf=64)
-    assert sum(p.numel() for p in g.parameters()) == pytest.approx(54.414e6, rel=1e-4)
+    assert _official_unet_params(8, 64) == 54_413_955
+    assert sum(p.numel() for p in g.parameters()) == 54_413_955 + 64 + 512
+    assert sum(p.numel() for p in UNetGenerator(num_downs=9, ngf=64).parameters()) == \
+        _official_unet_params(9, 64) + 64 + 512
     assert sum(p.numel() for p in d.parameters()) == 2_768_705
 
 
