@@ -19,7 +19,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("P2PTOOLS_TEST_SHARED", ROOT.parent / "shared" / "data"))
 
 #: UTM 32631, 0.5 m pixels, origin at (500000, 4000000): the grid every generated scene uses.
 CRS = "EPSG:32631"
@@ -78,6 +78,30 @@ def blocks_mask(h: int, w: int, values: list[int], block: int = 64, seed: int = 
     rng = np.random.default_rng(seed)
     grid = rng.choice(values, size=(h // block + 1, w // block + 1))
     return np.kron(grid, np.ones((block, block), dtype=np.int64))[:h, :w].astype(np.uint8)
+
+
+def ab_dataset(root: Path, n_train: int = 8, n_val: int = 3, size: int = 64, seed: int = 0) -> Path:
+    """A generated aligned dataset like facades: ``train/`` and ``val/`` of A|B JPEGs, A a colour
+    label map, B a photo that follows it (so a generator can learn the mapping)."""
+    import cv2
+
+    for split, n, offset in (("train", n_train, 0), ("val", n_val, 1000)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            s = seed + offset + i
+            mask = blocks_mask(size, size, [0, 1, 2], block=size // 4, seed=s)
+            a = np.array([[200, 40, 40], [40, 160, 40], [30, 30, 200]], np.uint8)[mask]
+            texture = np.moveaxis(photo(size, size, seed=s), 0, -1).astype(np.float32)
+            b = np.clip(0.6 * cv2.GaussianBlur(a.astype(np.float32), (0, 0), 2) + 0.4 * texture, 0, 255)
+            cv2.imwrite(str(root / split / f"{i + 1}.jpg"), cv2.cvtColor(np.hstack([a, b.astype(np.uint8)]),
+                                                                          cv2.COLOR_RGB2BGR))
+    return root
+
+
+@pytest.fixture
+def pairs(tmp_path: Path) -> Path:
+    """8 generated A|B pairs in train/, 3 in val/ (64×128 JPEGs)."""
+    return ab_dataset(tmp_path / "pairs")
 
 
 @pytest.fixture

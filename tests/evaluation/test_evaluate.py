@@ -12,21 +12,25 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 
-from tests.conftest import shared_path
+from tests.conftest import blocks_mask, photo, shared_path
 
 
 def run(*args: object):
     return CliRunner().invoke(cli, [*map(str, args)], catch_exceptions=False)
 
 
-def _images(folder, n, seed=0, blur=0):
+def _images(folder, n, seed=0, blur=0, kind="map"):
+    """``n`` generated 64² images named seed..seed+n-1: map-like colour blocks, or photo-like textures."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = sorted(shared_path("maps", "val").glob("*.jpg"))[seed : seed + n]
-    for p in files:
-        img = cv2.resize(cv2.imread(str(p))[:, 600:], (64, 64), interpolation=cv2.INTER_AREA)
+    for i in range(n):
+        if kind == "map":
+            mask = blocks_mask(64, 64, [0, 1, 2, 3], block=12, seed=seed + i)
+            img = np.array([[230, 230, 230], [120, 200, 120], [200, 160, 90], [250, 250, 160]], np.uint8)[mask]
+        else:
+            img = np.ascontiguousarray(np.moveaxis(photo(64, 64, seed=seed + i), 0, -1))
         if blur:
             img = cv2.GaussianBlur(img, (0, 0), blur)
-        cv2.imwrite(str(folder / f"{p.stem}.png"), img)
+        cv2.imwrite(str(folder / f"{seed + i}.png"), img)
     return folder
 
 
@@ -43,10 +47,7 @@ def test_identical_folders_give_the_known_answers(tmp_path, fid_weights_dir):
     assert abs(s.loc["fid", "mean"]) < 1e-3
     assert "biased" in s.loc["fid", "note"] and "0–255" in s.loc["l1", "note"]
     # KID ≈ 0: negligible next to the KID of two different sets (its scale follows the features')
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for p in sorted(shared_path("maps", "val").glob("*.jpg"))[:12]:
-        cv2.imwrite(str(photos / f"{p.stem}.png"), cv2.resize(cv2.imread(str(p))[:, :600], (64, 64)))
+    photos = _images(tmp_path / "photos", 12, kind="photo")
     assert run("evaluate", "--real", real, "--fake", photos, "--metrics", "kid", "--out", tmp_path / "rep2",
                "--weights-dir", weights, "--workers", "0").exit_code == 0
     kid_diff = pd.read_csv(tmp_path / "rep2" / "summary.csv").set_index("metric").loc["kid", "mean"]

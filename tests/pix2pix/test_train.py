@@ -116,15 +116,15 @@ def test_one_epoch_reduces_l1_on_real_pairs(facades):
     assert l1() < before - 0.005
 
 
-def test_resume_is_bit_identical(facades, tmp_path):
+def test_resume_is_bit_identical(pairs, tmp_path):
     mcfg = ModelConfig(**TINY)
-    full = fit(mcfg, _cfg(facades, tmp_path / "full"), progress=False)
+    full = fit(mcfg, _cfg(pairs, tmp_path / "full"), progress=False)
     assert full.state.global_step == 12 and full.stopped_by == "epochs"
-    part = fit(mcfg, _cfg(facades, tmp_path / "part", max_steps=5), progress=False)
+    part = fit(mcfg, _cfg(pairs, tmp_path / "part", max_steps=5), progress=False)
     assert part.stopped_by == "max_steps" and part.state.global_step == 5 and part.state.step_in_epoch == 1
     with pytest.raises(Exception, match="already holds a run"):
-        fit(mcfg, _cfg(facades, tmp_path / "part"), progress=False)
-    fit(mcfg, _cfg(facades, tmp_path / "part"), resume=True, progress=False)
+        fit(mcfg, _cfg(pairs, tmp_path / "part"), progress=False)
+    fit(mcfg, _cfg(pairs, tmp_path / "part"), resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full" / "latest.pt"), load_checkpoint(tmp_path / "part" / "latest.pt")
     for net in ("G", "D"):
         for k in a[net]:
@@ -137,14 +137,14 @@ def test_resume_is_bit_identical(facades, tmp_path):
         "epoch_001.jpg", "epoch_002.jpg", "epoch_003.jpg"]
 
 
-def test_early_stopping_restores_the_best_epoch(facades, tmp_path, monkeypatch):
+def test_early_stopping_restores_the_best_epoch(pairs, tmp_path, monkeypatch):
     scores = iter([50.0, 40.0, 45.0, 47.0, 30.0])
 
     def scripted(*args, **kwargs):
         return {"val_l1_255": next(scores), "val_G_GAN": 0.0, "val_D": 0.0}
 
     monkeypatch.setattr(train_mod, "validate", scripted)
-    res = fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", epochs=5, decay_epochs=0, patience=2),
+    res = fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", epochs=5, decay_epochs=0, patience=2),
               progress=False)
     assert res.stopped_by == "patience" and res.state.best_epoch == 2 and res.state.epoch == 4
     best = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -155,7 +155,7 @@ def test_early_stopping_restores_the_best_epoch(facades, tmp_path, monkeypatch):
     assert len(pd.read_csv(tmp_path / "run" / "val.csv")) == 4
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(facades, tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = train_mod.gan_loss
 
@@ -166,24 +166,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(facades, tmp_path, monkey
 
     monkeypatch.setattr(train_mod, "gan_loss", poisoned)
     with pytest.raises(TrainingDiverged, match="loss_D became nan at epoch 1, step 7.*latest.pt"):
-        fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", batch_size=1, epochs=3, save_every=3),
+        fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", batch_size=1, epochs=3, save_every=3),
             progress=False)
     good = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert good["state"]["global_step"] == 6
     assert all(torch.isfinite(v).all() for v in good["G"].values() if v.is_floating_point())
 
 
-def test_empty_val_folder_means_no_validation(facades, tmp_path):
-    for p in (facades / "val").iterdir():
+def test_empty_val_folder_means_no_validation(pairs, tmp_path):
+    for p in (pairs / "val").iterdir():
         p.unlink()  # a split emptied by filtering
-    res = fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", max_steps=2), progress=False)
+    res = fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", max_steps=2), progress=False)
     assert res.history == [] and res.state.global_step == 2
 
 
-def test_wgan_and_lsgan_steps_run(facades, tmp_path):
+def test_wgan_and_lsgan_steps_run(pairs, tmp_path):
     for loss, extra in (("wgan", dict(optimizer="rmsprop", lr=5e-5, n_critic=2)), ("wgangp", {}), ("lsgan", {})):
         res = fit(ModelConfig(**{**TINY, "d_norm": "none" if loss == "wgangp" else "batch"}),
-                  _cfg(facades, tmp_path / loss, gan_loss=loss, max_steps=4, **extra), progress=False)
+                  _cfg(pairs, tmp_path / loss, gan_loss=loss, max_steps=4, **extra), progress=False)
         assert res.state.global_step == 4
     d = load_checkpoint(tmp_path / "wgan" / "latest.pt")["D"]
     assert max(v.abs().max().item() for k, v in d.items() if k.endswith("weight") and v.ndim == 4) <= 0.01
@@ -217,13 +217,13 @@ def test_cli_train_predict_and_resume(facades, tmp_path):
     assert bad.exit_code == 1 and "has no best.pt" in bad.output
 
 
-def test_predict_dropout_modes(facades, tmp_path):
+def test_predict_dropout_modes(pairs, tmp_path):
     from p2ptools.pix2pix.predict import predict_folder
 
-    fit(ModelConfig(**TINY), _cfg(facades, tmp_path / "run", max_steps=2), progress=False)
-    a = predict_folder(tmp_path / "run", facades / "val", tmp_path / "a", progress=False)
-    predict_folder(tmp_path / "run", facades / "val", tmp_path / "b", progress=False)
-    predict_folder(tmp_path / "run", facades / "val", tmp_path / "c", dropout=True, progress=False)
+    fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", max_steps=2), progress=False)
+    a = predict_folder(tmp_path / "run", pairs / "val", tmp_path / "a", progress=False)
+    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "b", progress=False)
+    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "c", dropout=True, progress=False)
     assert a.written == 3
     names = sorted(p.name for p in (tmp_path / "a").glob("*.png"))
     same = [(tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names]
@@ -231,14 +231,14 @@ def test_predict_dropout_modes(facades, tmp_path):
     assert all(same) and not all(noisy)  # eval mode is deterministic; dropout on is not
 
 
-def test_distributed_training_with_torchrun_on_cpu(facades, tmp_path):
+def test_distributed_training_with_torchrun_on_cpu(pairs, tmp_path):
     """Two DDP processes (gloo backend): rank 0 writes the checkpoint, and training completes."""
     import subprocess
     import sys
 
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
-           "-m", "p2ptools", "-q", "train", str(facades), "--model", "tiny", "--out", str(run),
+           "-m", "p2ptools", "-q", "train", str(pairs), "--model", "tiny", "--out", str(run),
            "--set", "model.image_size=32", "--set", "model.load_size=36", "--set", "model.num_downs=5",
            "--epochs", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK"))}
