@@ -18,6 +18,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# tests never touch the internet: weights are never downloaded unless a test serves them itself
+# (tests/evaluation/test_weights.py, from a server on 127.0.0.1)
+os.environ["P2PTOOLS_OFFLINE"] = "1"
+os.environ.pop("P2PTOOLS_WEIGHTS_URL", None)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("P2PTOOLS_TEST_SHARED", ROOT.parent / "shared" / "data"))
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from p2ptools.cli.options import weights_options
+
 
 @click.command(short_help="Score generated images against real ones: per-image and summary CSV.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -13,7 +15,7 @@ import click
 @click.option("--fake", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Generated images with the same names (e.g. the output of p2ptools predict).")
 @click.option("--metrics", default="l1,l2,psnr,ssim", show_default=True,
-              help="Comma-separated: l1, l2, psnr, ssim, vgg, fid, kid, fcn.")
+              help="Comma-separated: l1, l2, psnr, ssim, vgg, lpips, fid, kid, fcn.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--label", default="", help="Name of this run in the reports (default: the fake folder's name).")
 @click.option("--real-side", type=click.Choice(["A", "B"]), default="B", show_default=True,
@@ -23,9 +25,7 @@ import click
               help="Binary masks by name: pixel metrics inside the masks only (e.g. make-inpaint --save-masks).")
 @click.option("--resize", type=click.Choice(["none", "real", "fake"]), default="none", show_default=True,
               help="Resize one side to the other when sizes differ.")
-@click.option("--weights-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of pt_inception-2015-12-05-6726825d.pth / vgg19-dcbb9e9d.pth "
-                   "(else $P2PTOOLS_WEIGHTS, then the torch hub cache).")
+@weights_options
 @click.option("--segmenter", type=click.Path(exists=True, path_type=Path), help="SEG_DIR of p2ptools train-fcn.")
 @click.option("--labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Label images by name for fcn, when --real is not an A|B split.")

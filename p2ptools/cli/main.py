@@ -96,8 +96,9 @@ def _register() -> None:
     from p2ptools.cli.train import train
     from p2ptools.cli.train_fcn import train_fcn
     from p2ptools.cli.unpair import unpair
+    from p2ptools.cli.weights import weights
 
-    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate, run):
+    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate, run, weights):
         cli.add_command(command)
 
 

@@ -110,3 +110,12 @@ def build_config(cls: type[T], config_file: Path | None, section: str, **cli_val
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     data.update({k: v for k, v in cli_values.items() if v is not None and k in names})
     return from_mapping(cls, data, str(config_file) if config_file else "options")
+
+
+def weights_options(f: F) -> F:
+    """``--weights-dir`` and ``--offline``, for every command that uses pretrained weights."""
+    f = click.option("--offline", is_flag=True, default=None,
+                     help="Never download weights (also P2PTOOLS_OFFLINE=1); missing files are named.")(f)
+    return click.option("--weights-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help="Folder of pretrained weight files (else $P2PTOOLS_WEIGHTS, then torch hub's "
+                             "cache, where missing files are downloaded; see p2ptools weights).")(f)

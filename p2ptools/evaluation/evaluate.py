@@ -8,6 +8,7 @@ of the set metrics:
 * ``l1``, ``l2``, ``psnr``, ``ssim``: per image on the 0–255 scale (``--mask-dir`` restricts them to
   a region such as the inpainting hole);
 * ``vgg``: per-position VGG19 feature cosine per image (:mod:`p2ptools.evaluation.metrics.vgg`);
+* ``lpips``: the learned perceptual distance per image (:mod:`p2ptools.evaluation.metrics.lpips`);
 * ``fid``, ``kid``: once per set (:mod:`p2ptools.evaluation.metrics.fid`); FID is biased at the few hundred
   images of pix2pix test sets, KID is not — the summary says so;
 * ``fcn``: FCN-score with a segmenter trained by ``p2ptools train-fcn`` (:mod:`p2ptools.evaluation.segment`).
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 #: The files ``evaluate`` writes into its output folder.
 REPORT_FILES: tuple[str, ...] = ("per_image.csv", "summary.csv", "fcn.csv", "evaluate.json")
 
-PER_IMAGE_METRICS = ("l1", "l2", "psnr", "ssim", "vgg")
+PER_IMAGE_METRICS = ("l1", "l2", "psnr", "ssim", "vgg", "lpips")
 SET_METRICS = ("fid", "kid", "fcn")
 ALL_METRICS = PER_IMAGE_METRICS + SET_METRICS
 NOTES = {
@@ -53,6 +54,7 @@ NOTES = {
            "biased upwards at small n: compare only at equal n, prefer KID for a few hundred images",
     "kid": "kernel Inception distance ×1 (unbiased MMD², cubic polynomial kernel), mean ± std over subsets",
     "vgg_cos": "VGG19 feature cosine per spatial position, mean over relu1_2, relu2_2, relu3_4, relu4_4, relu5_4",
+    "lpips": "LPIPS v0.1 (AlexNet, Zhang et al. 2018): learned perceptual distance, lower is closer, 0 = identical",
 }
 
 
@@ -71,7 +73,9 @@ class EvalConfig:
         real_kind: ``auto``, ``image`` or ``ab``.
         mask_dir: binary masks (non-zero = inside) by stem, for masked pixel metrics.
         resize: ``none`` (sizes must match), ``real`` (resize real to the fake's size) or ``fake``.
-        weights_dir: where the FID/VGG weight files are.
+        weights_dir: where the FID/VGG/LPIPS weight files are (else found or downloaded:
+            :mod:`p2ptools.evaluation.weights`).
+        offline: never download weights (None: ``$P2PTOOLS_OFFLINE``).
         segmenter: folder written by ``p2ptools train-fcn`` (for ``fcn``).
         labels: label images by stem (for ``fcn`` when ``real`` is not an A|B split).
         batch_size: images per forward pass.
@@ -93,6 +97,7 @@ class EvalConfig:
     mask_dir: Path | None = None
     resize: str = "none"
     weights_dir: Path | None = None
+    offline: bool | None = None
     segmenter: Path | None = None
     labels: Path | None = None
     batch_size: int = 32
@@ -242,21 +247,26 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
 
     Raises:
         InputError: for unmatched names, unreadable or differently sized images (listed).
-        WeightsNotFound: if FID/VGG weights are missing (before any image is processed).
+        WeightsNotFound: if weights are missing offline (before any image is processed).
+        WeightsDownloadError: if a weights download failed.
     """
     claim_folder(cfg.out, REPORT_FILES, inputs=[cfg.real, cfg.fake])
     pairs, ab = match_pairs(cfg)
     device = select_device(cfg.device)
     want = set(cfg.metrics)
-    fid_net = vgg_net = seg = None
+    fid_net = vgg_net = lpips_net = seg = None
     if want & {"fid", "kid"}:
         from p2ptools.evaluation.metrics.fid import load_fid_network
 
-        fid_net = load_fid_network(cfg.weights_dir, cfg.fid_dims).to(device)
+        fid_net = load_fid_network(cfg.weights_dir, cfg.fid_dims, offline=cfg.offline).to(device)
     if "vgg" in want:
         from p2ptools.evaluation.metrics.vgg import load_vgg_network
 
-        vgg_net = load_vgg_network(cfg.weights_dir).to(device)
+        vgg_net = load_vgg_network(cfg.weights_dir, cfg.offline).to(device)
+    if "lpips" in want:
+        from p2ptools.evaluation.metrics.lpips import load_lpips_network
+
+        lpips_net = load_lpips_network(cfg.weights_dir, cfg.offline).to(device)
     if "fcn" in want:
         from p2ptools.evaluation.segment import load_segmenter
 
@@ -306,6 +316,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
                     for k, v in vgg_cosine(vgg_net, real_t, fake_t).items():
                         for r, x in zip(grow, v.cpu().tolist(), strict=True):
                             r[k] = x
+                if lpips_net is not None:
+                    for r, x in zip(grow, lpips_net(real_t, fake_t).cpu().tolist(), strict=True):
+                        r["lpips"] = x
                 if seg is not None:
                     from p2ptools.evaluation.segment import fcn_confusions
 

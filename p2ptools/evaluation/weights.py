@@ -1,37 +1,79 @@
-"""Finding pretrained weight files on disk — never downloading them.
+"""Pretrained weight files: found on disk, or downloaded once into torch hub's cache and verified.
 
-A weights file is looked for, in order, in: the folder given explicitly (``--weights-dir``), the
-folder in ``$P2PTOOLS_WEIGHTS``, and torch hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``,
-by default ``~/.cache/torch/hub/checkpoints``), where ``torch.hub`` and pytorch-fid leave the
-files they download. When it is in none of them the error names the file, every folder looked in,
-and where to get it.
+A file is looked for, in order, in: the folder given explicitly (``--weights-dir``), the folder in
+``$P2PTOOLS_WEIGHTS``, and torch hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``, by default
+``~/.cache/torch/hub/checkpoints``), where torchvision and pytorch-fid keep the same files. A known
+file found nowhere is downloaded on first use into that cache with ``torch.hub``'s downloader (a
+progress bar on a terminal, one log line otherwise) and its SHA-256 checked before it is moved into
+place, as torchvision and pytorch-fid do (for their files the expected digest is the prefix in the
+file name). ``$P2PTOOLS_WEIGHTS_URL`` replaces the download location (``$P2PTOOLS_WEIGHTS_URL/<file
+name>``: an internal mirror, or a test server). ``offline`` (``--offline``, ``P2PTOOLS_OFFLINE=1``)
+never touches the network and says which files are missing and where to put them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import sys
+import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from p2ptools.errors import P2PError
+from p2ptools.runtime.progress import report
+
+log = logging.getLogger(__name__)
 
 
 class WeightsNotFound(P2PError):
-    """A pretrained weights file is not on this machine."""
+    """A pretrained weights file is not on this machine (and may not be downloaded)."""
 
 
-#: file name → (what it is, where to get it)
-KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
-    "pt_inception-2015-12-05-6726825d.pth": (
-        "the FID Inception-v3 weights (pytorch-fid's port of TensorFlow's FID network)",
-        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    ),
-    "vgg19-dcbb9e9d.pth": (
-        "torchvision's ImageNet VGG19 weights",
-        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    ),
-}
+class WeightsDownloadError(P2PError):
+    """A weights file could not be downloaded, or the download was not the expected file."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A pretrained weights file p2ptools knows.
+
+    Args:
+        name: file name on disk (and under ``$P2PTOOLS_WEIGHTS_URL``).
+        what: what it is, in words.
+        url: where it is downloaded from.
+        sha256: its SHA-256 in hex, or a prefix of it (torchvision's file-name convention).
+        used_by: the metrics that need it.
+    """
+
+    name: str
+    what: str
+    url: str
+    sha256: str
+    used_by: str
+
+
+KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in (
+    WeightsFile("pt_inception-2015-12-05-6726825d.pth",
+                "FID Inception-v3 (pytorch-fid's port of TensorFlow's FID network)",
+                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                "pt_inception-2015-12-05-6726825d.pth", "6726825d", "fid, kid"),
+    WeightsFile("vgg19-dcbb9e9d.pth", "torchvision's ImageNet VGG19",
+                "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d", "vgg"),
+    WeightsFile("alexnet-owt-7be5be79.pth", "torchvision's ImageNet AlexNet (the LPIPS backbone)",
+                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79", "lpips"),
+    WeightsFile("lpips-v0.1-alex.pth", "LPIPS v0.1 linear heads for AlexNet (Zhang et al. 2018)",
+                "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+                "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", "lpips"),
+)}
+
+
+def cache_dir() -> Path:
+    """torch hub's checkpoint folder, where downloads go."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def search_dirs(weights_dir: Path | None = None) -> list[Path]:
@@ -41,26 +83,121 @@ def search_dirs(weights_dir: Path | None = None) -> list[Path]:
         dirs.append(Path(weights_dir))
     if os.environ.get("P2PTOOLS_WEIGHTS"):
         dirs.append(Path(os.environ["P2PTOOLS_WEIGHTS"]))
-    dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    dirs.append(cache_dir())
     return dirs
 
 
-def find_weights(filename: str, weights_dir: Path | None = None) -> Path:
-    """The path of ``filename`` in the first search folder that has it.
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` when given, else whether ``P2PTOOLS_OFFLINE`` is set to 1/true/yes."""
+    if offline is not None:
+        return offline
+    return os.environ.get("P2PTOOLS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
-    Raises:
-        WeightsNotFound: naming the file, the folders searched and where to download it by hand.
-    """
-    dirs = search_dirs(weights_dir)
-    for d in dirs:
+
+def download_url(spec: WeightsFile) -> str:
+    """Where ``spec`` is downloaded from: ``$P2PTOOLS_WEIGHTS_URL/<name>`` when set, else its URL."""
+    base = os.environ.get("P2PTOOLS_WEIGHTS_URL", "").strip()
+    return f"{base.rstrip('/')}/{spec.name}" if base else spec.url
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, in hex."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def locate(filename: str, weights_dir: Path | None = None) -> Path | None:
+    """The path of ``filename`` in the first search folder that has it, or None."""
+    for d in search_dirs(weights_dir):
         if (d / filename).is_file():
             return d / filename
-    what, url = KNOWN_WEIGHTS.get(filename, ("a weights file", ""))
-    where = f"; download it from {url} and put it in one of them" if url else ""
-    raise WeightsNotFound(
-        f"{filename} ({what}) not found; looked in {', '.join(str(d) for d in dirs)}{where}, "
-        "or pass --weights-dir / set P2PTOOLS_WEIGHTS (p2ptools never downloads weights)"
-    )
+    return None
+
+
+def find_weights(filename: str, weights_dir: Path | None = None, offline: bool | None = None) -> Path:
+    """The path of ``filename``: on disk, else downloaded (a known file, when not offline).
+
+    Raises:
+        WeightsNotFound: offline, or an unknown file: naming it, the folders searched and its URL.
+        WeightsDownloadError: the download failed or was not the expected file (nothing is kept).
+    """
+    found = locate(filename, weights_dir)
+    if found is not None:
+        return found
+    spec = KNOWN_WEIGHTS.get(filename)
+    dirs = ", ".join(str(d) for d in search_dirs(weights_dir))
+    if spec is None or is_offline(offline):
+        what = f" ({spec.what})" if spec else ""
+        where = f"; download it from {download_url(spec)} and put it in one of them" if spec else ""
+        why = " (offline: nothing is downloaded)" if spec else ""
+        raise WeightsNotFound(f"{filename}{what} not found{why}; looked in {dirs}{where}, or pass --weights-dir / "
+                              "set P2PTOOLS_WEIGHTS")
+    return download(spec)
+
+
+def download(spec: WeightsFile, progress: bool | None = None) -> Path:
+    """Download ``spec`` into torch hub's cache, check its SHA-256, then move it into place.
+
+    Raises:
+        WeightsDownloadError: naming the URL (and the expected and received checksum), and where
+            to put the file by hand; no file is left in the cache.
+    """
+    url = download_url(spec)
+    dest_dir = cache_dir()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    part = dest_dir / f".{spec.name}.{os.getpid()}.part"
+    by_hand = f"download it by hand and put it in {dest_dir} (or --weights-dir / P2PTOOLS_WEIGHTS)"
+    report("downloading %s (%s) from %s to %s", spec.name, spec.what, url, dest_dir)
+    try:
+        torch.hub.download_url_to_file(url, str(part), progress=sys.stderr.isatty() if progress is None else progress)
+        got = sha256_of(part)
+        if not got.startswith(spec.sha256):
+            raise WeightsDownloadError(f"{spec.name}: the file from {url} is not the expected one (SHA-256 "
+                                       f"{got}, expected {spec.sha256}{'…' if len(spec.sha256) < 64 else ''}); "
+                                       f"nothing was kept; {by_hand}")
+        os.replace(part, dest_dir / spec.name)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
+            getattr(exc, "reason", None) or exc
+        raise WeightsDownloadError(f"{spec.name}: cannot download from {url} ({reason}); {by_hand}") from exc
+    finally:
+        part.unlink(missing_ok=True)
+    return dest_dir / spec.name
+
+
+@dataclass
+class WeightsStatus:
+    """One known file on this machine: where it is and whether its checksum is right."""
+
+    spec: WeightsFile
+    path: Path | None
+    size: int | None
+    checksum_ok: bool | None
+
+
+def status(weights_dir: Path | None = None, names: list[str] | None = None) -> list[WeightsStatus]:
+    """Every known file (or ``names``): present or missing, where, size, checksum OK."""
+    rows = []
+    for name in names or list(KNOWN_WEIGHTS):
+        spec = known(name)
+        path = locate(name, weights_dir)
+        rows.append(WeightsStatus(spec, path, path.stat().st_size if path else None,
+                                  sha256_of(path).startswith(spec.sha256) if path else None))
+    return rows
+
+
+def known(name: str) -> WeightsFile:
+    """The known file called ``name`` (a file name, or a metric that needs one file).
+
+    Raises:
+        WeightsNotFound: listing the known names.
+    """
+    if name in KNOWN_WEIGHTS:
+        return KNOWN_WEIGHTS[name]
+    raise WeightsNotFound(f"unknown weights file {name!r}; known: {', '.join(KNOWN_WEIGHTS)}")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -150,16 +150,17 @@ class FIDFeatures(nn.Module):
         return x.flatten(1)  # (N, dims)
 
 
-def load_fid_network(weights_dir: Path | None = None, dims: int = FEATURE_DIM, optimize: bool = True
-                     ) -> FIDFeatures:
-    """The FID feature network with its weights from disk (BatchNorm folded, channels-last unless
-    ``optimize=False``).
+def load_fid_network(weights_dir: Path | None = None, dims: int = FEATURE_DIM, optimize: bool = True,
+                     offline: bool | None = None) -> FIDFeatures:
+    """The FID feature network with its weights found or downloaded (BatchNorm folded, channels-last
+    unless ``optimize=False``).
 
     Raises:
-        WeightsNotFound: if ``pt_inception-2015-12-05-6726825d.pth`` is not found (see
+        WeightsNotFound: offline and ``pt_inception-2015-12-05-6726825d.pth`` is not on disk (see
             :func:`p2ptools.evaluation.weights.find_weights`).
+        WeightsDownloadError: the download failed.
     """
-    net = FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir))), dims)
+    net = FIDFeatures(fid_inception_v3(load_state_dict(find_weights(FID_WEIGHTS, weights_dir, offline))), dims)
     return net.optimize() if optimize else net
 
 

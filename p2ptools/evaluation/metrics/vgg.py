@@ -1,7 +1,7 @@
 """VGG19 feature cosine similarity between real and generated images.
 
-Features of torchvision's VGG19 (ImageNet weights from ``vgg19-dcbb9e9d.pth``, found on disk by
-:mod:`p2ptools.evaluation.weights`) at ``relu1_2, relu2_2, relu3_4, relu4_4, relu5_4``. For each layer
+Features of torchvision's VGG19 (ImageNet weights from ``vgg19-dcbb9e9d.pth``, found or downloaded
+by :mod:`p2ptools.evaluation.weights`) at ``relu1_2, relu2_2, relu3_4, relu4_4, relu5_4``. For each layer
 the cosine similarity is taken **per spatial position** (between the two C-dimensional feature
 vectors at that position) and averaged over positions; the metric is the mean over layers.
 
@@ -49,14 +49,15 @@ class VGGFeatures(nn.Module):
         return out
 
 
-def load_vgg_network(weights_dir: Path | None = None) -> VGGFeatures:
-    """VGG19 features with ImageNet weights from disk.
+def load_vgg_network(weights_dir: Path | None = None, offline: bool | None = None) -> VGGFeatures:
+    """VGG19 features with ImageNet weights found or downloaded.
 
     Raises:
-        WeightsNotFound: if ``vgg19-dcbb9e9d.pth`` is not found.
+        WeightsNotFound: offline and ``vgg19-dcbb9e9d.pth`` is not on disk.
+        WeightsDownloadError: the download failed.
     """
     vgg = torchvision.models.vgg19(weights=None)
-    vgg.load_state_dict(load_state_dict(find_weights(VGG_WEIGHTS, weights_dir)))
+    vgg.load_state_dict(load_state_dict(find_weights(VGG_WEIGHTS, weights_dir, offline)))
     return VGGFeatures(vgg)
 
 

@@ -1,0 +1,134 @@
+"""Weights found on disk or downloaded into torch hub's cache, from a local HTTP server only."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from p2ptools.cli.main import cli
+from p2ptools.evaluation import weights as W
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/served; yields (base URL, served dir, request log)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A test file in the registry (a real state dict), an empty torch hub cache, downloads allowed."""
+    good = tmp_path / "good.pth"
+    torch.save({"w": torch.arange(6.0)}, good)
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    spec = W.WeightsFile("test-weights.pth", "a test file", "http://127.0.0.1:9/never-used", digest, "test")
+    monkeypatch.setitem(W.KNOWN_WEIGHTS, spec.name, spec)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
+    monkeypatch.setenv("P2PTOOLS_OFFLINE", "0")
+    return spec, good
+
+
+def _cache(tmp_path):
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_download_on_first_use_then_from_cache(server, registry, tmp_path, monkeypatch):
+    base, served, requests = server
+    spec, good = registry
+    (served / spec.name).write_bytes(good.read_bytes())
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)
+    path = W.find_weights(spec.name)
+    assert path == tmp_path / "torch" / "hub" / "checkpoints" / spec.name
+    assert torch.equal(W.load_state_dict(path)["w"], torch.arange(6.0))
+    assert requests == [f"/{spec.name}"] and _cache(tmp_path) == [spec.name]
+    assert W.find_weights(spec.name) == path and len(requests) == 1  # the second use is from the cache
+
+
+def test_wrong_file_leaves_nothing_and_says_both_checksums(server, registry, tmp_path, monkeypatch):
+    base, served, _ = server
+    spec, _ = registry
+    (served / spec.name).write_bytes(b"not the weights")
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)
+    with pytest.raises(W.WeightsDownloadError) as err:
+        W.find_weights(spec.name)
+    msg = str(err.value)
+    assert f"{base}/{spec.name}" in msg and spec.sha256 in msg
+    assert hashlib.sha256(b"not the weights").hexdigest() in msg and "put it in" in msg
+    assert _cache(tmp_path) == []
+
+
+def test_server_down_and_missing_file(server, registry, tmp_path, monkeypatch):
+    base, _, _ = server
+    spec, _ = registry
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)  # served folder is empty: 404
+    with pytest.raises(W.WeightsDownloadError, match="cannot download from .*HTTP 404"):
+        W.find_weights(spec.name)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(W.WeightsDownloadError, match=f"127.0.0.1:{port}/{spec.name}.*refused"):
+        W.find_weights(spec.name)
+    assert _cache(tmp_path) == []
+
+
+def test_offline_never_touches_the_network(server, registry, monkeypatch):
+    base, served, requests = server
+    spec, good = registry
+    (served / spec.name).write_bytes(good.read_bytes())
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)
+    with pytest.raises(W.WeightsNotFound, match="test-weights.pth .*not found \\(offline"):
+        W.find_weights(spec.name, offline=True)
+    monkeypatch.setenv("P2PTOOLS_OFFLINE", "1")
+    images = served.parent / "images"
+    images.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(images / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(images), "--fake", str(images), "--metrics", "lpips",
+                                   "--out", str(served.parent / "rep")])
+    assert res.exit_code == 1 and "alexnet-owt-7be5be79.pth" in res.output and "offline" in res.output
+    monkeypatch.setenv("P2PTOOLS_OFFLINE", "0")
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(images), "--fake", str(images), "--metrics", "vgg",
+                                   "--out", str(served.parent / "rep"), "--offline"])
+    assert res.exit_code == 1 and "vgg19-dcbb9e9d.pth" in res.output and "offline" in res.output
+    assert requests == []
+
+
+def test_weights_command_lists_and_downloads(server, registry, tmp_path, monkeypatch):
+    base, served, requests = server
+    spec, good = registry
+    (served / spec.name).write_bytes(good.read_bytes())
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)
+    res = CliRunner().invoke(cli, ["weights"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln for ln in res.output.splitlines()}
+    assert set(W.KNOWN_WEIGHTS) <= set(lines) and "missing" in lines[spec.name] and requests == []
+    res = CliRunner().invoke(cli, ["weights", "--download", spec.name])
+    assert res.exit_code == 0, res.output
+    assert "checksum OK" in res.output and requests == [f"/{spec.name}"]
+    res = CliRunner().invoke(cli, ["weights", "nope"])
+    assert res.exit_code == 1 and "unknown weights file 'nope'" in res.output
