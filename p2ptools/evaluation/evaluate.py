@@ -14,8 +14,10 @@ of the set metrics:
 * ``fcn``: FCN-score with a segmenter trained by ``p2ptools train-fcn`` (:mod:`p2ptools.evaluation.segment`).
 
 Reports: ``per_image.csv`` (one row per image), ``summary.csv`` (mean, std, 95% interval and n per
-metric; set metrics once) and, with ``fcn``, ``fcn.csv`` (generated vs. ground-truth rows and per
-class). :func:`compare_reports` joins several summaries into one table, a row per run.
+metric; set metrics once), with ``fcn`` ``fcn.csv`` (generated vs. ground-truth rows and per
+class), and ``report.html``, a page to look at (:mod:`p2ptools.evaluation.report`).
+:func:`compare_reports` joins several summaries into one table, a row per run, and
+``comparison.html``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.runtime.device import select_device
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.prep.images import images_by_stem, load_rgb8, resize
@@ -44,7 +47,8 @@ from p2ptools.runtime.progress import Ticker, report
 log = logging.getLogger(__name__)
 
 #: The files ``evaluate`` writes into its output folder.
-REPORT_FILES: tuple[str, ...] = ("per_image.csv", "summary.csv", "fcn.csv", "evaluate.json")
+REPORT_FILES: tuple[str, ...] = ("per_image.csv", "summary.csv", "fcn.csv", "evaluate.json", "report.html",
+                                  "report.json")
 
 PER_IMAGE_METRICS = ("l1", "l2", "psnr", "ssim", "vgg", "lpips")
 SET_METRICS = ("fid", "kid", "fcn")
@@ -250,8 +254,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         WeightsNotFound: if weights are missing offline (before any image is processed).
         WeightsDownloadError: if a weights download failed.
     """
-    claim_folder(cfg.out, REPORT_FILES, inputs=[cfg.real, cfg.fake])
     pairs, ab = match_pairs(cfg)
+    with_input = ab or cfg.labels is not None
+    thumbs = {rel for i in range(len(pairs)) for rel in thumb_names(i, with_input).values()}
+    claim_folder(cfg.out, set(REPORT_FILES) | thumbs, inputs=[cfg.real, cfg.fake])
     device = select_device(cfg.device)
     want = set(cfg.metrics)
     fid_net = vgg_net = lpips_net = seg = None
@@ -295,6 +301,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
             if not good:
                 continue
             for it in good:
+                write_thumbs(cfg.out, len(rows), it)
                 row: dict[str, Any] = {"name": it["stem"]}
                 for name in ("l1", "l2", "psnr", "ssim"):
                     if name in want:
@@ -378,6 +385,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     atomic_write_text(cfg.out / "summary.csv", summary.to_csv(index=False))
     if fcn_table is not None:
         atomic_write_text(cfg.out / "fcn.csv", fcn_table.to_csv(index=False))
+    confusion = (conf_fake, list(seg.class_names)) if seg is not None and conf_fake is not None else None
+    write_report_page(cfg.out, cfg.label, per_image, summary, with_input,
+                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None}, fcn_table, confusion)
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
         "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": ab,
         "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(per_image),
@@ -398,6 +408,7 @@ def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
     Raises:
         InputError: if a report folder has no summary.csv.
     """
+    claim_folder(out, {"comparison.csv", "comparison.html"})
     rows = []
     for rep in reports:
         path = Path(rep) / "summary.csv"
@@ -414,4 +425,5 @@ def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+    write_comparison_page(out, table, [Path(r) for r in reports])
     return table

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from p2ptools.pix2pix.run_page import write_run_page
 from p2ptools.pix2pix.checkpoints import (
     RunState,
     dataset_meta,
@@ -515,6 +516,7 @@ class _Trainer:
                 self.logs.tb.add_image("samples (input | target | output)", grid, state.epoch, dataformats="HWC")
         self.epoch_times.append(time.perf_counter() - self.t_epoch)
         if self.main:
+            write_run_page(self.run_dir, self.mcfg, self.tcfg, state)
             report(self.epoch_line(lr, val))
 
     def validate_epoch(self) -> dict[str, float] | None:
@@ -635,6 +637,7 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
         trainer.logs.close()
     if trainer.main:
         plot_losses(run_dir)
+        write_run_page(run_dir, trainer.mcfg, tcfg, state)
     if trainer.world > 1:
         import torch.distributed as dist
 

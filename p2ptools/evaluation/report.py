@@ -1,0 +1,239 @@
+"""HTML pages of ``evaluate``: ``REP/report.html`` for one run, ``OUT/comparison.html`` for several.
+
+The report page shows the summary (mean, 95% interval, n) of every metric, a histogram per metric,
+the FCN-score tables and confusion matrix when asked, and a row per image with thumbnails — input |
+real | generated | error map (inside the mask when ``--mask-dir`` is given) — and every per-image
+metric, sortable by any column in the browser, worst first by default. Rows are shown a page at a
+time and thumbnails load lazily, so a report of 10 000 images opens at once. Thumbnails are small
+JPEGs in ``REP/thumbs/`` linked relatively: the folder can be moved or copied as a whole and opened
+from ``file://``; nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table
+from p2ptools.runtime.output import atomic_write_text, write_image
+
+THUMB_DIR = "thumbs"
+THUMB_SIZE = 128
+#: per-image metrics where a higher value is better (the others: lower is better)
+HIGHER_IS_BETTER = ("psnr", "ssim", "vgg")
+PAGE_ROWS = 100
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` means a better image."""
+    return metric.startswith(HIGHER_IS_BETTER) or metric.startswith("fcn_")
+
+
+def thumb_names(index: int, with_input: bool) -> dict[str, str]:
+    """Relative paths of the thumbnails of row ``index`` (by role)."""
+    roles = (["input"] if with_input else []) + ["real", "fake", "error"]
+    return {r: f"{THUMB_DIR}/{index:06d}_{r}.jpg" for r in roles}
+
+
+def _small(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = THUMB_SIZE / max(h, w)
+    return img if s >= 1 else cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def error_map(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W, 3)`` RGB picture of the per-pixel mean absolute error (inferno; 0 black, ≥ 85 bright
+    yellow); outside ``mask`` (when given) dimmed to grey."""
+    err = np.abs(real.astype(np.int16) - fake.astype(np.int16)).mean(axis=2)
+    scaled = np.clip(err * 3, 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    if mask is not None:
+        rgb[~mask] = (rgb[~mask] * 0.25 + 96).astype(np.uint8)
+    return rgb
+
+
+def write_thumbs(out: Path, index: int, item: dict[str, Any]) -> None:
+    """Write the thumbnails of one evaluated pair (``real``, ``fake``, optional ``label`` and ``mask``)."""
+    names = thumb_names(index, "label" in item)
+    pictures = {"real": item["real"], "fake": item["fake"],
+                "error": error_map(item["real"], item["fake"], item.get("mask"))}
+    if "label" in item:
+        pictures["input"] = item["label"]
+    for role, rel in names.items():
+        write_image(out / rel, _small(pictures[role]), "jpg", jpeg_quality=85)
+
+
+def _summary_cards(summary: pd.DataFrame) -> str:
+    cards = []
+    for r in summary.itertuples():
+        ci = (f"95% CI {fmt(r.ci95_low)}–{fmt(r.ci95_high)}" if np.isfinite(r.ci95_low) else
+              (f"± {fmt(r.std)}" if np.isfinite(r.std) else ""))
+        arrow = "↑ better" if higher_is_better(r.metric) else "↓ better"
+        cards.append(f"<div class=\"card\" title=\"{esc(r.note)}\"><span>{esc(r.metric)} · {arrow}</span>"
+                     f"<b>{fmt(r.mean)}</b><span>{ci} · n {int(r.n)}</span></div>")
+    return f"<div class=\"cards\">{''.join(cards)}</div>"
+
+
+def _confusion(conf: np.ndarray, names: list[str]) -> str:
+    """Row-normalised confusion matrix as a heat-map table (rows: true class, columns: predicted)."""
+    norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+    head = "".join(f"<th>{esc(n)}</th>" for n in names)
+    rows = []
+    for i, name in enumerate(names):
+        cells = "".join(f"<td style=\"background:rgba(31,119,180,{v:.2f});color:{'#fff' if v > .55 else '#000'}\" "
+                        f"title=\"{int(conf[i, j])} px\">{v:.2f}</td>" for j, v in enumerate(norm[i]))
+        rows.append(f"<tr><th class=\"l\">{esc(name)}</th>{cells}</tr>")
+    return (f"<table><thead><tr><th class=\"l\">true \\ predicted</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+TABLE_SCRIPT = """
+const state = {key: DEFAULT_SORT.key, desc: DEFAULT_SORT.desc, page: 0};
+function cell(v) { if (v === null || v === undefined) return '–';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toPrecision(4); return v; }
+function sortRows() {
+  const k = state.key, s = state.desc ? -1 : 1;
+  ROWS.sort((a, b) => { const x = a[k], y = b[k];
+    if (x === y) return 0; if (x === null) return 1; if (y === null) return -1;
+    return (x < y ? -1 : 1) * s; });
+}
+function render() {
+  const body = document.querySelector('#rows tbody'); const start = state.page * PAGE_ROWS;
+  const rows = ROWS.slice(start, start + PAGE_ROWS);
+  body.innerHTML = rows.map(r => '<tr data-name="' + r.name.replace(/"/g, '&quot;') + '"><td class="l">'
+    + r.name.replace(/</g, '&lt;') + '</td>'
+    + ROLES.map(role => '<td><img class="t" loading="lazy" alt="' + role + '" src="' + r.thumbs[role] + '"></td>').join('')
+    + METRICS.map(m => '<td>' + cell(r[m]) + '</td>').join('') + '</tr>').join('');
+  const pages = Math.max(1, Math.ceil(ROWS.length / PAGE_ROWS));
+  document.getElementById('pageinfo').textContent = 'rows ' + (ROWS.length ? start + 1 : 0) + '–'
+    + Math.min(start + PAGE_ROWS, ROWS.length) + ' of ' + ROWS.length + ' (page ' + (state.page + 1) + '/' + pages + ')';
+  document.querySelectorAll('th.sort').forEach(th => {
+    th.textContent = th.dataset.key + (th.dataset.key === state.key ? (state.desc ? ' ▼' : ' ▲') : ''); });
+}
+document.querySelectorAll('th.sort').forEach(th => th.addEventListener('click', () => {
+  state.desc = th.dataset.key === state.key ? !state.desc : (th.dataset.key === 'name' ? false : !HIGHER.includes(th.dataset.key));
+  state.key = th.dataset.key; state.page = 0; sortRows(); render(); }));
+document.getElementById('prev').onclick = () => { if (state.page > 0) { state.page--; render(); } };
+document.getElementById('next').onclick = () => { if ((state.page + 1) * PAGE_ROWS < ROWS.length) { state.page++; render(); } };
+sortRows(); render();
+"""
+
+
+def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: pd.DataFrame, with_input: bool,
+                      info: dict[str, Any], fcn: pd.DataFrame | None = None,
+                      confusion: tuple[np.ndarray, list[str]] | None = None) -> Path:
+    """Write ``out/report.html`` and ``out/report.json`` (rows with their thumbnails, for comparisons).
+
+    ``per_image`` rows must be in the order their thumbnails were written (row ``i`` → index ``i``).
+    """
+    metrics = [c for c in per_image.columns if c != "name"]
+    rows = []
+    for i, rec in enumerate(per_image.to_dict("records")):
+        row = {"name": str(rec["name"]), "thumbs": thumb_names(i, with_input)}
+        for m in metrics:
+            v = rec[m]
+            row[m] = None if v is None or not np.isfinite(v) else float(v)
+            if v is not None and np.isinf(v):
+                row[m] = 1e308 if v > 0 else -1e308  # JSON has no infinity; sorts like it
+        rows.append(row)
+    roles = list(thumb_names(0, with_input))
+    primary = next((m for m in ("l1", "lpips", "ssim", "psnr", "vgg_cos", "l2") if m in metrics),
+                   metrics[0] if metrics else "name")
+    default_sort = {"key": primary, "desc": not higher_is_better(primary)}
+    hists = "".join(f"<figure>{histogram(per_image[m].tolist(), m)}</figure>" for m in metrics)
+    heads = "".join(f"<th>{esc(r)}</th>" for r in roles)
+    sortable = "".join(f"<th class=\"sort\" data-key=\"{esc(m)}\">{esc(m)}</th>" for m in metrics)
+    body = [f"<h2>Summary</h2>{_summary_cards(summary)}",
+            f"<details><summary>summary table</summary>"
+            f"{table(['metric', 'mean', 'std', 'ci95_low', 'ci95_high', 'n', 'note'], summary[['metric', 'mean', 'std', 'ci95_low', 'ci95_high', 'n', 'note']].values.tolist())}"  # noqa: E501
+            f"</details>"]
+    if metrics:
+        body.append(f"<h2>Distributions</h2><div class=\"charts\">{hists}</div>")
+    if fcn is not None:
+        body.append("<h2>FCN-score</h2>" + table(list(fcn.columns), fcn.values.tolist(), left=3))
+        if confusion is not None:
+            body.append("<h3>Confusion matrix of the generated images (row-normalised)</h3>"
+                        + _confusion(*confusion))
+    body.append(
+        f"<h2>Images</h2><p class=\"note\">Worst first by {esc(primary)}; click a column to sort. "
+        f"Error map: mean absolute error per pixel (black 0, yellow ≥ 85 of 255)"
+        f"{', outside the mask dimmed' if info.get('masked') else ''}.</p>"
+        f"<div class=\"pager\"><button id=\"prev\">◀ previous</button><button id=\"next\">next ▶</button>"
+        f"<span id=\"pageinfo\"></span></div>"
+        f"<table id=\"rows\"><thead><tr><th class=\"l sort\" data-key=\"name\">name</th>{heads}{sortable}</tr></thead>"
+        f"<tbody></tbody></table>")
+    sub = (f"real <span class=\"mono\">{esc(info.get('real', ''))}</span> · fake "
+           f"<span class=\"mono\">{esc(info.get('fake', ''))}</span> · {len(rows)} images")
+    script = (json_script("ROWS", rows) + json_script("METRICS", metrics) + json_script("ROLES", roles)
+              + json_script("HIGHER", [m for m in metrics if higher_is_better(m)])
+              + json_script("DEFAULT_SORT", default_sort) + f"const PAGE_ROWS = {PAGE_ROWS};\n" + TABLE_SCRIPT)
+    atomic_write_text(out / "report.json", json.dumps({"label": label, "roles": roles, "rows": rows}) + "\n")
+    path = out / "report.html"
+    atomic_write_text(path, page(f"p2ptools evaluate · {label}", sub, "".join(body), script))
+    return path
+
+
+def write_comparison_page(out: Path, table_df: pd.DataFrame, reports: list[Path], max_images: int = 60) -> Path:
+    """``out/comparison.html``: the runs' metrics side by side, a chart per metric, and the same images
+    of every run next to each other (thumbnails linked from each report folder)."""
+    metrics = [c for c in table_df.columns if c not in ("run", "n", "kid_std")]
+    charts = []
+    for m in metrics:
+        vals = [(i, float(v)) for i, v in enumerate(table_df[m].tolist()) if pd.notna(v)]
+        charts.append(f"<figure>{_bars([str(table_df['run'].iloc[i]) for i, _ in vals], [v for _, v in vals], m)}"
+                      "</figure>")
+    docs = []
+    for rep in reports:
+        f = Path(rep) / "report.json"
+        docs.append(json.loads(f.read_text()) if f.is_file() else None)
+    strip = ""
+    usable = [(Path(rep), d) for rep, d in zip(reports, docs, strict=True) if d]
+    if usable:
+        first_dir, first = usable[0]
+        common = [r["name"] for r in first["rows"] if all(any(x["name"] == r["name"] for x in d["rows"])
+                                                           for _, d in usable[1:])][:max_images]
+        by_name = [{r["name"]: r for r in d["rows"]} for _, d in usable]
+        rel = [os.path.relpath(rep, out) for rep, _ in usable]
+        head = "<th class=\"l\">name</th>" + ("<th>input</th>" if "input" in first["roles"] else "") + "<th>real</th>" \
+            + "".join(f"<th>{esc(d['label'])}</th>" for _, d in usable)
+        lines = []
+        for name in common:
+            r0 = by_name[0][name]
+            cells = [f"<td class=\"l\">{esc(name)}</td>"]
+            if "input" in r0["thumbs"]:
+                cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[0])}/{r0['thumbs']['input']}\"></td>")
+            cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[0])}/{r0['thumbs']['real']}\"></td>")
+            for k, b in enumerate(by_name):
+                cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[k])}/{b[name]['thumbs']['fake']}\">"
+                             "</td>")
+            lines.append("<tr>" + "".join(cells) + "</tr>")
+        strip = (f"<h2>The same images from each run</h2><p class=\"note\">{len(common)} images in every report "
+                 f"(first {max_images} by the first run's order)</p>"
+                 f"<table id=\"strip\"><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+    body = (f"<h2>Metrics</h2>{table(list(table_df.columns), table_df.values.tolist())}"
+            f"<h2>Per metric</h2><div class=\"charts\">{''.join(charts)}</div>{strip}")
+    path = out / "comparison.html"
+    atomic_write_text(path, page("p2ptools evaluate · comparison", f"{len(reports)} runs", body))
+    return path
+
+
+def _bars(labels: list[str], values: list[float], metric: str, width: int = 320) -> str:
+    """Inline SVG horizontal bars, one per run."""
+    h = 26 * len(labels) + 30
+    top = max((abs(v) for v in values), default=1) or 1
+    out = [f"<svg width=\"{width}\" height=\"{h}\" role=\"img\" aria-label=\"{esc(metric)}\" style=\"font:11px sans-serif\">"]
+    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
+        w = abs(v) / top * (width - 150) if np.isfinite(v) else 0
+        out.append(f"<text x=\"0\" y=\"{22 + 26 * i}\">{esc(lab[:18])}</text><rect x=\"110\" y=\"{10 + 26 * i}\" "
+                   f"width=\"{w:.1f}\" height=\"16\" fill=\"#4c78a8\"/><text x=\"{114 + w:.1f}\" y=\"{22 + 26 * i}\">"
+                   f"{fmt(v)}</text>")
+    arrow = "higher is better" if higher_is_better(metric) else "lower is better"
+    out.append(f"<text x=\"0\" y=\"{h - 4}\">{esc(metric)} ({arrow})</text></svg>")
+    return "".join(out)
+
