@@ -64,6 +64,9 @@ class TileConfig:
         seed: seed for the split and the empty-tile draw.
         bands: 1-based photo bands (1 or 3), None for automatic.
         stretch: low/high percentiles of the per-scene 8-bit stretch of non-8-bit photos.
+        label_field: attribute of vector labels holding the class (a value or a palette class
+            name); None: every feature is the palette's first non-background class.
+        all_touched: burn vector labels into every pixel they touch (not only covered centres).
         workers: processes.
         overwrite: start over in a folder that holds an earlier dataset.
     """
@@ -91,6 +94,8 @@ class TileConfig:
     seed: int = 0
     bands: tuple[int, ...] | None = None
     stretch: tuple[float, float] = (2.0, 98.0)
+    label_field: str | None = None
+    all_touched: bool = False
     workers: int = 1
     overwrite: bool = False
 
@@ -172,6 +177,8 @@ class TileConfig:
             "seed": self.seed,
             "bands": list(self.bands) if self.bands else None,
             "stretch": list(self.stretch),
+            **({"label_field": self.label_field} if self.label_field else {}),
+            **({"all_touched": True} if self.all_touched else {}),
         }
 
 

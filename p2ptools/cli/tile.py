@@ -28,8 +28,9 @@ from p2ptools.cli.options import (
               help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Photo folder (generic layout, with --masks).")
-@click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Mask folder (generic layout), paired with photos by file stem.")
+@click.option("--masks", "--labels", "masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Label folder (generic layout), paired with photos by file stem: label rasters, or "
+                                 "vector labels (.geojson, .gpkg, .shp, .fgb).")
 @click.option("--mask-suffix", default=None, help="Suffix of mask stems to strip before pairing, e.g. _mask.")
 @click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -63,6 +64,11 @@ from p2ptools.cli.options import (
               help="1-based photo bands to use (default: RGB of RGB/RGBN, band 1 of single-band).")
 @click.option("--stretch", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
               help="Percentiles of the per-scene 8-bit stretch for non-8-bit photos (default 2,98).")
+@click.option("--label-field", default=None,
+              help="Vector labels: attribute holding the class (a value, or a class name of the palette); "
+                   "default: every feature is the palette's first non-background class.")
+@click.option("--all-touched", is_flag=True, default=None,
+              help="Vector labels: burn every pixel a feature touches, not only pixels whose centre it covers.")
 @workers_option
 @overwrite_option
 @config_option

@@ -66,8 +66,12 @@ class Discovery:
     root: Path | None = None
 
 
-def _rasters(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_EXTENSIONS)
+def _rasters(folder: Path, vectors: bool = False) -> list[Path]:
+    """Raster files of ``folder`` (and vector label files when ``vectors``), sorted."""
+    from p2ptools.prep.vector import VECTOR_EXTENSIONS
+
+    ok = RASTER_EXTENSIONS | (VECTOR_EXTENSIONS if vectors else frozenset())
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ok)
 
 
 def _pair_by_stem(images: list[Path], masks: list[Path], mask_suffix: str = "") -> tuple[list[ScenePair], list[Path]]:
@@ -139,7 +143,7 @@ def discover_pairs(
     photos = _rasters(img_dir)
     if not photos:
         raise InputError(f"{img_dir}: no raster files ({', '.join(sorted(RASTER_EXTENSIONS))})")
-    pairs, orphans = _pair_by_stem(photos, _rasters(mask_dir), mask_suffix)
+    pairs, orphans = _pair_by_stem(photos, _rasters(mask_dir, vectors=True), mask_suffix)
     return Discovery(layout, pairs, orphans, root)
 
 
@@ -277,19 +281,33 @@ def inspect_scene(
     pair: ScenePair,
     bands: tuple[int, ...] | None = None,
     percentiles: tuple[float, float] = (2.0, 98.0),
+    vector: Any = None,
+    background: int = 0,
 ) -> SceneInfo:
     """Open a photo and its mask, check that they share a grid and compute the 8-bit stretch.
 
     A mask on the same pixel grid but without any georeference (as SpaceNet ships them) is
-    accepted with a warning; a mask with another size, transform or CRS is an error.
+    accepted with a warning; a mask with another size, transform or CRS is an error. A vector
+    label file (:mod:`p2ptools.prep.vector`) is read with ``vector`` (a ``VectorSpec``) and checked
+    against the photo: CRS, field, overlap.
 
     Raises:
-        InputError: if the mask is missing or is not single-band integer labels.
+        InputError: if the mask is missing or is not single-band integer labels (or unusable vector labels).
         RasterReadError: if a file cannot be opened.
         GridMismatchError: if photo and mask grids differ.
     """
     if pair.mask is None:
         raise InputError(f"{pair.image}: no mask with the same name")
+    from p2ptools.prep.vector import VectorMask, is_vector
+
+    if is_vector(pair.mask):
+        if vector is None:
+            raise InputError(f"{pair.mask}: vector labels need a palette (internal: no VectorSpec given)")
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(pair.image) as img:
+            info = _photo_info(img, pair, bands, percentiles, "uint16" if max(vector.values) > 255 else "uint8")
+        VectorMask(pair.mask, vector, info.crs, info.transform, info.height, info.width, background,
+                   info.mask_dtype)  # reads and checks the features (CRS, field, overlap)
+        return info
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(pair.image) as img, open_raster(pair.mask) as msk:
         if msk.count != 1:
             raise InputError(f"{pair.mask}: mask has {msk.count} bands; expected one band of class values")
@@ -309,23 +327,28 @@ def inspect_scene(
                 raise GridMismatchError(f"{pair.mask}: mask CRS {msk.crs} differs from photo CRS {img.crs}")
         elif is_georeferenced(img):
             log.warning("%s: mask has no georeference; assuming it shares the grid of %s", pair.mask, pair.image.name)
-        chosen = choose_bands(img, bands)
-        try:
-            stretch = compute_stretch(img, chosen, percentiles)
-        except RasterioError as exc:
-            raise RasterReadError(f"{pair.image}: cannot read: {describe_error(exc)}") from exc
-        return SceneInfo(
-            pair=pair,
-            height=img.height,
-            width=img.width,
-            bands=chosen,
-            crs=img.crs.to_string() if img.crs else "",
-            transform=tuple(img.transform)[:6],  # type: ignore[arg-type]
-            stretch=stretch,
-            has_nodata=has_nodata(img),
-            mask_dtype=msk.dtypes[0],
-            photo_dtype=img.dtypes[chosen[0] - 1],
-        )
+        return _photo_info(img, pair, bands, percentiles, msk.dtypes[0])
+
+
+def _photo_info(img: rasterio.io.DatasetReader, pair: ScenePair, bands: tuple[int, ...] | None,
+                percentiles: tuple[float, float], mask_dtype: str) -> SceneInfo:
+    chosen = choose_bands(img, bands)
+    try:
+        stretch = compute_stretch(img, chosen, percentiles)
+    except RasterioError as exc:
+        raise RasterReadError(f"{pair.image}: cannot read: {describe_error(exc)}") from exc
+    return SceneInfo(
+        pair=pair,
+        height=img.height,
+        width=img.width,
+        bands=chosen,
+        crs=img.crs.to_string() if img.crs else "",
+        transform=tuple(img.transform)[:6],  # type: ignore[arg-type]
+        stretch=stretch,
+        has_nodata=has_nodata(img),
+        mask_dtype=mask_dtype,
+        photo_dtype=img.dtypes[chosen[0] - 1],
+    )
 
 
 def to_uint8(data: np.ndarray, stretch: tuple[tuple[float, float], ...] | None) -> np.ndarray:

@@ -25,6 +25,7 @@ from rasterio.errors import RasterioError
 from p2ptools.config import TileConfig
 from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.contract import DataContract, PhotoSpec
+from p2ptools.prep.vector import VectorMask, VectorSpec, is_vector, vector_spec
 from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.runtime.output import (
     MANIFEST_FILE,
@@ -144,6 +145,7 @@ class ChunkTask:
     fmt: str
     jpeg_quality: int
     seed: int
+    vector: VectorSpec | None = None
 
 
 @dataclass
@@ -166,7 +168,9 @@ def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: di
     for pair in done:
         if pair.name not in scenes and pair.name not in infos:
             with contextlib.suppress(P2PError):
-                infos = {**infos, pair.name: inspect_scene(pair, cfg.bands, cfg.stretch)}
+                infos = {**infos, pair.name: inspect_scene(pair, cfg.bands, cfg.stretch,
+                                                           vector_spec(palette, cfg.label_field, cfg.all_touched),
+                                                           palette.background)}
     for name, info in infos.items():
         scenes[name] = {"bands": list(info.bands), "dtype": info.photo_dtype,
                         "stretch": [list(s) for s in info.stretch] if info.stretch else None}
@@ -214,15 +218,24 @@ class _OpenDatasets:
 
     def __init__(self, limit: int = 4) -> None:
         self.limit = limit
-        self._open: OrderedDict[Path, rasterio.io.DatasetReader] = OrderedDict()
+        self._open: OrderedDict[Path, Any] = OrderedDict()
 
     def get(self, path: Path) -> rasterio.io.DatasetReader:
+        return self._keep(path, lambda: open_raster(path))
+
+    def get_vector(self, info: SceneInfo, spec: VectorSpec | None, background: int) -> VectorMask:
+        """The vector labels of a scene, read and reprojected once per process."""
+        assert info.pair.mask is not None and spec is not None
+        return self._keep(info.pair.mask, lambda: VectorMask(info.pair.mask, spec, info.crs, info.transform,
+                                                             info.height, info.width, background, info.mask_dtype))
+
+    def _keep(self, path: Path, opener: Callable[[], Any]) -> Any:
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
         while len(self._open) >= self.limit:
             self._open.popitem(last=False)[1].close()
-        ds = self._open[path] = open_raster(path)
+        ds = self._open[path] = opener()
         return ds
 
     def close(self) -> None:
@@ -261,7 +274,9 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
     """Mask first, then the photo only where a kept tile still has to be written."""
     size, out = task.size, Path(task.out)
     assert info.pair.mask is not None
-    img, msk = _DATASETS.get(info.pair.image), _DATASETS.get(info.pair.mask)
+    img = _DATASETS.get(info.pair.image)
+    msk = _DATASETS.get_vector(info, task.vector, palette.background) if is_vector(info.pair.mask) else \
+        _DATASETS.get(info.pair.mask)
     y, x0 = task.tiles[0].y, task.tiles[0].x
     width = task.tiles[-1].x + size - x0
     labels = _read(info.pair.mask, lambda: read_labels(msk, info, y, x0, size, width, palette.background), y, x0)
@@ -433,6 +448,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     for m in found.orphan_masks:
         log.warning("%s: mask without a photo; ignored", m)
 
+    vspec = vector_spec(palette, cfg.label_field, cfg.all_touched)
     splitter = _Splitter(cfg, [p.name for p in found.pairs], found.root)
     report = TileReport(out=out, layout=found.layout, resumed=resumed)
     infos: dict[str, SceneInfo] = {}
@@ -445,7 +461,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             done_before.add(pair.name)
             continue
         try:
-            info = inspect_scene(pair, cfg.bands, cfg.stretch)
+            info = inspect_scene(pair, cfg.bands, cfg.stretch, vspec, palette.background)
         except P2PError as exc:
             report.failures.append((str(pair.image), str(exc)))
             continue
@@ -462,7 +478,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         for chunk in _chunks(grid):
             tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
-                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed))
+                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec))
     record_plan(out, (tile_path(out, split, task.info.pair.name, t, cfg.format).relative_to(out).as_posix()
                       for task in tasks for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS))
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
