@@ -67,6 +67,8 @@ class TileConfig:
         label_field: attribute of vector labels holding the class (a value or a palette class
             name); None: every feature is the palette's first non-background class.
         all_touched: burn vector labels into every pixel they touch (not only covered centres).
+        http_retries: retries of a failed range request to a remote scene (GDAL_HTTP_MAX_RETRY).
+        http_timeout: seconds before a remote request times out (GDAL_HTTP_TIMEOUT).
         workers: processes.
         overwrite: start over in a folder that holds an earlier dataset.
     """
@@ -96,6 +98,8 @@ class TileConfig:
     stretch: tuple[float, float] = (2.0, 98.0)
     label_field: str | None = None
     all_touched: bool = False
+    http_retries: int = 3
+    http_timeout: int = 30
     workers: int = 1
     overwrite: bool = False
 

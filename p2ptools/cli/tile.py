@@ -26,11 +26,12 @@ from p2ptools.cli.options import (
 @click.option("--sample", is_flag=True, help="Tile the sample scene shipped with p2ptools (SpaceNet Atlanta, 900×900).")
 @click.option("--layout", type=click.Choice(["auto", "inria", "landcover", "generic"]), default=None,
               help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Photo folder (generic layout, with --masks).")
-@click.option("--masks", "--labels", "masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Photo folder, or a list file (.txt: one path or URL per line; http(s)://, s3://, gs://, "
+                   "/vsi… scenes are read with range requests), with --masks.")
+@click.option("--masks", "--labels", "masks", type=click.Path(exists=True, path_type=Path),
               default=None, help="Label folder (generic layout), paired with photos by file stem: label rasters, or "
-                                 "vector labels (.geojson, .gpkg, .shp, .fgb).")
+                                 "vector labels (.geojson, .gpkg, .shp, .fgb); or a list file like --images.")
 @click.option("--mask-suffix", default=None, help="Suffix of mask stems to strip before pairing, e.g. _mask.")
 @click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -69,6 +70,10 @@ from p2ptools.cli.options import (
                    "default: every feature is the palette's first non-background class.")
 @click.option("--all-touched", is_flag=True, default=None,
               help="Vector labels: burn every pixel a feature touches, not only pixels whose centre it covers.")
+@click.option("--http-retries", type=click.IntRange(min=0), default=None,
+              help="Remote scenes: retries of a failed range request (default 3; GDAL_HTTP_MAX_RETRY wins).")
+@click.option("--http-timeout", type=click.IntRange(min=1), default=None,
+              help="Remote scenes: seconds before a request times out (default 30; GDAL_HTTP_TIMEOUT wins).")
 @workers_option
 @overwrite_option
 @config_option

@@ -137,14 +137,26 @@ def discover_pairs(
                 )
         img_dir = root / "images"
         mask_dir = root / ("gt" if layout == "inria" else "masks")
-    for d in (img_dir, mask_dir):
-        if not d.is_dir():
-            raise InputError(f"{d}: no such folder")
-    photos = _rasters(img_dir)
+    photos = _listing(img_dir, vectors=False)
     if not photos:
         raise InputError(f"{img_dir}: no raster files ({', '.join(sorted(RASTER_EXTENSIONS))})")
-    pairs, orphans = _pair_by_stem(photos, _rasters(mask_dir, vectors=True), mask_suffix)
+    pairs, orphans = _pair_by_stem(photos, _listing(mask_dir, vectors=True), mask_suffix)
     return Discovery(layout, pairs, orphans, root)
+
+
+def _listing(where: Path, vectors: bool) -> list[Path]:
+    """The rasters (and vector labels) of a folder, or the entries of a list file (local paths, URLs).
+
+    Raises:
+        InputError: if it is neither.
+    """
+    from p2ptools.prep.sources import is_list_file, read_list
+
+    if is_list_file(where):
+        return read_list(where)  # type: ignore[return-value]
+    if not Path(where).is_dir():
+        raise InputError(f"{where}: no such folder (or list file of scenes, .txt)")
+    return _rasters(Path(where), vectors)
 
 
 @dataclass(frozen=True)

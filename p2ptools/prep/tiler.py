@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from rasterio.errors import RasterioError
 from p2ptools.config import TileConfig
 from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.contract import DataContract, PhotoSpec
+from p2ptools.prep.sources import gdal_http_env
 from p2ptools.prep.vector import VectorMask, VectorSpec, is_vector, vector_spec
 from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.runtime.output import (
@@ -328,6 +330,7 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
         row["kept"] = reason in KEPT_REASONS
         row["reason"] = reason
         row["file"] = ""
+        row["source"] = str(info.pair.image)
         if row["kept"]:
             assert split is not None
             path = tile_path(out, split, info.pair.name, tile, task.fmt)
@@ -425,6 +428,8 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         P2PError: for problems that stop the whole run (bad layout, empty input, output folder
             holding another dataset, malformed palette or split lists).
     """
+    for key, value in gdal_http_env(cfg.http_retries, cfg.http_timeout).items():
+        os.environ.setdefault(key, value)  # remote scenes; inherited by the workers; the user's own settings win
     found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.masks, cfg.mask_suffix)
     palette = resolve_palette(cfg.palette, found.layout)
     out = Path(cfg.out)
