@@ -25,6 +25,8 @@ LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
 SPLIT_BY: tuple[str, ...] = ("scene", "block")
 #: Image formats of written pairs → file extension.
 IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
+#: tile also writes georeferenced GeoTIFF pairs (OUT/<split>/A/… and B/…)
+TILE_FORMATS: dict[str, str] = {**IMAGE_FORMATS, "tif": ".tif"}
 #: Tiles must be a multiple of this so every U-Net depth of at least 5 accepts them.
 SIZE_MULTIPLE = 32
 
@@ -153,7 +155,7 @@ class TileConfig:
         lo, hi = self.stretch
         if not 0 <= lo < hi <= 100:
             raise ConfigError(f"stretch must be two percentiles 0 <= low < high <= 100, got {self.stretch}")
-        _check_output(self.format, self.jpeg_quality, self.workers)
+        _check_output(self.format, self.jpeg_quality, self.workers, TILE_FORMATS)
 
     def output_params(self) -> dict[str, Any]:
         """The settings that determine the output's content (stored in ``dataset.json``).
@@ -196,9 +198,9 @@ def _check_split(split: tuple[float, ...]) -> None:
         raise ConfigError(f"split must be three non-negative fractions summing to 1, got {split}")
 
 
-def _check_output(fmt: str, jpeg_quality: int, workers: int) -> None:
-    if fmt not in IMAGE_FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
+def _check_output(fmt: str, jpeg_quality: int, workers: int, formats: dict[str, str] = IMAGE_FORMATS) -> None:
+    if fmt not in formats:
+        raise ConfigError(f"format must be one of {', '.join(formats)}, got {fmt!r}")
     if not 1 <= jpeg_quality <= 100:
         raise ConfigError(f"jpeg_quality must be 1–100, got {jpeg_quality}")
     if workers < 1:

@@ -49,7 +49,10 @@ from p2ptools.cli.options import (
               help="Label palette: inria, binary01, landcover, or a YAML/JSON file (default: by layout).")
 @click.option("--direction", type=click.Choice(["label2photo", "photo2label"]), default=None,
               help="label2photo: A = colorized label, B = photo (default); photo2label swaps them.")
-@format_option
+@click.option("--format", type=click.Choice(["png", "jpg", "tif"]), default=None,
+              help="png (lossless, default) or jpg A|B images; tif: georeferenced GeoTIFF tiles, OUT/<split>/A/ and "
+                   "B/ (labels as class values with the palette as colour table, photos in their own dtype and "
+                   "bands), that open in place in QGIS.")
 @jpeg_quality_option
 @split_option
 @click.option("--split-by", type=click.Choice(["scene", "block"]), default=None,

@@ -33,6 +33,9 @@ def list_split(root: Path, split: str | None) -> list[Path]:
         raise InputError(f"{folder}: no such folder (expected an aligned dataset: train/ val/ test/ of A|B images)")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
+        if (folder / "A").is_dir() and any((folder / "A").glob("*.tif")):
+            raise InputError(f"{folder}: holds GeoTIFF tile pairs (tile --format tif: A/ and B/), which train does not "
+                             "read yet; tile again with --format png (N-band GeoTIFF training is planned)")
         raise InputError(f"{folder}: no images")
     return files
 

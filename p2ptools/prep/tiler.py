@@ -148,6 +148,7 @@ class ChunkTask:
     jpeg_quality: int
     seed: int
     vector: VectorSpec | None = None
+    tif_bands: tuple[int, ...] | None = None  # photo bands of GeoTIFF tiles (None: all but alpha)
 
 
 @dataclass
@@ -191,8 +192,14 @@ def resolve_palette(spec: str, layout: str) -> Palette:
 
 
 def tile_path(out: Path, split: str, scene: str, tile: TileWindow, fmt: str) -> Path:
-    """``OUT/<split>/<scene>_<row>_<col>.<ext>``."""
-    return out / split / f"{scene}_{tile.row}_{tile.col}.{fmt}"
+    """``OUT/<split>/<scene>_<row>_<col>.<ext>`` (for ``tif``: the A tile, ``OUT/<split>/A/…``)."""
+    return tile_paths(out, split, scene, tile, fmt)[0]
+
+
+def tile_paths(out: Path, split: str, scene: str, tile: TileWindow, fmt: str) -> list[Path]:
+    """Every file of a tile pair: the A|B image, or the A and B GeoTIFFs for ``tif``."""
+    name = f"{scene}_{tile.row}_{tile.col}.{fmt}"
+    return [out / split / "A" / name, out / split / "B" / name] if fmt == "tif" else [out / split / name]
 
 
 def class_counts(labels: np.ndarray) -> dict[int, int]:
@@ -334,13 +341,19 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
         if row["kept"]:
             assert split is not None
             path = tile_path(out, split, info.pair.name, tile, task.fmt)
-            row["file"] = f"{split}/{path.name}"
+            row["file"] = path.relative_to(out).as_posix()
             if path.exists():
                 result.existing += 1
             else:
                 to_write.append((path, dx))
         result.rows.append(row)
-    if to_write:  # read the photo over the span of the tiles to write only
+    if to_write and task.fmt == "tif":
+        for path, dx in to_write:
+            tile = next(t for t in task.tiles if t.x - x0 == dx)
+            write_geotiff_pair(path, tile_paths(out, "x", info.pair.name, tile, "tif")[1].name, img, info,
+                               labels[:, dx : dx + size], tile, size, palette, task.label_is_a, task.tif_bands)
+            result.written += 1
+    elif to_write:  # read the photo over the span of the tiles to write only
         first, last = to_write[0][1], to_write[-1][1] + size
         rgb = _read(info.pair.image, lambda: read_photo(img, info, y, x0 + first, size, last - first), y, x0 + first)
         rgb[~valid[:, first:last]] = 0  # nodata and padding are black
@@ -356,6 +369,42 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
     return result
 
 
+def write_geotiff_pair(a_path: Path, name: str, img: rasterio.io.DatasetReader, info: SceneInfo, labels: np.ndarray,
+                       tile: TileWindow, size: int, palette: Palette, label_is_a: bool,
+                       bands: tuple[int, ...] | None) -> None:
+    """Write one tile as two georeferenced GeoTIFFs (A and B folders, atomically): the labels as class
+    values with the palette as colour table, the photo in its own dtype and bands, nodata kept."""
+    from rasterio.windows import Window
+
+    transform, _ = window_geo(info, tile.y, tile.x, size)
+    geo = {"crs": info.crs or None, "transform": rasterio.Affine(*transform)} if info.crs else {}
+    common = {"driver": "GTiff", "width": size, "height": size, "compress": "deflate", "tiled": True,
+              "blockxsize": min(size, 256), "blockysize": min(size, 256), **geo}
+    chosen = list(bands) if bands else [i + 1 for i, ci in enumerate(img.colorinterp) if ci.name != "alpha"]
+    photo = _read(info.pair.image, lambda: img.read(chosen, window=Window(tile.x, tile.y, size, size), boundless=True,
+                                                    fill_value=img.nodata or 0), tile.y, tile.x)
+    label_dir, photo_dir = ("A", "B") if label_is_a else ("B", "A")
+    split_dir = a_path.parent.parent
+    label_profile = {**common, "count": 1, "dtype": labels.dtype.name, "photometric": "palette"}
+    photo_profile = {**common, "count": len(chosen), "dtype": photo.dtype.name, "nodata": img.nodata,
+                     "predictor": 2 if np.issubdtype(photo.dtype, np.integer) else 3}
+    if len(chosen) == 3 and photo.dtype == np.uint8:
+        photo_profile["photometric"] = "RGB"
+    for folder, data, profile in ((label_dir, labels[None], label_profile), (photo_dir, photo, photo_profile)):
+        final = split_dir / folder / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.{os.getpid()}.tmp.tif"
+        try:
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(data)
+                if folder == label_dir and data.dtype in (np.uint8, np.uint16):
+                    dst.write_colormap(1, {c.value: (*c.color, 255) for c in palette.classes})
+                dst.update_tags(TIFFTAG_SOFTWARE="p2ptools", palette=palette.name)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def _scene_state(out: Path, scene: str) -> Path:
     return out / STATE_DIR / "scenes" / f"{scene}.csv"
 
@@ -363,7 +412,8 @@ def _scene_state(out: Path, scene: str) -> Path:
 def _remove_scene_tiles(out: Path, scene: str, tiles: list[TileWindow], fmt: str) -> None:
     for t in tiles:
         for split in SPLITS:
-            tile_path(out, split, scene, t, fmt).unlink(missing_ok=True)
+            for p in tile_paths(out, split, scene, t, fmt):
+                p.unlink(missing_ok=True)
 
 
 class _Splitter:
@@ -483,9 +533,10 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         for chunk in _chunks(grid):
             tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
-                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec))
-    record_plan(out, (tile_path(out, split, task.info.pair.name, t, cfg.format).relative_to(out).as_posix()
-                      for task in tasks for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS))
+                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec, cfg.bands))
+    record_plan(out, (p.relative_to(out).as_posix() for task in tasks
+                      for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
+                      for p in tile_paths(out, split, task.info.pair.name, t, cfg.format)))
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
     bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:

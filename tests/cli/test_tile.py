@@ -448,3 +448,29 @@ def test_official_lists_refuse_tiles_that_straddle_two_official_tiles(landcover_
     assert res.exit_code == 1 and "straddle two official tiles" in res.output
     res = run(landcover_root, tmp_path / "b", "--size", 512, "--stride", 256)
     assert res.exit_code == 1 and "--stride equal to it" in res.output
+
+
+def test_geotiff_tiles_keep_georeference_bands_and_dtype(tmp_path):
+    """--format tif: A/ labels (class values, palette colour table) and B/ photos (own dtype, every band,
+    nodata), each with the tile's CRS and transform from the manifest."""
+    src = tmp_path / "src"
+    img = photo(100, 130, bands=4, dtype="uint16")
+    write_tif(src / "images" / "s.tif", img, nodata=0)
+    write_tif(src / "gt" / "s.tif", blocks_mask(100, 130, [0, 255], block=16))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["tile", str(src), str(out), "--size", "64", "--format", "tif", "--split", "1,0,0"])
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest.csv")
+    kept = man[man.kept]
+    assert len(kept) == 6 and all(f.startswith("train/A/") for f in kept.file)  # 2 × 3 tiles, edge shift
+    for r in kept.itertuples():
+        with rasterio.open(out / r.file) as a, rasterio.open(out / r.file.replace("/A/", "/B/")) as b:
+            assert (a.count, a.dtypes[0], b.count, b.dtypes[0]) == (1, "uint8", 4, "uint16")
+            assert a.crs == b.crs == rasterio.crs.CRS.from_string(r.crs) and b.nodata == 0
+            want = rasterio.Affine(*map(float, r.transform.split()))
+            assert a.transform == b.transform == want
+            assert np.array_equal(b.read(), img[:, r.y : r.y + 64, r.x : r.x + 64])  # native values, all bands
+            assert set(np.unique(a.read(1))) <= {0, 255} and a.colormap(1)[255] == (255, 255, 255, 255)
+            assert b.profile["compress"] == "deflate"
+    res = CliRunner().invoke(cli, ["train", str(out), "--model", "tiny", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "GeoTIFF tile pairs" in res.output
