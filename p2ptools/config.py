@@ -72,6 +72,7 @@ class TileConfig:
         http_retries: retries of a failed range request to a remote scene (GDAL_HTTP_MAX_RETRY).
         http_timeout: seconds before a remote request times out (GDAL_HTTP_TIMEOUT).
         workers: processes.
+        dask: run on this Dask cluster instead (a scheduler address, or ``local:N``).
         overwrite: start over in a folder that holds an earlier dataset.
     """
 
@@ -103,6 +104,7 @@ class TileConfig:
     http_retries: int = 3
     http_timeout: int = 30
     workers: int = 1
+    dask: str | None = None
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -227,6 +229,7 @@ class InpaintConfig:
         format: ``png`` (default) or ``jpg``.
         jpeg_quality: JPEG quality 1–100.
         workers: processes.
+        dask: run on this Dask cluster instead (a scheduler address, or ``local:N``).
         overwrite: start over in a folder that holds an earlier dataset.
     """
 
@@ -243,6 +246,7 @@ class InpaintConfig:
     format: str = "png"
     jpeg_quality: int = 95
     workers: int = 1
+    dask: str | None = None
     overwrite: bool = False
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import (
+    dask_option,
     build_config,
     config_option,
     format_option,
@@ -36,6 +37,7 @@ from p2ptools.cli.options import (
 @format_option
 @jpeg_quality_option
 @workers_option
+@dask_option
 @overwrite_option
 @config_option
 def make_inpaint(src: Path, out: Path, config_file: Path | None, **options: object) -> None:

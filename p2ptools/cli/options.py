@@ -119,3 +119,10 @@ def weights_options(f: F) -> F:
     return click.option("--weights-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                         help="Folder of pretrained weight files (else $P2PTOOLS_WEIGHTS, then torch hub's "
                              "cache, where missing files are downloaded; see p2ptools weights).")(f)
+
+
+dask_option = click.option(
+    "--dask", default=None, metavar="ADDRESS|local:N",
+    help="Run on a Dask cluster: a scheduler address (tcp://host:8786, or a scheduler file .json) or local:N "
+         "(a LocalCluster of N processes). Workers must see the input and output paths. Needs p2ptools[dask].",
+)

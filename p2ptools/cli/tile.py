@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import (
+    dask_option,
     build_config,
     config_option,
     float_pair_callback,
@@ -78,6 +79,7 @@ from p2ptools.cli.options import (
 @click.option("--http-timeout", type=click.IntRange(min=1), default=None,
               help="Remote scenes: seconds before a request times out (default 30; GDAL_HTTP_TIMEOUT wins).")
 @workers_option
+@dask_option
 @overwrite_option
 @config_option
 def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **options: object) -> None:

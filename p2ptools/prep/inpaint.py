@@ -240,7 +240,8 @@ def _scan(cfg: InpaintConfig, rels: list[str], progress: bool) -> dict[str, Scan
         else:
             todo.append((str(cfg.src), rel))
     with progress_bar(len(todo), "scan", "img", progress) as bar:
-        for res in imap_unordered(_scan_one, todo, cfg.workers):
+        for res in imap_unordered(_scan_one, todo, cfg.workers, cfg.dask,
+                                  on_error=lambda a, exc: ScanResult(a[1], 0, 0, error=f"task failed: {exc!r}")):
             results[res.rel] = res
             bar.update(1)
     atomic_write_text(cache_path, csv_text([vars(results[rel]) for rel in rels]))
@@ -330,7 +331,8 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
         else:
             tasks.append(_WriteTask(str(cfg.src), rel, names[rel], split_of[rel], cfg))
     with progress_bar(len(tasks), "make-inpaint", "pair", progress) as bar:
-        for rel, error in imap_unordered(_write_one, tasks, cfg.workers):
+        for rel, error in imap_unordered(_write_one, tasks, cfg.workers, cfg.dask,
+                                         on_error=lambda task, exc: (task.rel, f"task failed: {exc!r}")):
             bar.update(1)
             if error:
                 reasons[rel] = error

@@ -540,7 +540,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     scenes = _SceneBook(out, cfg.format, report, infos, grids)
     bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:
-        for res in _run(tasks, cfg.workers):
+        for res in _run(tasks, cfg.workers, cfg.dask):
             bar.update(res.tiles)
             scenes.add(res)
     finally:
@@ -644,11 +644,17 @@ class _SceneBook:
         self.report.scenes.append(scene)
 
 
-def _run(tasks: list[ChunkTask], workers: int) -> Iterator[ChunkResult]:
+def _run(tasks: list[ChunkTask], workers: int, dask: str | None = None) -> Iterator[ChunkResult]:
     try:
-        yield from imap_unordered(process_chunk, tasks, workers)
+        yield from imap_unordered(process_chunk, tasks, workers, dask, on_error=_task_failed)
     finally:
         _DATASETS.close()  # datasets opened in this process (workers=1)
+
+
+def _task_failed(task: ChunkTask, exc: BaseException) -> ChunkResult:
+    """A chunk whose Dask task failed for good (its workers died): reported like a bad scene."""
+    return ChunkResult(task.info.pair.name, len(task.tiles), [],
+                       error=f"{task.info.pair.image}: the task failed on the Dask cluster: {exc!r}")
 
 
 def _assemble_manifest(out: Path, scenes: list[str]) -> tuple[list[str], list[dict[str, str]]]:

@@ -1,6 +1,13 @@
-"""Running independent work items in worker processes, results as they complete.
+"""Running independent work items in worker processes, or on a Dask cluster, results as they complete.
 
-Workers never outlive the command: on Linux each asks the kernel to end it when its parent dies
+``imap_unordered`` runs items in this process, in a local process pool (``workers``), or on
+dask.distributed (``dask``: the address of a running scheduler — ``dask scheduler``,
+dask-jobqueue on SLURM/PBS, dask-kubernetes — or ``local:N`` for a LocalCluster of N worker
+processes). The caller sees the same thing either way: results in completion order. On Dask a task
+whose worker dies is run again on another worker (the scheduler's ``allowed_failures``); one that
+fails for good is handed to ``on_error``, so the caller can report it like a bad input.
+
+Local pool workers never outlive the command: on Linux each asks the kernel to end it when its parent dies
 (``PR_SET_PDEATHSIG``, so a SIGKILL of the parent leaves no orphan), and on Ctrl-C or SIGTERM the
 parent cancels what has not started and terminates the workers before the error is reported.
 """
@@ -9,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -16,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -91,15 +99,24 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int, dask: str | None = None,
+                   on_error: Callable[[T, BaseException], R] | None = None) -> Iterator[R]:
     """Yield ``fn(item)`` for every item, in completion order.
 
-    With ``workers <= 1`` (or a single item) everything runs in this process, in order. Otherwise
-    a process pool runs the items; it forks where the platform can (workers start at once with
-    this process's modules already imported) and spawns elsewhere. ``fn`` must be a module-level
+    With ``dask`` the items run on that Dask cluster (see the module docstring). Else, with
+    ``workers <= 1`` (or a single item) everything runs in this process, in order; otherwise a
+    process pool runs the items; it forks where the platform can (workers start at once with this
+    process's modules already imported) and spawns elsewhere. ``fn`` must be a module-level
     function and items must pickle; ``fn`` should return errors as values rather than raise.
+
+    Raises:
+        ConfigError: ``dask`` given without dask.distributed installed, or a scheduler that cannot
+            be reached.
     """
     items = list(items)
+    if dask:
+        yield from _dask_map(fn, items, dask, on_error)
+        return
     if workers <= 1 or len(items) <= 1:
         for item in items:
             yield fn(item)
@@ -119,3 +136,65 @@ def imap_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> It
         raise
     else:
         pool.shutdown(wait=True)
+
+
+#: how long to wait for a Dask scheduler to answer
+CONNECT_TIMEOUT = "20s"
+
+
+def dask_client(address: str) -> tuple[Any, Any]:
+    """``(client, cluster)`` for ``address``: ``local:N`` starts a LocalCluster of N single-threaded
+    worker processes (``cluster`` is then closed with the client), anything else is a scheduler
+    address (``tcp://host:8786``, a scheduler file path ending in ``.json``).
+
+    Raises:
+        ConfigError: without dask.distributed, for a malformed ``local:N`` or an unreachable scheduler.
+    """
+    from p2ptools.errors import ConfigError
+
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("--dask needs dask.distributed: pip install 'p2ptools[dask]'") from None
+    if address.startswith("local:"):
+        try:
+            n = int(address.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"--dask {address}: write local:N with N ≥ 1 worker processes, e.g. local:4")
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                           silence_logs=logging.ERROR)
+        return distributed.Client(cluster), cluster
+    try:
+        if address.endswith(".json"):
+            return distributed.Client(scheduler_file=address, timeout=CONNECT_TIMEOUT), None
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT), None
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--dask {address}: cannot reach the Dask scheduler ({exc})") from exc
+
+
+def _dask_map(fn: Callable[[T], R], items: list[T], address: str,
+              on_error: Callable[[T, BaseException], R] | None) -> Iterator[R]:
+    client, cluster = dask_client(address)
+    import distributed
+
+    futures: list[Any] = []
+    try:
+        futures = client.map(fn, items, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for fut in distributed.as_completed(futures):
+            try:
+                yield fut.result()
+            except Exception as exc:  # the task's worker died too often, or fn raised
+                if on_error is None:
+                    raise
+                yield on_error(items[index[fut.key]], exc)
+    finally:
+        with contextlib.suppress(Exception):
+            client.cancel(futures)
+        with contextlib.suppress(Exception):
+            client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
