@@ -27,8 +27,28 @@ def _sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+#: command name → module of p2ptools.cli that defines it (imported only when the command runs, so
+#: `p2ptools tile` does not pay for torch-side modules, and the other way round)
+COMMANDS: dict[str, str] = {
+    "tile": "tile", "make-inpaint": "make_inpaint", "pair": "pair", "unpair": "unpair", "train": "train",
+    "predict": "predict", "train-fcn": "train_fcn", "evaluate": "evaluate", "run": "run", "weights": "weights",
+}
+
+
 class P2PGroup(click.Group):
-    """A click group that turns every :class:`P2PError` into one clean message and exit 1."""
+    """A click group that imports a command's module when it is used, and turns every
+    :class:`P2PError` into one clean message and exit 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and name not in self.commands:
+            import importlib
+
+            module = importlib.import_module(f"p2ptools.cli.{COMMANDS[name]}")
+            self.add_command(getattr(module, COMMANDS[name]), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         _sigterm_as_interrupt()
@@ -84,22 +104,3 @@ def cli(verbose: int, quiet: int) -> None:
     and score the results (evaluate, with train-fcn for the FCN-score); run chains them from a recipe.
     """
     configure_logging(verbose, quiet)
-
-
-def _register() -> None:
-    from p2ptools.cli.evaluate import evaluate
-    from p2ptools.cli.make_inpaint import make_inpaint
-    from p2ptools.cli.pair import pair
-    from p2ptools.cli.predict import predict
-    from p2ptools.cli.run import run
-    from p2ptools.cli.tile import tile
-    from p2ptools.cli.train import train
-    from p2ptools.cli.train_fcn import train_fcn
-    from p2ptools.cli.unpair import unpair
-    from p2ptools.cli.weights import weights
-
-    for command in (tile, make_inpaint, pair, unpair, train, predict, train_fcn, evaluate, run, weights):
-        cli.add_command(command)
-
-
-_register()

@@ -19,8 +19,6 @@ import rasterio
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
-from rasterio.windows import transform as window_transform
 
 from p2ptools.config import LAYOUTS
 from p2ptools.errors import ConfigError, GridMismatchError, InputError, RasterReadError
@@ -384,8 +382,10 @@ def clip_window(y: int, x: int, height: int, width: int, scene_h: int, scene_w: 
     return Window(x0, y0, x1 - x0, y1 - y0)
 
 
-def read_photo(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int) -> np.ndarray:
-    """Read a window of the photo as RGB uint8 (scaled with the scene's stretch), 0 outside the scene.
+def read_photo(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int,
+               bgr: bool = False) -> np.ndarray:
+    """Read a window of the photo as RGB uint8 (scaled with the scene's stretch), 0 outside the scene
+    (``bgr=True``: in OpenCV's BGR order).
 
     Nodata pixels keep whatever value the file holds there; :func:`read_valid` tells which they are.
 
@@ -399,7 +399,7 @@ def read_photo(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, h
     ys, xs = int(win.row_off) - y, int(win.col_off) - x
     data = to_uint8(ds.read(list(info.bands), window=win), info.stretch)
     planes = [data[0]] * 3 if data.shape[0] == 1 else list(data)
-    sub = cv2.merge(planes)  # (bands, h, w) → (h, w, 3); much faster than numpy's moveaxis copy
+    sub = cv2.merge(planes[::-1] if bgr else planes)  # (bands, h, w) → (h, w, 3); much faster than numpy's moveaxis copy
     rgb[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
     return rgb
 
@@ -439,7 +439,14 @@ def read_labels(
 def window_geo(
     info: SceneInfo, y: int, x: int, size: int
 ) -> tuple[tuple[float, ...], tuple[float, float, float, float]]:
-    """The geotransform and bounds ``(left, bottom, right, top)`` of a ``size``² tile at ``(y, x)``."""
-    scene = rasterio.Affine(*info.transform)
-    win = Window(x, y, size, size)
-    return tuple(window_transform(win, scene))[:6], window_bounds(win, scene)
+    """The geotransform and bounds ``(left, bottom, right, top)`` of a ``size``² tile at ``(y, x)``.
+
+    The arithmetic of ``rasterio.windows.transform`` and ``bounds``, without building a ``Window``
+    for every tile (the same floats; tested).
+    """
+    a, b, c, d, e, f = info.transform
+    gx, gy = x * a + y * b + c, x * d + y * e + f  # the tile's origin, as Affine * (x, y) computes it
+    left, bottom = x * a + (y + size) * b + c, x * d + (y + size) * e + f
+    right, top = (x + size) * a + y * b + c, (x + size) * d + y * e + f
+    # Affine.translation(gx - c, gy - f) * scene, term by term (the zero terms do not change the floats)
+    return (a, b, c + (gx - c), d, e, f + (gy - f)), (left, bottom, right, top)

@@ -13,7 +13,7 @@ import math
 import sys
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: a command line, and half the import time
 
 LOGGER_NAME = "p2ptools.runtime.progress"
 _log = logging.getLogger(LOGGER_NAME)

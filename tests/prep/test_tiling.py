@@ -94,3 +94,28 @@ def test_ab_round_trip():
         compose_ab(a, b[:4])
     with pytest.raises(ValueError):
         split_ab(ab[:, :15])
+
+
+def test_fast_paths_equal_the_plain_ones():
+    """The per-tile shortcuts of the tiler give exactly what rasterio / numpy give."""
+    import rasterio
+    from rasterio.windows import Window, bounds, transform
+
+    from p2ptools.prep.raster import ScenePair, SceneInfo, window_geo
+    from p2ptools.prep.tiler import class_counts, colorize_lut
+
+    for aff in (rasterio.Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0), rasterio.Affine(0.3, 0.1, 12.5, 0.2, -0.3, 99.0)):
+        info = SceneInfo(ScenePair("s", "s.tif", None), 1000, 1000, (1,), "", tuple(aff)[:6], None, False, "uint8")
+        for y, x in ((0, 0), (256, 512), (744, 13)):
+            t, b = window_geo(info, y, x, 256)
+            assert t == tuple(transform(Window(x, y, 256, 256), aff))[:6]
+            assert b == bounds(Window(x, y, 256, 256), aff)
+    rng = np.random.default_rng(0)
+    labels = rng.choice(np.array([0, 3, 255], np.uint8), size=(64, 64))
+    lut = np.zeros((256, 3), np.uint8)
+    lut[3], lut[255] = (1, 2, 3), (9, 8, 7)
+    assert np.array_equal(colorize_lut(labels, lut), np.take(lut, labels, axis=0))
+    assert np.array_equal(colorize_lut(labels.astype(np.uint16), lut), np.take(lut, labels, axis=0))
+    full = {int(v): int(c) for v, c in zip(*np.unique(labels, return_counts=True), strict=True)}
+    assert class_counts(labels, (0, 3, 255)) == full == class_counts(labels)
+    assert class_counts(labels, (0, 255)) == full  # a value outside the palette: the full histogram names it
