@@ -244,3 +244,13 @@ def test_real_spacenet_scene(tmp_path):
         assert (b.width, b.height, b.count) == (a.width, a.height, 1) and b.transform == a.transform
         assert set(np.unique(b.read(1))) <= {0, 255}
     assert rep.input_kind == "rgb"
+
+
+def test_instance_norm_generator_is_warned_about(tiles, tmp_path, caplog):
+    run = tmp_path / "run_in"
+    fit(ModelConfig(ngf=8, ndf=8, num_downs=5, image_size=32, load_size=36, g_norm="instance"),
+        TrainConfig(dataset=tiles, out=run, epochs=1, workers=0, max_steps=2, batch_size=4), progress=False)
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8))
+    with caplog.at_level("WARNING"):
+        predict_scene(run, scene, tmp_path / "o.tif", progress=False)
+    assert any("instance normalisation" in r.getMessage() for r in caplog.records)
