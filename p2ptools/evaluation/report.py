@@ -24,7 +24,7 @@ from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table
 from p2ptools.runtime.output import atomic_write_text, write_image
 
 THUMB_DIR = "thumbs"
-THUMB_SIZE = 128
+THUMB_SIZE = 96  # the page shows them 96 px high
 #: per-image metrics where a higher value is better (the others: lower is better)
 HIGHER_IS_BETTER = ("psnr", "ssim", "vgg")
 PAGE_ROWS = 100
