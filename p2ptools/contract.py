@@ -12,7 +12,9 @@ input that does not fit it, naming both. It holds:
   of anything else), how many channels were read (1 is replicated to RGB), the source dtypes, and
   the stretch of non-8-bit data (``percentile`` low/high, computed per scene; the values of each
   training scene are kept in ``scenes``);
-* ``normalisation``: 8-bit RGB to the network's range, ``x / 127.5 − 1`` (inverted on output).
+* ``normalisation``: 8-bit RGB to the network's range, ``x / 127.5 − 1`` (inverted on output);
+* ``tif``: for GeoTIFF tiles (``tile --format tif``), the photo tiles' dtype and per-band
+  ``low``/``high`` mapped to -1/1 (:mod:`p2ptools.pix2pix.bands`), and the label dtype.
 
 Old checkpoints and datasets without a contract (facades, maps: folders of A|B images) get
 :func:`generic`, which enforces nothing beyond what the images show.
@@ -61,6 +63,7 @@ class DataContract:
     photo: PhotoSpec | None = None
     scenes: dict[str, dict[str, Any]] = field(default_factory=dict)
     normalisation: str = NORMALISATION
+    tif: dict[str, Any] | None = None
 
     def roles(self, direction: str) -> tuple[str, str]:
         """``(what the model reads, what it writes)`` for a training ``direction`` (AtoB/BtoA)."""
@@ -85,7 +88,7 @@ class DataContract:
             )
         return cls(kind=data["kind"], a=data["a"], b=data["b"], size=data.get("size"), palette=data.get("palette"),
                    photo=spec, scenes=dict(data.get("scenes") or {}),
-                   normalisation=data.get("normalisation", NORMALISATION))
+                   normalisation=data.get("normalisation", NORMALISATION), tif=data.get("tif"))
 
 
 def generic(meta: dict[str, Any] | None) -> DataContract:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,17 +34,17 @@ def list_split(root: Path, split: str | None) -> list[Path]:
         raise InputError(f"{folder}: no such folder (expected an aligned dataset: train/ val/ test/ of A|B images)")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        if (folder / "A").is_dir() and any((folder / "A").glob("*.tif")):
-            raise InputError(f"{folder}: holds GeoTIFF tile pairs (tile --format tif: A/ and B/), which train does not "
-                             "read yet; tile again with --format png (N-band GeoTIFF training is planned)")
         raise InputError(f"{folder}: no images")
     return files
 
 
 def has_images(folder: Path) -> bool:
     """Whether ``folder`` exists and holds at least one image (a split may be empty after filtering)."""
+    from p2ptools.pix2pix.bands import is_tif_split
+
     folder = Path(folder)
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+    return folder.is_dir() and (is_tif_split(folder) or any(p.suffix.lower() in IMAGE_EXTENSIONS
+                                                            for p in folder.iterdir() if p.is_file()))
 
 
 def read_ab(path: Path, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +70,9 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def to_image(t: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped)."""
+    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped). Other channel
+    counts are shown as their first three channels (RGB of RGBN), or one channel as gray."""
+    t = t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
     arr = (t.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5
     return arr.round().byte().permute(1, 2, 0).numpy()
 
@@ -108,6 +111,10 @@ def paired_transform(
 class AlignedDataset(Dataset):
     """A|B images of one split folder, as ``{"A": (3,H,W), "B": (3,H,W), "name": str}`` in [-1, 1].
 
+    A split of GeoTIFF tile pairs (``tile --format tif``: ``A/`` and ``B/``) is read with all its
+    bands (:mod:`p2ptools.pix2pix.bands`): ``A`` and ``B`` then have as many channels as the halves
+    give (``channels``), mapped with the dataset's ranges from its ``dataset.json``.
+
     Args:
         root: dataset folder.
         split: ``train``, ``val``, ``test`` or None for ``root`` itself.
@@ -124,7 +131,17 @@ class AlignedDataset(Dataset):
     def __init__(self, root: Path, split: str | None, direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, augment: str = "flip", train: bool = True, seed: int = 0,
                  limit: int | None = None) -> None:
-        self.files = list_split(root, split)[:limit]
+        from p2ptools.pix2pix.bands import half_specs, is_tif_split, tif_pairs
+
+        folder = Path(root) / split if split else Path(root)
+        self.pairs: list[tuple[Path, Path]] | None = None
+        self.specs: dict[str, Any] = {}
+        if is_tif_split(folder):
+            self.pairs = tif_pairs(folder)[:limit]
+            self.files = [a for a, _ in self.pairs]
+            self.specs = half_specs(_contract_of(Path(root)))
+        else:
+            self.files = list_split(root, split)[:limit]
         self.direction, self.load_size, self.crop_size = direction, load_size, crop_size
         self.augment, self.train, self.seed = augment, train, seed
         self.epoch = 0
@@ -136,11 +153,44 @@ class AlignedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def channels(self) -> tuple[int, int]:
+        """Network channels of (input, target): 3 and 3 for image pairs."""
+        if not self.specs:
+            return 3, 3
+        a, b = self.specs["A"].channels, self.specs["B"].channels
+        return (a, b) if self.direction == "AtoB" else (b, a)
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
-        a, b = read_ab(self.files[i], self.direction)
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        a, b = paired_transform(a, b, self.load_size, self.crop_size, self.augment if self.train else "none", rng)
+        augment = self.augment if self.train else "none"
+        if self.pairs is not None:
+            from p2ptools.pix2pix.bands import read_tif
+
+            a_path, b_path = self.pairs[i]
+            fa, fb = self.specs["A"].encode(read_tif(a_path)[0]), self.specs["B"].encode(read_tif(b_path)[0])
+            if self.direction == "BtoA":
+                fa, fb = fb, fa
+            fa, fb = paired_transform(fa, fb, self.load_size, self.crop_size, augment, rng)
+            return {"A": _float_tensor(fa), "B": _float_tensor(fb), "name": a_path.stem}
+        a, b = read_ab(self.files[i], self.direction)
+        a, b = paired_transform(a, b, self.load_size, self.crop_size, augment, rng)
         return {"A": to_tensor(a), "B": to_tensor(b), "name": self.files[i].stem}
+
+
+def _float_tensor(img: np.ndarray) -> torch.Tensor:
+    """``(H, W[, C])`` float32 already in the network's range → ``(C, H, W)``."""
+    arr = img[..., None] if img.ndim == 2 else img  # OpenCV drops a single channel when resizing
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+
+
+def _contract_of(root: Path) -> dict[str, Any]:
+    from p2ptools.runtime.output import read_dataset_json
+
+    data = read_dataset_json(root) or {}
+    if not data.get("contract"):
+        raise InputError(f"{root}: GeoTIFF tile pairs need the dataset.json that p2ptools tile --format tif writes")
+    return data["contract"]
 
 
 class EpochSampler(Sampler[int]):

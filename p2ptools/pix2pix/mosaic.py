@@ -255,6 +255,10 @@ def predict_scene(
     start = time.perf_counter()
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
+    if (mcfg.in_channels, mcfg.out_channels) != (3, 3):
+        raise ConfigError(f"{meta['path']}: a model of {mcfg.in_channels} → {mcfg.out_channels} channels (trained on "
+                          "GeoTIFF tiles); whole-scene prediction handles RGB models only for now: tile the scene "
+                          "with p2ptools tile --format tif and predict the tiles (p2ptools predict RUN TILES/test OUT)")
     contract = from_checkpoint(meta.get("dataset"))
     direction = meta["train_config"].get("direction", "AtoB")
     set_inference_mode(G)

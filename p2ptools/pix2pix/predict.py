@@ -11,9 +11,11 @@ shifts colours between neighbouring tiles and shows as seams in mosaics. ``dropo
 from __future__ import annotations
 
 import json
+import os
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,6 +119,10 @@ def predict_folder(
         batch_size = 1
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     check_not_inside(out_dir, [input_dir])
+    from p2ptools.pix2pix.bands import is_tif_split
+
+    if is_tif_split(input_dir):
+        return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress)
     files = [p for p in list_images(input_dir, exclude=out_dir) if p.parent == input_dir]
     if not files:
         raise InputError(f"{input_dir}: no images")
@@ -168,4 +174,64 @@ def predict_folder(
         "checkpoint": meta["path"], "input": str(input_dir), "input_kind": kind, "direction": direction,
         "dropout": dropout, "batch_stats": batch_stats, "image_size": size, "written": report.written,
     }, indent=2) + "\n")
+    return report
+
+
+def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
+                      dev: torch.device, amp: str, progress: bool = True) -> PredictReport:
+    """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
+    pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
+    (labels as class values with the palette as colour table).
+
+    Raises:
+        InputError: if the run was not trained on GeoTIFF tiles, or their bands differ.
+    """
+    import rasterio
+
+    from p2ptools.pix2pix.bands import half_specs, read_tif, tif_pairs
+
+    dataset = meta.get("dataset") or {}
+    if not (dataset.get("contract") or {}).get("tif"):
+        raise InputError(f"{input_dir}: holds GeoTIFF tile pairs, but the model {meta['path']} was trained on image "
+                         "pairs; train on the GeoTIFF tiles (tile --format tif) to translate them")
+    specs = half_specs(dataset["contract"])
+    direction = meta["train_config"].get("direction", "AtoB")
+    src, dst = ("A", "B") if direction == "AtoB" else ("B", "A")
+    pairs = tif_pairs(input_dir)
+    planned = {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}
+    claim_folder(out_dir, planned, inputs=[input_dir])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = PredictReport(out_dir, meta["path"], "tif")
+    autocast = device_autocast(dev, resolve_amp(amp, dev))
+    with progress_bar(len(pairs), "predict", "tile", progress) as bar:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            inputs, geos = [], []
+            for a, b in chunk:
+                data, geo = read_tif(a if src == "A" else b)
+                if data.shape[0] != (1 if specs[src].role == "label" else specs[src].channels):
+                    raise InputError(f"{a if src == 'A' else b}: {data.shape[0]} band(s); the model {meta['path']} "
+                                     f"reads {specs[src].channels}")
+                inputs.append(resize_square(specs[src].encode(data), mcfg.image_size))
+                geos.append(geo)
+            x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
+                             for i in inputs]).to(dev)
+            with torch.inference_mode(), autocast:
+                y = G(x).float().cpu().numpy()
+            for (a, _), out, geo in zip(chunk, y, geos, strict=True):
+                values = specs[dst].decode(out)
+                profile = {"driver": "GTiff", "width": values.shape[2], "height": values.shape[1],
+                           "count": values.shape[0], "dtype": values.dtype.name, "compress": "deflate", **geo}
+                final = out_dir / f"{a.stem}.tif"
+                tmp = out_dir / f".{final.name}.tmp.tif"
+                with rasterio.open(tmp, "w", **profile) as ds:
+                    ds.write(values)
+                    if specs[dst].role == "label":
+                        ds.write_colormap(1, {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]})
+                os.replace(tmp, final)
+                report.written += 1
+            bar.update(len(chunk))
+    atomic_write_text(out_dir / "predict.json", json.dumps({
+        "checkpoint": meta["path"], "input": str(input_dir), "input_kind": "tif", "direction": direction,
+        "image_size": mcfg.image_size, "written": report.written}, indent=2) + "\n")
     return report

@@ -405,7 +405,11 @@ class _Trainer:
         np.random.seed(tcfg.seed % 2**32)
         random.seed(tcfg.seed)
         self.train_ds, self.val_ds = _datasets(mcfg, tcfg)
-        if self.main and not resume:
+        c_in, c_out = self.train_ds.channels
+        if (c_in, c_out) != (mcfg.in_channels, mcfg.out_channels):  # N-band GeoTIFF tiles set the channels
+            log.info("channels from the data: %d in, %d out", c_in, c_out)
+            mcfg = self.mcfg = dataclasses.replace(mcfg, in_channels=c_in, out_channels=c_out)
+        if self.main and not resume and self.train_ds.pairs is None:
             check_tile_size(mcfg, self.train_ds.files, tcfg.dataset)
         self.m = build_models(mcfg, tcfg, self.device)
         self.state = RunState()

@@ -472,5 +472,5 @@ def test_geotiff_tiles_keep_georeference_bands_and_dtype(tmp_path):
             assert np.array_equal(b.read(), img[:, r.y : r.y + 64, r.x : r.x + 64])  # native values, all bands
             assert set(np.unique(a.read(1))) <= {0, 255} and a.colormap(1)[255] == (255, 255, 255, 255)
             assert b.profile["compress"] == "deflate"
-    res = CliRunner().invoke(cli, ["train", str(out), "--model", "tiny", "--out", str(tmp_path / "run")])
-    assert res.exit_code == 1 and "GeoTIFF tile pairs" in res.output
+    contract = json.loads((out / "dataset.json").read_text())["contract"]["tif"]
+    assert (contract["dtype"], contract["bands"], contract["nodata"]) == ("uint16", 4, 0)

@@ -1,0 +1,137 @@
+"""N-band GeoTIFF tile pairs (``tile --format tif``): to the network's range and back.
+
+A split of such a dataset holds ``A/<tile>.tif`` and ``B/<tile>.tif``. A label half (one band of
+class values) enters the network colorized with the palette, as in PNG pairs, and leaves it decoded
+to the nearest palette colour; a photo half keeps all its bands and its dtype: each band is mapped
+linearly from the dataset's ``[low, high]`` (per-band percentiles of the training photos, stored
+by ``tile`` in the data contract; 0 and 255 for 8-bit photos, which makes it the PNG mapping) to
+``[-1, 1]``, and back on output, rounded and clipped to the dtype. So a model trained on 16-bit
+RGBN tiles reads 4 bands and writes 4 bands of uint16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2ptools.errors import InputError
+
+#: percentiles of the training photos mapped to -1 and 1 (wide, so few target values saturate)
+NORM_PERCENTILES = (0.5, 99.5)
+
+
+@dataclass(frozen=True)
+class HalfSpec:
+    """How one half of a GeoTIFF pair maps to network channels.
+
+    Args:
+        role: ``label`` or ``photo``.
+        channels: network channels (3 for a colorized label, the band count for a photo).
+        dtype: the half's data type on disk.
+        low: per-band value mapped to -1 (photos).
+        high: per-band value mapped to 1 (photos).
+        palette: the label palette (labels).
+    """
+
+    role: str
+    channels: int
+    dtype: str
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    palette: dict[str, Any] | None = None
+
+    def encode(self, data: np.ndarray) -> np.ndarray:
+        """``(bands, H, W)`` values from disk → ``(H, W, C)`` float32 in the network's range."""
+        if self.role == "label":
+            lut = np.zeros((max(c["value"] for c in self.palette["classes"]) + 1, 3), np.float32)  # type: ignore[index]
+            for c in self.palette["classes"]:  # type: ignore[index]
+                lut[c["value"]] = c["color"]
+            return np.take(lut, data[0].astype(np.int64), axis=0) / 127.5 - 1.0
+        low = np.asarray(self.low, np.float32)[:, None, None]
+        high = np.asarray(self.high, np.float32)[:, None, None]
+        x = (data.astype(np.float32) - low) / np.maximum(high - low, 1e-6) * 2.0 - 1.0
+        return np.ascontiguousarray(np.moveaxis(x, 0, -1))
+
+    def decode(self, net: np.ndarray) -> np.ndarray:
+        """``(C, H, W)`` network output in [-1, 1] → ``(bands, H, W)`` values of ``dtype``."""
+        if self.role == "label":
+            from p2ptools.pix2pix.mosaic import nearest_class
+            from p2ptools.prep.labels import palette_from_dict
+
+            return nearest_class((net + 1.0) * 127.5, palette_from_dict(self.palette, "contract"))[None]
+        low = np.asarray(self.low, np.float64)[:, None, None]
+        high = np.asarray(self.high, np.float64)[:, None, None]
+        x = (net.astype(np.float64) + 1.0) / 2.0 * (high - low) + low
+        info = np.iinfo(self.dtype) if np.issubdtype(np.dtype(self.dtype), np.integer) else None
+        if info is not None:
+            x = np.clip(np.rint(x), info.min, info.max)
+        return x.astype(self.dtype)
+
+
+def is_tif_split(folder: Path) -> bool:
+    """Whether ``folder`` holds GeoTIFF tile pairs (``A/*.tif``)."""
+    return (Path(folder) / "A").is_dir() and any((Path(folder) / "A").glob("*.tif"))
+
+
+def tif_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """``(A, B)`` GeoTIFF pairs of a split, by name.
+
+    Raises:
+        InputError: listing A tiles without a B tile.
+    """
+    folder = Path(folder)
+    a_files = sorted((folder / "A").glob("*.tif"))
+    missing = [a.name for a in a_files if not (folder / "B" / a.name).is_file()]
+    if missing:
+        raise InputError(f"{folder}: {len(missing)} A tile(s) without a B tile, e.g. {', '.join(missing[:5])}")
+    return [(a, folder / "B" / a.name) for a in a_files]
+
+
+def half_specs(contract: dict[str, Any]) -> dict[str, HalfSpec]:
+    """The :class:`HalfSpec` of halves ``A`` and ``B`` from a data contract written by ``tile --format tif``.
+
+    Raises:
+        InputError: if the contract has no GeoTIFF record (not made by ``tile --format tif``).
+    """
+    tif = contract.get("tif")
+    if not tif:
+        raise InputError("the dataset's data contract has no GeoTIFF record: tile it with p2ptools tile --format tif")
+    specs = {}
+    for half in ("A", "B"):
+        role = contract["a"] if half == "A" else contract["b"]
+        if role == "label":
+            specs[half] = HalfSpec("label", 3, tif["label_dtype"], palette=contract["palette"])
+        else:
+            specs[half] = HalfSpec("photo", len(tif["low"]), tif["dtype"], tuple(tif["low"]), tuple(tif["high"]))
+    return specs
+
+
+def read_tif(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A tile's ``(bands, H, W)`` values and its georeferencing profile.
+
+    Raises:
+        InputError: naming the file if it cannot be read.
+    """
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            return ds.read(), {"crs": ds.crs, "transform": ds.transform}
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
+
+
+def photo_statistics(files: list[Path], dtype: str, nodata: float | None) -> tuple[list[float], list[float]]:
+    """Per-band ``NORM_PERCENTILES`` over ``files`` (valid pixels), or 0/255 for 8-bit photos."""
+    first, _ = read_tif(files[0])
+    if dtype == "uint8":
+        return [0.0] * first.shape[0], [255.0] * first.shape[0]
+    stack = np.concatenate([read_tif(f)[0].reshape(first.shape[0], -1)[:, ::7] for f in files], axis=1)
+    stack = stack.astype(np.float64)
+    valid = np.ones(stack.shape[1], bool) if nodata is None else (stack != nodata).all(axis=0)
+    lo, hi = np.percentile(stack[:, valid], NORM_PERCENTILES, axis=1) if valid.any() else (stack.min(1), stack.max(1))
+    hi = np.where(hi > lo, hi, lo + 1.0)
+    return [float(v) for v in lo], [float(v) for v in hi]

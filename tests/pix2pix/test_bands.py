@@ -1,0 +1,102 @@
+"""N-band GeoTIFF tiles: normalisation and back, training with channels from the data, tile predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from p2ptools.cli.main import cli
+from p2ptools.pix2pix.bands import HalfSpec
+
+from tests.conftest import blocks_mask, photo, shared_path, write_tif
+
+PALETTE = {"name": "inria", "background": 0, "classes": [{"value": 0, "name": "background", "color": [0, 0, 0]},
+                                                          {"value": 255, "name": "building", "color": [255, 255, 255]}]}
+TINY = ["--model", "tiny", "--epochs", "1", "--max-steps", "2", "--set", "model.image_size=64",
+        "--set", "model.load_size=72", "--set", "model.num_downs=6", "--workers", "0"]
+
+
+def test_photo_and_label_round_trips():
+    spec = HalfSpec("photo", 4, "uint16", (100.0, 0.0, 50.0, 1000.0), (4000.0, 255.0, 60000.0, 1100.0))
+    rng = np.random.default_rng(0)
+    data = np.stack([rng.integers(100, 4001, (8, 8)), rng.integers(0, 256, (8, 8)),
+                     rng.integers(50, 60001, (8, 8)), rng.integers(1000, 1101, (8, 8))]).astype(np.uint16)
+    net = spec.encode(data)
+    assert net.shape == (8, 8, 4) and net.min() >= -1 and net.max() <= 1
+    assert np.array_equal(spec.decode(np.moveaxis(net, -1, 0)), data)  # exact after rounding
+    assert spec.decode(np.full((4, 2, 2), 3.0, np.float32)).max() <= 65535  # clipped to the dtype
+    label = HalfSpec("label", 3, "uint8", palette=PALETTE)
+    classes = np.where(rng.random((1, 8, 8)) > 0.5, 255, 0).astype(np.uint8)
+    assert np.array_equal(label.decode(np.moveaxis(label.encode(classes), -1, 0)), classes)
+
+
+@pytest.fixture
+def rgbn_tiles(tmp_path):
+    """Two 16-bit RGBN scenes with 0/255 masks, tiled to GeoTIFF pairs (label | RGBN)."""
+    for i in range(2):
+        write_tif(tmp_path / "src" / "images" / f"s{i}.tif", photo(192, 192, seed=i, bands=4, dtype="uint16"), nodata=0)
+        write_tif(tmp_path / "src" / "gt" / f"s{i}.tif", blocks_mask(192, 192, [0, 255], block=32, seed=i))
+    out = tmp_path / "tiles"
+    res = CliRunner().invoke(cli, ["tile", str(tmp_path / "src"), str(out), "--size", "64", "--format", "tif",
+                                   "--split", "0.5,0.5,0"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
+    tif = json.loads((rgbn_tiles / "dataset.json").read_text())["contract"]["tif"]
+    assert tif["dtype"] == "uint16" and tif["bands"] == 4 and len(tif["low"]) == 4
+    assert all(lo < hi for lo, hi in zip(tif["low"], tif["high"], strict=True))
+    for direction, out_bands, dtype in (("AtoB", 4, "uint16"), ("BtoA", 1, "uint8")):
+        run = tmp_path / f"run_{direction}"
+        res = CliRunner().invoke(cli, ["train", str(rgbn_tiles), "--out", str(run), "--direction", direction, *TINY])
+        assert res.exit_code == 0, res.output
+        from p2ptools.pix2pix.checkpoints import load_generator
+
+        _, mcfg, _ = load_generator(run)
+        assert (mcfg.in_channels, mcfg.out_channels) == ((3, 4) if direction == "AtoB" else (4, 3))
+        pred = tmp_path / f"pred_{direction}"
+        res = CliRunner().invoke(cli, ["predict", str(run), str(rgbn_tiles / "val"), str(pred)])
+        assert res.exit_code == 0, res.output
+        outs = sorted(pred.glob("*.tif"))
+        assert len(outs) == len(list((rgbn_tiles / "val" / "A").glob("*.tif"))) > 0
+        for o in outs[:3]:
+            with rasterio.open(o) as p, rasterio.open(rgbn_tiles / "val" / "B" / o.name) as ref:
+                assert (p.count, p.dtypes[0]) == (out_bands, dtype)
+                assert p.crs == ref.crs and p.transform == ref.transform  # the tile's georeference
+                if direction == "BtoA":
+                    assert set(np.unique(p.read(1))) <= {0, 255} and p.colormap(1)[255][:3] == (255, 255, 255)
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8))
+    res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_AtoB"), str(scene), str(tmp_path / "o.tif")])
+    assert res.exit_code == 1 and "3 → 4 channels" in res.output and "predict the tiles" in res.output
+
+
+def test_real_naip_rgbn_tiles_train(tmp_path):
+    """NAIP RGBN (real, 4 bands) with a vegetation mask derived from NDVI: labels → RGBN."""
+    naip = shared_path("naip", "m_4709963_se_14_1_20200831.tif")
+    with rasterio.open(naip) as ds:
+        data = ds.read().astype(np.float32)
+        profile = ds.profile
+    ndvi = (data[3] - data[0]) / (data[3] + data[0] + 1e-6)
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "naip.tif").symlink_to(naip)
+    profile.update(count=1, dtype="uint8", nodata=None)
+    (tmp_path / "src" / "gt").mkdir()
+    with rasterio.open(tmp_path / "src" / "gt" / "naip.tif", "w", **profile) as dst:
+        dst.write((ndvi > 0.3).astype(np.uint8)[None])
+    tiles = tmp_path / "tiles"
+    res = CliRunner().invoke(cli, ["tile", str(tmp_path / "src"), str(tiles), "--size", "64", "--format", "tif",
+                                   "--palette", "binary01", "--split-by", "block", "--block-size", "192",
+                                   "--block-buffer", "0"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train", str(tiles), "--out", str(tmp_path / "run"), *TINY])
+    assert res.exit_code == 0, res.output
+    from p2ptools.pix2pix.checkpoints import load_generator
+
+    _, mcfg, meta = load_generator(tmp_path / "run")
+    assert (mcfg.in_channels, mcfg.out_channels) == (3, 4)  # colorized labels → the four NAIP bands
+    assert meta["dataset"]["contract"]["tif"]["low"] == [0.0] * 4  # 8-bit photos: the PNG mapping
