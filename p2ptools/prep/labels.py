@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from p2ptools.errors import PaletteError
 
@@ -204,6 +203,8 @@ def load_palette(spec: str | Path) -> Palette:
         raise PaletteError(
             f"palette {key!r} is neither a built-in palette ({', '.join(sorted(BUILTIN_PALETTES))}) nor a file"
         )
+    import yaml  # here: built-in palettes need no YAML parser at start-up
+
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
