@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
-from p2ptools.pix2pix.checkpoints import RunState, save_checkpoint  # noqa: E402
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
+from p2ptools.pix2pix.checkpoints import RunState, save_checkpoint  # noqa: E402
 from p2ptools.pix2pix.train import build_models  # noqa: E402
 
 

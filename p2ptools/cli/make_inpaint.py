@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import (
-    dask_option,
     build_config,
     config_option,
+    dask_option,
     format_option,
     jpeg_quality_option,
     overwrite_option,

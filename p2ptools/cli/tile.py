@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import (
-    dask_option,
     build_config,
     config_option,
+    dask_option,
     float_pair_callback,
-    format_option,
     fraction_type,
     int_list_callback,
     jpeg_quality_option,
@@ -101,8 +100,8 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     """
     from p2ptools.config import TileConfig
     from p2ptools.errors import SceneFailures
-    from p2ptools.recipe import sample_root
     from p2ptools.prep.tiler import tile_dataset
+    from p2ptools.recipe import sample_root
 
     if sample:
         if len(paths) != 1:

@@ -35,13 +35,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
-from p2ptools.runtime.device import select_device
 from p2ptools.errors import ConfigError, InputError, P2PError
-from p2ptools.prep.images import images_by_stem, load_rgb8, resize
 from p2ptools.evaluation.metrics import pixel
-from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder
+from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.pix2pix.predict import detect_input_kind
+from p2ptools.prep.images import images_by_stem, load_rgb8, resize
+from p2ptools.runtime.device import select_device
+from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder
 from p2ptools.runtime.progress import Ticker, report
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from p2ptools.pix2pix.data import has_images, list_split
-from p2ptools.runtime.device import select_device
 from p2ptools.errors import ConfigError, InputError
+from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
+from p2ptools.pix2pix.data import has_images, list_split
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import Palette, decolorize, load_palette, palette_from_dict
-from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
+from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import duration, report

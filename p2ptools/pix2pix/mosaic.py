@@ -49,14 +49,11 @@ from rasterio.windows import Window
 
 from p2ptools import __version__
 from p2ptools.contract import DataContract, check_scene_input, from_checkpoint
+from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.data import to_tensor
-from p2ptools.runtime.device import autocast as device_autocast
-from p2ptools.runtime.device import resolve_amp, select_device
-from p2ptools.errors import ConfigError, InputError, OutputError
-from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.pix2pix.predict import set_inference_mode
-from p2ptools.runtime.progress import Ticker, duration, report
+from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -71,6 +68,9 @@ from p2ptools.prep.raster import (
     read_valid,
 )
 from p2ptools.prep.tiling import axis_offsets
+from p2ptools.runtime.device import autocast as device_autocast
+from p2ptools.runtime.device import resolve_amp, select_device
+from p2ptools.runtime.progress import Ticker, duration, report
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +255,11 @@ def predict_scene(
     start = time.perf_counter()
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
-    if (mcfg.in_channels, mcfg.out_channels) != (3, 3):
-        raise ConfigError(f"{meta['path']}: a model of {mcfg.in_channels} → {mcfg.out_channels} channels (trained on "
-                          "GeoTIFF tiles); whole-scene prediction handles RGB models only for now: tile the scene "
+    tif = ((meta.get("dataset") or {}).get("contract") or {}).get("tif") or {}
+    if (mcfg.in_channels, mcfg.out_channels) != (3, 3) or tif.get("dtype", "uint8") != "uint8":
+        raise ConfigError(f"{meta['path']}: a model of {mcfg.in_channels} → {mcfg.out_channels} channels of "
+                          f"{tif.get('dtype', 'uint8')} (trained on GeoTIFF tiles); whole-scene prediction handles "
+                          "8-bit RGB models only for now: tile the scene "
                           "with p2ptools tile --format tif and predict the tiles (p2ptools predict RUN TILES/test OUT)")
     contract = from_checkpoint(meta.get("dataset"))
     direction = meta["train_config"].get("direction", "AtoB")

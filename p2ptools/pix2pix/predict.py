@@ -11,8 +11,8 @@ shifts colours between neighbouring tiles and shows as seams in mosaics. ``dropo
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.contract import check_label_image, from_checkpoint
+from p2ptools.errors import InputError, P2PError
+from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
+from p2ptools.prep.images import image_size, list_images, load_rgb8
 from p2ptools.runtime.device import autocast as device_autocast
 from p2ptools.runtime.device import resolve_amp, select_device
-from p2ptools.errors import InputError, P2PError
-from p2ptools.prep.images import image_size, list_images, load_rgb8
 from p2ptools.runtime.output import DATASET_FILE, atomic_write_text, check_not_inside, claim_folder, write_image
 from p2ptools.runtime.progress import bar as progress_bar
 

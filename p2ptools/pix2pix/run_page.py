@@ -64,13 +64,17 @@ def write_run_page(run_dir: Path, model_cfg: Any, train_cfg: Any, state: Any) ->
                                                for k, v in cards) + "</div>"]
     if "loss_G_GAN" in ep:
         x = ep["epoch"].tolist()
+
+        def series(col: str) -> list[tuple[float, float]]:
+            return list(zip(x, ep[col], strict=True))
+
+        l1 = {"train L1 (0–255)": series("loss_G_L1")}
+        if "val_l1_255" in ep:
+            l1["val L1 (0–255)"] = series("val_l1_255")
         charts = [
-            line_chart({"G_GAN": list(zip(x, ep["loss_G_GAN"])), "D": list(zip(x, ep["loss_D"]))}, "epoch",
-                       "GAN losses"),
-            line_chart({"train L1 (0–255)": list(zip(x, ep["loss_G_L1"]))}
-                       | ({"val L1 (0–255)": list(zip(x, ep["val_l1_255"]))} if "val_l1_255" in ep else {}),
-                       "epoch", "L1", marker=(best, f"best {best}") if best else None),
-            line_chart({"seconds": list(zip(x, ep["seconds"]))}, "epoch", "seconds per epoch"),
+            line_chart({"G_GAN": series("loss_G_GAN"), "D": series("loss_D")}, "epoch", "GAN losses"),
+            line_chart(l1, "epoch", "L1", marker=(best, f"best {best}") if best else None),
+            line_chart({"seconds": series("seconds")}, "epoch", "seconds per epoch"),
         ]
         body.append("<h2>Curves</h2><div class=\"charts\">" + "".join(f"<figure>{c}</figure>" for c in charts)
                     + "</div>")

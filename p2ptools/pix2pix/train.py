@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from p2ptools.pix2pix.run_page import write_run_page
+from p2ptools.config import ModelConfig, TrainConfig, check_model_and_training
+from p2ptools.errors import ConfigError, P2PError
 from p2ptools.pix2pix.checkpoints import (
     RunState,
     dataset_meta,
@@ -41,11 +42,10 @@ from p2ptools.pix2pix.checkpoints import (
     set_rng_states,
     unwrap,
 )
-from p2ptools.config import ModelConfig, TrainConfig, check_model_and_training
 from p2ptools.pix2pix.data import AlignedDataset, EpochSampler, has_images, to_image
-from p2ptools.runtime.device import autocast, resolve_amp, select_device
-from p2ptools.errors import ConfigError, P2PError
 from p2ptools.pix2pix.nets import build_discriminator, build_generator
+from p2ptools.pix2pix.run_page import write_run_page
+from p2ptools.runtime.device import autocast, resolve_amp, select_device
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import duration, report

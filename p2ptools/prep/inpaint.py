@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from p2ptools.config import InpaintConfig
+from p2ptools.contract import DataContract
 from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, fit_square, list_images, load_rgb8
-from p2ptools.contract import DataContract
+from p2ptools.prep.splits import SPLITS, assign_splits
+from p2ptools.prep.tiling import compose_ab
 from p2ptools.runtime.output import (
     MANIFEST_FILE,
     STATE_DIR,
@@ -41,8 +43,6 @@ from p2ptools.runtime.output import (
 )
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
-from p2ptools.prep.splits import SPLITS, assign_splits
-from p2ptools.prep.tiling import compose_ab
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2ptools.contract import DataContract
 from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
-from p2ptools.contract import DataContract
+from p2ptools.prep.splits import SPLITS
+from p2ptools.prep.tiling import compose_ab, split_ab
 from p2ptools.runtime.output import inputs_digest, prepare_output, record_plan, write_dataset_json, write_image
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
-from p2ptools.prep.splits import SPLITS
-from p2ptools.prep.tiling import compose_ab, split_ab
 
 log = logging.getLogger(__name__)
 

@@ -399,7 +399,8 @@ def read_photo(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, h
     ys, xs = int(win.row_off) - y, int(win.col_off) - x
     data = to_uint8(ds.read(list(info.bands), window=win), info.stretch)
     planes = [data[0]] * 3 if data.shape[0] == 1 else list(data)
-    sub = cv2.merge(planes[::-1] if bgr else planes)  # (bands, h, w) → (h, w, 3); much faster than numpy's moveaxis copy
+    # (bands, h, w) → (h, w, 3); much faster than numpy's moveaxis copy
+    sub = cv2.merge(planes[::-1] if bgr else planes)
     rgb[ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
     return rgb
 

@@ -25,11 +25,36 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from p2ptools.config import TileConfig
-from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.contract import DataContract, PhotoSpec
-from p2ptools.prep.sources import gdal_http_env
-from p2ptools.prep.vector import VectorMask, VectorSpec, is_vector, vector_spec
+from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
+from p2ptools.prep.raster import (
+    GDAL_CACHE_BYTES,
+    SceneInfo,
+    ScenePair,
+    describe_error,
+    discover_pairs,
+    inspect_scene,
+    open_raster,
+    read_labels,
+    read_photo,
+    read_valid,
+    window_geo,
+)
+from p2ptools.prep.sources import gdal_http_env
+from p2ptools.prep.splits import (
+    BUFFER,
+    SPLITS,
+    BlockGrid,
+    assign_blocks,
+    assign_splits,
+    block_tile_split,
+    empty_splits,
+    official_tile_split,
+    read_split_lists,
+)
+from p2ptools.prep.tiling import TileWindow, compose_ab, decide_tile, keep_fraction_draw, tile_grid
+from p2ptools.prep.vector import VectorMask, VectorSpec, is_vector, vector_spec
 from p2ptools.runtime.output import (
     MANIFEST_FILE,
     STATE_DIR,
@@ -46,31 +71,6 @@ from p2ptools.runtime.output import (
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import report
-from p2ptools.prep.raster import (
-    GDAL_CACHE_BYTES,
-    SceneInfo,
-    ScenePair,
-    describe_error,
-    discover_pairs,
-    inspect_scene,
-    open_raster,
-    read_labels,
-    read_photo,
-    read_valid,
-    window_geo,
-)
-from p2ptools.prep.splits import (
-    BUFFER,
-    SPLITS,
-    BlockGrid,
-    assign_blocks,
-    assign_splits,
-    block_tile_split,
-    empty_splits,
-    official_tile_split,
-    read_split_lists,
-)
-from p2ptools.prep.tiling import TileWindow, compose_ab, decide_tile, keep_fraction_draw, tile_grid
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def _chunks(tiles: list[TileWindow]) -> Iterator[list[TileWindow]]:
     for row in rows.values():
         n = -(-len(row) // CHUNK_TILES)  # chunks in this row
         bounds = [round(i * len(row) / n) for i in range(n + 1)]
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
             yield row[lo:hi]
 
 

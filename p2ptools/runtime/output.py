@@ -14,7 +14,6 @@ import functools
 import hashlib
 import io
 import json
-import functools
 import os
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from p2ptools import __version__
 from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
-from p2ptools.errors import InputError, OutputError
+from p2ptools.errors import OutputError
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"

@@ -5,7 +5,6 @@ from click.testing import CliRunner
 
 from p2ptools import __version__
 from p2ptools.cli.main import cli
-
 from tests.conftest import ROOT
 
 

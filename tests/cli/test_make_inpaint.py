@@ -15,7 +15,6 @@ from PIL import Image
 from p2ptools.cli.main import cli
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.images import load_rgb8 as read_image
-
 from tests.conftest import shared_path
 
 

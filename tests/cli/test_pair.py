@@ -8,7 +8,6 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.prep.images import load_rgb8 as read_image
-
 from tests.conftest import shared_path
 
 

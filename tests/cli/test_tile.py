@@ -16,10 +16,9 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from p2ptools.cli.main import cli
-from p2ptools.prep.labels import decolorize, palette_from_dict
 from p2ptools.prep.images import load_rgb8 as read_image
+from p2ptools.prep.labels import decolorize, palette_from_dict
 from p2ptools.prep.tiling import split_ab, tile_count
-
 from tests.conftest import blocks_mask, photo, shared_path, write_tif
 
 

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-
 from tests.conftest import blocks_mask, photo, shared_path
 
 

@@ -37,7 +37,7 @@ def test_identical_images_give_zero_and_noise_grows_the_distance(lpips_dir):
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(x.shape, generator=g)
     d = [net(x, (x + s * noise).clamp(0, 1)).mean().item() for s in (0.02, 0.05, 0.1, 0.2, 0.4)]
-    assert all(a < b for a, b in zip(d, d[1:])), d
+    assert all(a < b for a, b in zip(d, d[1:], strict=False)), d
 
 
 def test_agrees_with_the_lpips_package(lpips_dir):

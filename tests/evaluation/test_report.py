@@ -5,12 +5,10 @@ from __future__ import annotations
 import shutil
 
 import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-
 from tests.conftest import ab_dataset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

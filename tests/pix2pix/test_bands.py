@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.pix2pix.bands import HalfSpec
-
 from tests.conftest import blocks_mask, photo, shared_path, write_tif
 
 PALETTE = {"name": "inria", "background": 0, "classes": [{"value": 0, "name": "background", "color": [0, 0, 0]},
@@ -72,7 +71,7 @@ def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
                     assert set(np.unique(p.read(1))) <= {0, 255} and p.colormap(1)[255][:3] == (255, 255, 255)
     scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8))
     res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_AtoB"), str(scene), str(tmp_path / "o.tif")])
-    assert res.exit_code == 1 and "3 → 4 channels" in res.output and "predict the tiles" in res.output
+    assert res.exit_code == 1 and "3 → 4 channels of uint16" in res.output and "predict the tiles" in res.output
 
 
 def test_real_naip_rgbn_tiles_train(tmp_path):

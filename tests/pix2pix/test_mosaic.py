@@ -11,7 +11,6 @@ from p2ptools.cli.main import cli
 from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.pix2pix.mosaic import hann_window, predict_scene
 from p2ptools.pix2pix.train import fit
-
 from tests.conftest import TRANSFORM, blocks_mask, photo, shared_path, write_tif
 
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from p2ptools.pix2pix import train as train_mod
 from p2ptools.cli.main import cli
 from p2ptools.config import ModelConfig, TrainConfig
+from p2ptools.pix2pix import train as train_mod
 from p2ptools.pix2pix.data import AlignedDataset, EpochSampler, paired_transform
 from p2ptools.pix2pix.train import (
     TrainingDiverged,
@@ -27,7 +27,6 @@ from p2ptools.pix2pix.train import (
     lr_factor,
     train_step,
 )
-
 from tests.conftest import shared_path
 
 TINY = dict(ngf=8, ndf=8, num_downs=5, image_size=32, load_size=36)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from p2ptools.runtime import device as device_mod
-from p2ptools.pix2pix.checkpoints import load_checkpoint, load_generator
 from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
+from p2ptools.pix2pix.checkpoints import load_checkpoint, load_generator
+from p2ptools.runtime import device as device_mod
 from p2ptools.runtime.output import write_image
 
 SMALL = ["--model", "tiny", "--set", "model.image_size=32", "--set", "model.load_size=36",

@@ -4,7 +4,6 @@ from PIL import Image
 
 from p2ptools.errors import InputError
 from p2ptools.prep.images import fit_square, image_size, list_images, load_rgb8
-
 from tests.conftest import shared_path, write_tif
 
 

@@ -18,7 +18,6 @@ from p2ptools.prep.raster import (
     to_uint8,
     window_geo,
 )
-
 from tests.conftest import TRANSFORM, blocks_mask, photo, shared_path, write_tif
 
 

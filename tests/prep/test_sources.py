@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.prep.sources import RemotePath, read_list
-
 from tests.conftest import shared_path
 
 

@@ -101,10 +101,11 @@ def test_fast_paths_equal_the_plain_ones():
     import rasterio
     from rasterio.windows import Window, bounds, transform
 
-    from p2ptools.prep.raster import ScenePair, SceneInfo, window_geo
+    from p2ptools.prep.raster import SceneInfo, ScenePair, window_geo
     from p2ptools.prep.tiler import class_counts, colorize_lut
 
-    for aff in (rasterio.Affine(0.5, 0, 500000.0, 0, -0.5, 4000000.0), rasterio.Affine(0.3, 0.1, 12.5, 0.2, -0.3, 99.0)):
+    north_up, rotated = rasterio.Affine(0.5, 0, 5e5, 0, -0.5, 4e6), rasterio.Affine(0.3, 0.1, 12.5, 0.2, -0.3, 99.0)
+    for aff in (north_up, rotated):
         info = SceneInfo(ScenePair("s", "s.tif", None), 1000, 1000, (1,), "", tuple(aff)[:6], None, False, "uint8")
         for y, x in ((0, 0), (256, 512), (744, 13)):
             t, b = window_geo(info, y, x, 256)

@@ -15,11 +15,9 @@ from p2ptools.errors import InputError
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import load_palette
 from p2ptools.prep.vector import VectorMask, vector_spec
-
 from tests.conftest import CRS, TRANSFORM, photo, shared_path, write_tif
 
 pyogrio = pytest.importorskip("pyogrio")
-import pyogrio.raw  # noqa: E402
 
 
 def write_vector(path, geoms, crs=CRS, **fields):

@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from p2ptools.cli.main import cli
 from p2ptools.errors import ConfigError
 from p2ptools.runtime.parallel import imap_unordered
-
 from tests.conftest import blocks_mask, photo, write_tif
 from tests.runtime.dask_helpers import always_fail, square_or_die_once
 
@@ -48,7 +47,8 @@ def test_make_inpaint_on_a_local_cluster(tmp_path):
                                        *extra])
         assert res.exit_code == 0, res.output
         outs[name] = _files(tmp_path / name)
-    assert outs["local"].keys() == outs["dask"].keys() and all(outs["local"][k] == outs["dask"][k] for k in outs["local"])
+    local, dask = outs["local"], outs["dask"]
+    assert local.keys() == dask.keys() and all(local[k] == dask[k] for k in local)
 
 
 def test_a_worker_killed_mid_run_loses_no_item(tmp_path):
