@@ -13,8 +13,9 @@ input that does not fit it, naming both. It holds:
   the stretch of non-8-bit data (``percentile`` low/high, computed per scene; the values of each
   training scene are kept in ``scenes``);
 * ``normalisation``: 8-bit RGB to the network's range, ``x / 127.5 − 1`` (inverted on output);
-* ``tif``: for GeoTIFF tiles (``tile --format tif``), the photo tiles' dtype and per-band
-  ``low``/``high`` mapped to -1/1 (:mod:`p2ptools.pix2pix.bands`), and the label dtype.
+* ``tif``: for GeoTIFF tiles (``tile --format tif``), per half (``A``, ``B``): a label's dtype, or
+  a photo's dtype, bands, nodata and per-band ``low``/``high`` mapped to -1/1
+  (:mod:`p2ptools.pix2pix.bands`).
 
 Old checkpoints and datasets without a contract (facades, maps: folders of A|B images) get
 :func:`generic`, which enforces nothing beyond what the images show.

@@ -3,8 +3,8 @@
 A split of such a dataset holds ``A/<tile>.tif`` and ``B/<tile>.tif``. A label half (one band of
 class values) enters the network colorized with the palette, as in PNG pairs, and leaves it decoded
 to the nearest palette colour; a photo half keeps all its bands and its dtype: each band is mapped
-linearly from the dataset's ``[low, high]`` (per-band percentiles of the training photos, stored
-by ``tile`` in the data contract; 0 and 255 for 8-bit photos, which makes it the PNG mapping) to
+linearly from the dataset's ``[low, high]`` (per-band percentiles of the training photos of that
+half, stored by ``tile`` in the data contract, ``contract["tif"]["A"|"B"]``; 0 and 255 for 8-bit photos, which makes it the PNG mapping) to
 ``[-1, 1]``, and back on output, rounded and clipped to the dtype. So a model trained on 16-bit
 RGBN tiles reads 4 bands and writes 4 bands of uint16.
 """
@@ -101,11 +101,11 @@ def half_specs(contract: dict[str, Any]) -> dict[str, HalfSpec]:
         raise InputError("the dataset's data contract has no GeoTIFF record: tile it with p2ptools tile --format tif")
     specs = {}
     for half in ("A", "B"):
-        role = contract["a"] if half == "A" else contract["b"]
-        if role == "label":
-            specs[half] = HalfSpec("label", 3, tif["label_dtype"], palette=contract["palette"])
+        h = tif[half]
+        if h["role"] == "label":
+            specs[half] = HalfSpec("label", 3, h["dtype"], palette=contract["palette"])
         else:
-            specs[half] = HalfSpec("photo", len(tif["low"]), tif["dtype"], tuple(tif["low"]), tuple(tif["high"]))
+            specs[half] = HalfSpec("photo", len(h["low"]), h["dtype"], tuple(h["low"]), tuple(h["high"]))
     return specs
 
 

@@ -256,9 +256,10 @@ def predict_scene(
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
     tif = ((meta.get("dataset") or {}).get("contract") or {}).get("tif") or {}
-    if (mcfg.in_channels, mcfg.out_channels) != (3, 3) or tif.get("dtype", "uint8") != "uint8":
+    dtypes = {tif[h]["dtype"] for h in ("A", "B") if h in tif} or {"uint8"}
+    if (mcfg.in_channels, mcfg.out_channels) != (3, 3) or dtypes != {"uint8"}:
         raise ConfigError(f"{meta['path']}: a model of {mcfg.in_channels} → {mcfg.out_channels} channels of "
-                          f"{tif.get('dtype', 'uint8')} (trained on GeoTIFF tiles); whole-scene prediction handles "
+                          f"{'/'.join(sorted(dtypes))} (trained on GeoTIFF tiles); whole-scene prediction handles "
                           "8-bit RGB models only for now: tile the scene "
                           "with p2ptools tile --format tif and predict the tiles (p2ptools predict RUN TILES/test OUT)")
     contract = from_checkpoint(meta.get("dataset"))

@@ -187,24 +187,29 @@ def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: di
                         photo=photo, scenes=dict(sorted(scenes.items())))
 
 
-def _tif_record(out: Path, rows: list[dict[str, str]], label_is_a: bool, infos: dict[str, SceneInfo],
+def _tif_record(out: Path, rows: list[dict[str, str]], roles: tuple[str, str], infos: dict[str, SceneInfo],
                 before: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The GeoTIFF part of the contract: photo dtype, bands, nodata and the per-band range that
-    training maps to [-1, 1], from up to 64 of the kept photo tiles (training split first)."""
+    """The GeoTIFF part of the contract, per half: a label's dtype, or a photo's dtype, bands, nodata
+    and the per-band range that training maps to [-1, 1] (from up to 64 kept tiles, training first)."""
     from p2ptools.pix2pix.bands import NORM_PERCENTILES, photo_statistics
 
     kept = [r for r in rows if r["kept"] == "True"]
     kept.sort(key=lambda r: r["split"] != "train")
-    photos = [out / (r["file"].replace("/A/", "/B/") if label_is_a else r["file"]) for r in kept]
-    if not photos:
+    if not kept:
         return before
-    sample = photos[:: max(1, len(photos) // 64)][:64]
-    with rasterio.open(sample[0]) as ds:
-        dtype, nodata, bands = ds.dtypes[0], ds.nodata, ds.count
-    label_dtype = next(iter(infos.values())).mask_dtype if infos else (before or {}).get("label_dtype", "uint8")
-    low, high = photo_statistics(sample, dtype, nodata)
-    return {"dtype": dtype, "bands": bands, "nodata": nodata, "label_dtype": label_dtype,
-            "percentiles": list(NORM_PERCENTILES), "low": low, "high": high, "tiles_sampled": len(sample)}
+    record: dict[str, Any] = {"percentiles": list(NORM_PERCENTILES)}
+    for half, role in zip(("A", "B"), roles, strict=True):
+        files = [out / r["file"].replace("/A/", f"/{half}/") for r in kept]
+        sample = files[:: max(1, len(files) // 64)][:64]
+        with rasterio.open(sample[0]) as ds:
+            dtype, nodata, bands = ds.dtypes[0], ds.nodata, ds.count
+        if role == "label":
+            record[half] = {"role": "label", "dtype": dtype}
+        else:
+            low, high = photo_statistics(sample, dtype, nodata)
+            record[half] = {"role": "photo", "dtype": dtype, "bands": bands, "nodata": nodata, "low": low,
+                            "high": high, "tiles_sampled": len(sample)}
+    return record
 
 
 def resolve_palette(spec: str, layout: str) -> Palette:
@@ -610,7 +615,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
                               [p for p in found.pairs if p.name in done_before]).to_dict(),
     })
     if cfg.format == "tif":
-        meta["contract"]["tif"] = _tif_record(out, rows, label_is_a, infos, meta["contract"].get("tif"))
+        meta["contract"]["tif"] = _tif_record(out, rows, (meta["A"], meta["B"]), infos, meta["contract"].get("tif"))
     write_dataset_json(out, meta)
     report.scenes.sort()
     if not sum(report.kept.values()) and report.scenes:

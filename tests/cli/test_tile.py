@@ -472,4 +472,5 @@ def test_geotiff_tiles_keep_georeference_bands_and_dtype(tmp_path):
             assert set(np.unique(a.read(1))) <= {0, 255} and a.colormap(1)[255] == (255, 255, 255, 255)
             assert b.profile["compress"] == "deflate"
     contract = json.loads((out / "dataset.json").read_text())["contract"]["tif"]
-    assert (contract["dtype"], contract["bands"], contract["nodata"]) == ("uint16", 4, 0)
+    assert contract["A"] == {"role": "label", "dtype": "uint8"}
+    assert (contract["B"]["dtype"], contract["B"]["bands"], contract["B"]["nodata"]) == ("uint16", 4, 0)

@@ -47,7 +47,7 @@ def rgbn_tiles(tmp_path):
 
 
 def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
-    tif = json.loads((rgbn_tiles / "dataset.json").read_text())["contract"]["tif"]
+    tif = json.loads((rgbn_tiles / "dataset.json").read_text())["contract"]["tif"]["B"]
     assert tif["dtype"] == "uint16" and tif["bands"] == 4 and len(tif["low"]) == 4
     assert all(lo < hi for lo, hi in zip(tif["low"], tif["high"], strict=True))
     for direction, out_bands, dtype in (("AtoB", 4, "uint16"), ("BtoA", 1, "uint8")):
@@ -98,4 +98,4 @@ def test_real_naip_rgbn_tiles_train(tmp_path):
 
     _, mcfg, meta = load_generator(tmp_path / "run")
     assert (mcfg.in_channels, mcfg.out_channels) == (3, 4)  # colorized labels → the four NAIP bands
-    assert meta["dataset"]["contract"]["tif"]["low"] == [0.0] * 4  # 8-bit photos: the PNG mapping
+    assert meta["dataset"]["contract"]["tif"]["B"]["low"] == [0.0] * 4  # 8-bit photos: the PNG mapping
