@@ -150,6 +150,7 @@ class ChunkTask:
     seed: int
     vector: VectorSpec | None = None
     tif_bands: tuple[int, ...] | None = None  # photo bands of GeoTIFF tiles (None: all but alpha)
+    target_info: SceneInfo | None = None  # photo → photo pairs: the target, described on the photo's grid
 
 
 @dataclass
@@ -300,6 +301,8 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
     try:
         palette = palette_from_dict(task.palette)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+            if task.target_info is not None:
+                return _process_target_chunk(task, info)
             return _process_chunk(task, info, palette)
     except P2PError as exc:
         return ChunkResult(info.pair.name, len(task.tiles), [], error=str(exc))
@@ -342,49 +345,13 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
     for tile, split, dx, t_counts in zip(task.tiles, task.splits, offsets, counts, strict=True):
         fg = 1.0 - t_counts.get(palette.background, 0) / area
         nodata = 0.0 if valid is None else 1.0 - float(valid[:, dx : dx + size].mean())
-        name = f"{info.pair.name}_{tile.row}_{tile.col}"
-        if split is None:
-            reason = "unlisted"
-        elif split == BUFFER:
-            split, reason = None, "split_buffer"
-        else:
-            draw = keep_fraction_draw(task.seed, name)
-            reason = decide_tile(fg, nodata, task.min_foreground, task.keep_empty, task.max_nodata, draw)
-        transform, bounds = window_geo(info, tile.y, tile.x, size)
-        row: dict[str, Any] = {
-            "tile_id": name,
-            "split": split or "",
-            "scene": info.pair.name,
-            "row": tile.row,
-            "col": tile.col,
-            "x": tile.x,
-            "y": tile.y,
-            "width": size,
-            "height": size,
-            "crs": info.crs,
-            "transform": " ".join(repr(float(v)) for v in transform),
-            "left": bounds[0],
-            "bottom": bounds[1],
-            "right": bounds[2],
-            "top": bounds[3],
-            "fg_fraction": round(fg, 6),
-            "nodata_fraction": round(nodata, 6),
-        }
+        split, reason = _decide(task, f"{info.pair.name}_{tile.row}_{tile.col}", split, fg, nodata)
+        row = _tile_row(info, tile, split, size, fg, nodata)
         for c in palette.classes:
             row[f"frac_{c.name}"] = round(t_counts.get(c.value, 0) / area, 6)
-        row["kept"] = reason in KEPT_REASONS
-        row["reason"] = reason
-        row["file"] = ""
-        row["source"] = str(info.pair.image)
-        if row["kept"]:
-            assert split is not None
-            path = tile_path(out, split, info.pair.name, tile, task.fmt)
-            row["file"] = path.relative_to(out).as_posix()
-            if path.exists():
-                result.existing += 1
-            else:
-                to_write.append((path, dx))
-        result.rows.append(row)
+        path = _finish_row(row, reason, info, out, split, tile, task.fmt, result)
+        if path is not None:
+            to_write.append((path, dx))
     if to_write and task.fmt == "tif":
         for path, dx in to_write:
             tile = next(t for t in task.tiles if t.x - x0 == dx)
@@ -410,40 +377,118 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
     return result
 
 
+def _tile_row(info: SceneInfo, tile: TileWindow, split: str | None, size: int, fg: float, nodata: float
+              ) -> dict[str, Any]:
+    """The manifest columns every tile has, up to the class fractions."""
+    transform, bounds = window_geo(info, tile.y, tile.x, size)
+    return {
+        "tile_id": f"{info.pair.name}_{tile.row}_{tile.col}", "split": split or "", "scene": info.pair.name,
+        "row": tile.row, "col": tile.col, "x": tile.x, "y": tile.y, "width": size, "height": size, "crs": info.crs,
+        "transform": " ".join(repr(float(v)) for v in transform), "left": bounds[0], "bottom": bounds[1],
+        "right": bounds[2], "top": bounds[3], "fg_fraction": round(fg, 6), "nodata_fraction": round(nodata, 6),
+    }
+
+
+def _finish_row(row: dict[str, Any], reason: str, info: SceneInfo, out: Path, split: str | None, tile: TileWindow,
+                fmt: str, result: ChunkResult) -> Path | None:
+    """Set the row's decision and file; the path still to write (None: dropped or already there)."""
+    row["kept"] = reason in KEPT_REASONS
+    row["reason"] = reason
+    row["file"] = ""
+    row["source"] = str(info.pair.image)
+    result.rows.append(row)
+    if not row["kept"]:
+        return None
+    assert split is not None
+    path = tile_path(out, split, info.pair.name, tile, fmt)
+    row["file"] = path.relative_to(out).as_posix()
+    if path.exists():
+        result.existing += 1
+        return None
+    return path
+
+
+def _decide(task: ChunkTask, name: str, split: str | None, fg: float, nodata: float) -> tuple[str | None, str]:
+    """``(split, reason)`` of a tile: unlisted, in a split buffer, or :func:`decide_tile`."""
+    if split is None:
+        return None, "unlisted"
+    if split == BUFFER:
+        return None, "split_buffer"
+    draw = keep_fraction_draw(task.seed, name)
+    return split, decide_tile(fg, nodata, task.min_foreground, task.keep_empty, task.max_nodata, draw)
+
+
+def _process_target_chunk(task: ChunkTask, info: SceneInfo) -> ChunkResult:
+    """A chunk of photo → photo pairs (``--targets``): no label filter, nodata of either photo counts."""
+    from p2ptools.prep.targets import aligned, read_native, read_pair_window
+
+    tinfo = task.target_info
+    assert tinfo is not None and info.pair.mask is not None
+    size, out = task.size, Path(task.out)
+    img = _DATASETS.get(info.pair.image)
+    vrt = _DATASETS._keep(Path(f"{info.pair.mask}#aligned"), lambda: aligned(open_raster(info.pair.mask), info))
+    y, x0 = task.tiles[0].y, task.tiles[0].x
+    width = task.tiles[-1].x + size - x0
+    a, b, valid = _read(info.pair.image, lambda: read_pair_window(img, vrt, info, tinfo, y, x0, size, width), y, x0)
+    result = ChunkResult(info.pair.name, len(task.tiles), [])
+    for tile, split in zip(task.tiles, task.splits, strict=True):
+        dx = tile.x - x0
+        nodata = 1.0 - float(valid[:, dx : dx + size].mean())
+        split, reason = _decide(task, f"{info.pair.name}_{tile.row}_{tile.col}", split, 1.0, nodata)
+        path = _finish_row(_tile_row(info, tile, split, size, 1.0, nodata), reason, info, out, split, tile,
+                           task.fmt, result)
+        if path is None:
+            continue
+        if task.fmt == "tif":
+            for folder, ds in (("A", img), ("B", vrt)):
+                data, chosen = read_native(ds, tile.y, tile.x, size, task.tif_bands if folder == "A" else None)
+                write_tif_tile(path.parent.parent / folder / path.name, data, info, tile, size,
+                               {"nodata": ds.nodata, "photometric": "RGB" if len(chosen) == 3 and
+                                data.dtype == np.uint8 else None})
+        else:
+            ab = compose_ab(a[:, dx : dx + size], b[:, dx : dx + size])
+            write_image(path, ab, task.fmt, task.jpeg_quality, bgr=True)
+        result.written += 1
+    return result
+
+
+def write_tif_tile(final: Path, data: np.ndarray, info: SceneInfo, tile: TileWindow, size: int,
+                   extra: dict[str, Any], colormap: dict[int, tuple[int, ...]] | None = None) -> None:
+    """Write one georeferenced, deflate-compressed GeoTIFF tile atomically (temp file + rename)."""
+    transform, _ = window_geo(info, tile.y, tile.x, size)
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": data.shape[0], "dtype": data.dtype.name,
+               "compress": "deflate", "tiled": True, "blockxsize": min(size, 256), "blockysize": min(size, 256),
+               **({"crs": info.crs, "transform": rasterio.Affine(*transform)} if info.crs else {}),
+               **({"predictor": 2 if np.issubdtype(data.dtype, np.integer) else 3} if colormap is None else {}),
+               **{k: v for k, v in extra.items() if v is not None}}
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{os.getpid()}.tmp.tif"
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            if colormap is not None:
+                dst.write_colormap(1, colormap)
+            dst.update_tags(TIFFTAG_SOFTWARE="p2ptools")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_geotiff_pair(a_path: Path, name: str, img: rasterio.io.DatasetReader, info: SceneInfo, labels: np.ndarray,
                        tile: TileWindow, size: int, palette: Palette, label_is_a: bool,
                        bands: tuple[int, ...] | None) -> None:
     """Write one tile as two georeferenced GeoTIFFs (A and B folders, atomically): the labels as class
     values with the palette as colour table, the photo in its own dtype and bands, nodata kept."""
-    from rasterio.windows import Window
+    from p2ptools.prep.targets import read_native
 
-    transform, _ = window_geo(info, tile.y, tile.x, size)
-    geo = {"crs": info.crs or None, "transform": rasterio.Affine(*transform)} if info.crs else {}
-    common = {"driver": "GTiff", "width": size, "height": size, "compress": "deflate", "tiled": True,
-              "blockxsize": min(size, 256), "blockysize": min(size, 256), **geo}
-    chosen = list(bands) if bands else [i + 1 for i, ci in enumerate(img.colorinterp) if ci.name != "alpha"]
-    photo = _read(info.pair.image, lambda: img.read(chosen, window=Window(tile.x, tile.y, size, size), boundless=True,
-                                                    fill_value=img.nodata or 0), tile.y, tile.x)
+    photo, chosen = _read(info.pair.image, lambda: read_native(img, tile.y, tile.x, size, bands), tile.y, tile.x)
     label_dir, photo_dir = ("A", "B") if label_is_a else ("B", "A")
     split_dir = a_path.parent.parent
-    label_profile = {**common, "count": 1, "dtype": labels.dtype.name, "photometric": "palette"}
-    photo_profile = {**common, "count": len(chosen), "dtype": photo.dtype.name, "nodata": img.nodata,
-                     "predictor": 2 if np.issubdtype(photo.dtype, np.integer) else 3}
-    if len(chosen) == 3 and photo.dtype == np.uint8:
-        photo_profile["photometric"] = "RGB"
-    for folder, data, profile in ((label_dir, labels[None], label_profile), (photo_dir, photo, photo_profile)):
-        final = split_dir / folder / name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.{os.getpid()}.tmp.tif"
-        try:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(data)
-                if folder == label_dir and data.dtype in (np.uint8, np.uint16):
-                    dst.write_colormap(1, {c.value: (*c.color, 255) for c in palette.classes})
-                dst.update_tags(TIFFTAG_SOFTWARE="p2ptools", palette=palette.name)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+    colormap = {c.value: (*c.color, 255) for c in palette.classes} if labels.dtype in (np.uint8, np.uint16) else None
+    write_tif_tile(split_dir / label_dir / name, labels[None], info, tile, size, {"photometric": "palette"}, colormap)
+    rgb = len(chosen) == 3 and photo.dtype == np.uint8
+    write_tif_tile(split_dir / photo_dir / name, photo, info, tile, size,
+                   {"nodata": img.nodata, "photometric": "RGB" if rgb else None})
 
 
 def colorize_lut(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
