@@ -46,6 +46,8 @@ class TileConfig:
         layout: ``auto``, ``inria``, ``landcover`` or ``generic``.
         images: photo folder (generic layout).
         masks: mask folder (generic layout).
+        targets: target photo folder (or list file) for photo → photo pairs: A = ``images``, B = the
+            target photo of the same name, resampled onto the photo's grid; no masks then.
         mask_suffix: suffix stripped from mask stems before pairing (generic layout).
         size: tile size in pixels (a multiple of 32: 256 and 512 are the usual).
         stride: step between tiles; None means ``size`` (no overlap).
@@ -81,6 +83,7 @@ class TileConfig:
     layout: str = "auto"
     images: Path | None = None
     masks: Path | None = None
+    targets: Path | None = None
     mask_suffix: str = ""
     size: int = 256
     stride: int | None = None
@@ -108,7 +111,7 @@ class TileConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("out", "src", "images", "masks"):
+        for name in ("out", "src", "images", "masks", "targets"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, Path(value))
@@ -135,6 +138,9 @@ class TileConfig:
         Raises:
             ConfigError: naming the first invalid field.
         """
+        if self.targets is not None and (self.masks is not None or self.images is None):
+            raise ConfigError("--targets pairs --images with target photos: give --images DIR --targets DIR, "
+                              "and no --masks")
         if self.size < SIZE_MULTIPLE or self.size % SIZE_MULTIPLE:
             raise ConfigError(f"size must be a positive multiple of {SIZE_MULTIPLE} (256, 512, …), got {self.size}")
         if self.stride is not None and self.stride <= 0:
@@ -169,6 +175,7 @@ class TileConfig:
             "src": str(Path(self.src).resolve()) if self.src else None,
             "images": str(Path(self.images).resolve()) if self.images else None,
             "masks": str(Path(self.masks).resolve()) if self.masks else None,
+            **({"targets": str(Path(self.targets).resolve())} if self.targets else {}),
             "size": self.size,
             "stride": self.step,
             "edge": self.edge,

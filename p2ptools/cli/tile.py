@@ -32,6 +32,9 @@ from p2ptools.cli.options import (
 @click.option("--masks", "--labels", "masks", type=click.Path(exists=True, path_type=Path),
               default=None, help="Label folder (generic layout), paired with photos by file stem: label rasters, or "
                                  "vector labels (.geojson, .gpkg, .shp, .fgb); or a list file like --images.")
+@click.option("--targets", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Photo → photo pairs (date → date, sensor → sensor): target photos (folder or list file) paired "
+                   "with --images by stem, resampled onto each photo's grid; A = photo, B = target; no --masks.")
 @click.option("--mask-suffix", default=None, help="Suffix of mask stems to strip before pairing, e.g. _mask.")
 @click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
@@ -89,7 +92,8 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     for any other two folders (then give OUT only). Writes OUT/{train,val,test}/<scene>_<row>_<col>.png
     (A|B side by side), OUT/manifest.csv and OUT/dataset.json. Scenes are split whole (or by spatial
     blocks with a buffer, --split-by block), so no tile overlaps a tile of another split. Rerunning
-    the same command resumes.
+    the same command resumes. With --targets instead of --masks, each photo is paired with a second
+    photo of the same place (another date or sensor) for photo → photo translation.
 
     \b
     Examples:
@@ -97,6 +101,7 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
       p2ptools tile AerialImageDataset/train inria-256 --size 256 --workers 4
       p2ptools tile landcover.ai landcover-512 --size 512 --edge drop
       p2ptools tile --images photos --masks labels --mask-suffix _mask out
+      p2ptools tile --images naip-2018 --targets naip-2020 naip-18-20 --format tif
     """
     from p2ptools.config import TileConfig
     from p2ptools.errors import SceneFailures
@@ -109,7 +114,7 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
         src, out = sample_root(), paths[0]
     elif len(paths) == 2:
         src, out = paths
-    elif len(paths) == 1 and (options.get("images") or options.get("masks")):
+    elif len(paths) == 1 and (options.get("images") or options.get("masks") or options.get("targets")):
         src, out = None, paths[0]
     else:
         raise click.UsageError("give SRC OUT, or OUT with --images/--masks, or OUT with --sample")

@@ -4,7 +4,8 @@ A split of such a dataset holds ``A/<tile>.tif`` and ``B/<tile>.tif``. A label h
 class values) enters the network colorized with the palette, as in PNG pairs, and leaves it decoded
 to the nearest palette colour; a photo half keeps all its bands and its dtype: each band is mapped
 linearly from the dataset's ``[low, high]`` (per-band percentiles of the training photos of that
-half, stored by ``tile`` in the data contract, ``contract["tif"]["A"|"B"]``; 0 and 255 for 8-bit photos, which makes it the PNG mapping) to
+half, stored by ``tile`` in the data contract, ``contract["tif"]["A"|"B"]``; 0 and 255 for 8-bit
+photos, which makes it the PNG mapping) to
 ``[-1, 1]``, and back on output, rounded and clipped to the dtype. So a model trained on 16-bit
 RGBN tiles reads 4 bands and writes 4 bands of uint16.
 """

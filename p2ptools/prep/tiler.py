@@ -576,20 +576,22 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     """
     for key, value in gdal_http_env(cfg.http_retries, cfg.http_timeout).items():
         os.environ.setdefault(key, value)  # remote scenes; inherited by the workers; the user's own settings win
-    found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.masks, cfg.mask_suffix)
+    photo_pairs = cfg.targets is not None  # photo → photo: a second photo of each scene as the target
+    found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.targets if photo_pairs else cfg.masks,
+                           cfg.mask_suffix)
     palette = resolve_palette(cfg.palette, found.layout)
     out = Path(cfg.out)
     names = [p.name for p in found.pairs]
     params = {**cfg.output_params(), "inputs": inputs_digest(names)}
-    resumed = prepare_output(out, "tiles", params, cfg.overwrite, inputs=[cfg.src, cfg.images, cfg.masks],
+    resumed = prepare_output(out, "tiles", params, cfg.overwrite, inputs=[cfg.src, cfg.images, cfg.masks, cfg.targets],
                              input_names=names)
-    label_is_a = cfg.direction == "label2photo"
+    label_is_a = cfg.direction == "label2photo" and not photo_pairs
     before = (read_dataset_json(out) or {}).get("contract") if resumed else None
     meta: dict[str, Any] = {
         "kind": "tiles",
         "params": params,
         "A": "label" if label_is_a else "photo",
-        "B": "photo" if label_is_a else "label",
+        "B": "photo" if label_is_a or photo_pairs else "label",
         "palette": palette.to_dict(),
         "complete": False,
         "input_names": names,
@@ -603,6 +605,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     splitter = _Splitter(cfg, [p.name for p in found.pairs], found.root)
     report = TileReport(out=out, layout=found.layout, resumed=resumed)
     infos: dict[str, SceneInfo] = {}
+    targets: dict[str, SceneInfo] = {}
     grids: dict[str, list[TileWindow]] = {}
     tasks: list[ChunkTask] = []
     done_before: set[str] = set()
@@ -612,7 +615,12 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             done_before.add(pair.name)
             continue
         try:
-            info = inspect_scene(pair, cfg.bands, cfg.stretch, vspec, palette.background)
+            if photo_pairs:
+                from p2ptools.prep.targets import inspect_target_pair
+
+                info, targets[pair.name] = inspect_target_pair(pair, cfg.bands, cfg.stretch)
+            else:
+                info = inspect_scene(pair, cfg.bands, cfg.stretch, vspec, palette.background)
         except P2PError as exc:
             report.failures.append((str(pair.image), str(exc)))
             continue
@@ -629,7 +637,8 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         for chunk in _chunks(grid):
             tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
                                    str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
-                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec, cfg.bands))
+                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec, cfg.bands,
+                                   targets.get(name)))
     record_plan(out, (p.relative_to(out).as_posix() for task in tasks
                       for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
                       for p in tile_paths(out, split, task.info.pair.name, t, cfg.format)))
@@ -657,7 +666,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         "failed": [{"file": f, "reason": r} for f, r in report.failures],
         "complete": not report.failures,
         "contract": _contract(cfg, meta, palette, infos, before,
-                              [p for p in found.pairs if p.name in done_before]).to_dict(),
+                              [] if photo_pairs else [p for p in found.pairs if p.name in done_before]).to_dict(),
     })
     if cfg.format == "tif":
         meta["contract"]["tif"] = _tif_record(out, rows, (meta["A"], meta["B"]), infos, meta["contract"].get("tif"))
