@@ -107,8 +107,7 @@ def from_checkpoint(dataset: dict[str, Any] | None) -> DataContract:
     return generic(dataset)
 
 
-def check_scene_input(contract: DataContract, direction: str, scene: str, count: int, dtype: str, is_int: bool,
-                      model: str) -> str:
+def check_scene_input(contract: DataContract, direction: str, scene: str, count: int, dtype: str, model: str) -> str:
     """The kind of raster a model needs (``labels`` or ``rgb``), after checking that ``scene`` fits.
 
     Args:
@@ -117,7 +116,6 @@ def check_scene_input(contract: DataContract, direction: str, scene: str, count:
         scene: the raster's path (for messages).
         count: its number of non-alpha bands.
         dtype: its data type.
-        is_int: whether that type is an integer type.
         model: the checkpoint's path (for messages).
 
     Raises:
@@ -125,7 +123,7 @@ def check_scene_input(contract: DataContract, direction: str, scene: str, count:
     """
     reads, _ = contract.roles(direction)
     if reads == "label":
-        if count != 1 or not is_int:
+        if count != 1 or not np.issubdtype(np.dtype(dtype), np.integer):
             raise InputError(f"{scene}: {count} band(s) of {dtype}, not a label raster; the model {model} translates "
                              f"label → {contract.roles(direction)[1]} and reads one integer band of class values")
         return "labels"

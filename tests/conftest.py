@@ -39,6 +39,20 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+#: SpaceNet Atlanta in ../shared/data: the pan photo, its building mask, the polygons behind it
+ATLANTA = (("spacenet", "sample_geotiff.tif"), ("spacenet", "sample_fp_mask_from_geojson.tif"))
+
+
+def linked_scene(root: Path, name: str, photo: tuple[str, ...], label: tuple[str, ...], label_dir: str = "gt") -> Path:
+    """``root/images/<name>`` and ``root/<label_dir>/<name>`` (each with its file's extension) as links
+    to files of ../shared/data; skips the test when they are absent. Returns ``root``."""
+    for folder, parts in (("images", photo), (label_dir, label)):
+        target = shared_path(*parts)
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{name}{target.suffix}").symlink_to(target)
+    return root
+
+
 def write_tif(
     path: Path,
     data: np.ndarray,

@@ -30,15 +30,15 @@ def test_runs_without_a_contract_fall_back():
 
 def test_scene_checks():
     c = DataContract("tiles", "label", "photo", 256, PALETTE, PhotoSpec(None, 3, ("uint8",)))
-    assert check_scene_input(c, "AtoB", "l.tif", 1, "uint8", True, "m.pt") == "labels"
-    assert check_scene_input(c, "AtoB", "l.tif", 1, "uint16", True, "m.pt") == "labels"  # many classes
+    assert check_scene_input(c, "AtoB", "l.tif", 1, "uint8", "m.pt") == "labels"
+    assert check_scene_input(c, "AtoB", "l.tif", 1, "uint16", "m.pt") == "labels"  # many classes
     with pytest.raises(InputError, match="l.tif: 1 band\\(s\\) of float32, not a label raster"):
-        check_scene_input(c, "AtoB", "l.tif", 1, "float32", False, "m.pt")
-    assert check_scene_input(c, "BtoA", "p.tif", 4, "uint8", True, "m.pt") == "rgb"  # RGB of RGBN
+        check_scene_input(c, "AtoB", "l.tif", 1, "float32", "m.pt")
+    assert check_scene_input(c, "BtoA", "p.tif", 4, "uint8", "m.pt") == "rgb"  # RGB of RGBN
     with pytest.raises(InputError, match="trained on 3-band \\(RGB\\) photos"):
-        check_scene_input(c, "BtoA", "pan.tif", 1, "uint8", True, "m.pt")
+        check_scene_input(c, "BtoA", "pan.tif", 1, "uint8", "m.pt")
     with pytest.raises(InputError, match="uint16 photo; the model m.pt was trained on uint8 photos"):
-        check_scene_input(c, "BtoA", "p.tif", 3, "uint16", True, "m.pt")
+        check_scene_input(c, "BtoA", "p.tif", 3, "uint16", "m.pt")
 
 
 def test_label_image_check_forgives_jpeg_noise_but_not_photos():

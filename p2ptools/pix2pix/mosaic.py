@@ -169,8 +169,7 @@ def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, d
     dtype = src.dtypes[0]
     reads, writes = contract.roles(direction)
     if reads in ("label", "photo", "photo with hole"):
-        kind = check_scene_input(contract, direction, str(scene), count, dtype,
-                                 bool(np.issubdtype(np.dtype(dtype), np.integer)), model)
+        kind = check_scene_input(contract, direction, str(scene), count, dtype, model)
         if input_kind not in ("auto", kind):
             raise ConfigError(f"--input-kind {input_kind}: the model {model} reads {reads} rasters "
                               f"({'labels' if kind == 'labels' else 'rgb'})")

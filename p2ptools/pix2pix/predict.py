@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,14 @@ from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
 from p2ptools.prep.images import image_size, list_images, load_rgb8
 from p2ptools.runtime.device import autocast as device_autocast
 from p2ptools.runtime.device import resolve_amp, select_device
-from p2ptools.runtime.output import DATASET_FILE, atomic_write_text, check_not_inside, claim_folder, write_image
+from p2ptools.runtime.output import (
+    DATASET_FILE,
+    atomic_write_text,
+    check_not_inside,
+    claim_folder,
+    write_geotiff,
+    write_image,
+)
 from p2ptools.runtime.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -186,8 +192,6 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
     Raises:
         InputError: if the run was not trained on GeoTIFF tiles, or their bands differ.
     """
-    import rasterio
-
     from p2ptools.pix2pix.bands import half_specs, read_tif, tif_pairs
 
     dataset = meta.get("dataset") or {}
@@ -219,16 +223,10 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
             with torch.inference_mode(), autocast:
                 y = G(x).float().cpu().numpy()
             for (a, _), out, geo in zip(chunk, y, geos, strict=True):
+                label = specs[dst].role == "label"
+                colormap = {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]} if label else None
                 values = specs[dst].decode(out)
-                profile = {"driver": "GTiff", "width": values.shape[2], "height": values.shape[1],
-                           "count": values.shape[0], "dtype": values.dtype.name, "compress": "deflate", **geo}
-                final = out_dir / f"{a.stem}.tif"
-                tmp = out_dir / f".{final.name}.tmp.tif"
-                with rasterio.open(tmp, "w", **profile) as ds:
-                    ds.write(values)
-                    if specs[dst].role == "label":
-                        ds.write_colormap(1, {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]})
-                os.replace(tmp, final)
+                write_geotiff(out_dir / f"{a.stem}.tif", values, {"compress": "deflate", **geo}, colormap)
                 report.written += 1
             bar.update(len(chunk))
     atomic_write_text(out_dir / "predict.json", json.dumps({

@@ -13,6 +13,7 @@ both photos' bands and dtypes.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,22 @@ def aligned(target: rasterio.io.DatasetReader, info: SceneInfo) -> WarpedVRT:
     outside the target is masked (its nodata, or an added alpha band)."""
     return WarpedVRT(target, crs=info.crs, transform=rasterio.Affine(*info.transform), width=info.width,
                      height=info.height, resampling=Resampling.bilinear, add_alpha=not has_nodata(target))
+
+
+class AlignedTarget:
+    """A target scene opened and read through :func:`aligned`: reads like a rasterio dataset on the
+    photo's grid; ``close()`` closes the VRT and the file under it."""
+
+    def __init__(self, path: Path, info: SceneInfo) -> None:
+        self._src = open_raster(path)
+        self._vrt = aligned(self._src, info)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vrt, name)
+
+    def close(self) -> None:
+        self._vrt.close()
+        self._src.close()
 
 
 def inspect_target_pair(pair: ScenePair, bands: tuple[int, ...] | None,

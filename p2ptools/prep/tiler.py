@@ -66,6 +66,7 @@ from p2ptools.runtime.output import (
     read_dataset_json,
     record_plan,
     write_dataset_json,
+    write_geotiff,
     write_image,
 )
 from p2ptools.runtime.parallel import imap_unordered
@@ -275,6 +276,13 @@ class _OpenDatasets:
         return self._keep(info.pair.mask, lambda: VectorMask(info.pair.mask, spec, info.crs, info.transform,
                                                              info.height, info.width, background, info.mask_dtype))
 
+    def get_aligned(self, info: SceneInfo) -> Any:
+        """The target photo of a photo → photo scene, resampled onto the photo's grid (once per process)."""
+        from p2ptools.prep.targets import AlignedTarget
+
+        assert info.pair.mask is not None
+        return self._keep(Path(f"{info.pair.mask}#aligned"), lambda: AlignedTarget(info.pair.mask, info))
+
     def _keep(self, path: Path, opener: Callable[[], Any]) -> Any:
         if path in self._open:
             self._open.move_to_end(path)
@@ -340,7 +348,7 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
             f"({', '.join(map(str, palette.values))}): {', '.join(map(str, unknown))}"
         )
     result = ChunkResult(info.pair.name, len(task.tiles), [])
-    to_write: list[tuple[Path, int]] = []
+    to_write: list[tuple[Path, int, TileWindow]] = []
     area = float(size * size)
     for tile, split, dx, t_counts in zip(task.tiles, task.splits, offsets, counts, strict=True):
         fg = 1.0 - t_counts.get(palette.background, 0) / area
@@ -351,12 +359,11 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
             row[f"frac_{c.name}"] = round(t_counts.get(c.value, 0) / area, 6)
         path = _finish_row(row, reason, info, out, split, tile, task.fmt, result)
         if path is not None:
-            to_write.append((path, dx))
+            to_write.append((path, dx, tile))
     if to_write and task.fmt == "tif":
-        for path, dx in to_write:
-            tile = next(t for t in task.tiles if t.x - x0 == dx)
-            write_geotiff_pair(path, tile_paths(out, "x", info.pair.name, tile, "tif")[1].name, img, info,
-                               labels[:, dx : dx + size], tile, size, palette, task.label_is_a, task.tif_bands)
+        for path, dx, tile in to_write:
+            write_geotiff_pair(path, img, info, labels[:, dx : dx + size], tile, size, palette, task.label_is_a,
+                               task.tif_bands)
             result.written += 1
     elif to_write:  # read the photo over the span of the tiles to write only
         first, last = to_write[0][1], to_write[-1][1] + size
@@ -368,7 +375,7 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
         lut = np.zeros((max(palette.values) + 1, 3), dtype=np.uint8)
         for c in palette.classes:
             lut[c.value] = c.color[::-1]
-        for path, dx in to_write:
+        for path, dx, _ in to_write:
             label_bgr = colorize_lut(labels[:, dx : dx + size], lut)
             photo = bgr[:, dx - first : dx - first + size]
             ab = compose_ab(label_bgr, photo) if task.label_is_a else compose_ab(photo, label_bgr)
@@ -420,13 +427,13 @@ def _decide(task: ChunkTask, name: str, split: str | None, fg: float, nodata: fl
 
 def _process_target_chunk(task: ChunkTask, info: SceneInfo) -> ChunkResult:
     """A chunk of photo → photo pairs (``--targets``): no label filter, nodata of either photo counts."""
-    from p2ptools.prep.targets import aligned, read_native, read_pair_window
+    from p2ptools.prep.targets import read_native, read_pair_window
 
     tinfo = task.target_info
     assert tinfo is not None and info.pair.mask is not None
     size, out = task.size, Path(task.out)
     img = _DATASETS.get(info.pair.image)
-    vrt = _DATASETS._keep(Path(f"{info.pair.mask}#aligned"), lambda: aligned(open_raster(info.pair.mask), info))
+    vrt = _DATASETS.get_aligned(info)
     y, x0 = task.tiles[0].y, task.tiles[0].x
     width = task.tiles[-1].x + size - x0
     a, b, valid = _read(info.pair.image, lambda: read_pair_window(img, vrt, info, tinfo, y, x0, size, width), y, x0)
@@ -456,25 +463,14 @@ def write_tif_tile(final: Path, data: np.ndarray, info: SceneInfo, tile: TileWin
                    extra: dict[str, Any], colormap: dict[int, tuple[int, ...]] | None = None) -> None:
     """Write one georeferenced, deflate-compressed GeoTIFF tile atomically (temp file + rename)."""
     transform, _ = window_geo(info, tile.y, tile.x, size)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": data.shape[0], "dtype": data.dtype.name,
-               "compress": "deflate", "tiled": True, "blockxsize": min(size, 256), "blockysize": min(size, 256),
+    profile = {"compress": "deflate", "tiled": True, "blockxsize": min(size, 256), "blockysize": min(size, 256),
                **({"crs": info.crs, "transform": rasterio.Affine(*transform)} if info.crs else {}),
                **({"predictor": 2 if np.issubdtype(data.dtype, np.integer) else 3} if colormap is None else {}),
                **{k: v for k, v in extra.items() if v is not None}}
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{os.getpid()}.tmp.tif"
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            if colormap is not None:
-                dst.write_colormap(1, colormap)
-            dst.update_tags(TIFFTAG_SOFTWARE="p2ptools")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_geotiff(final, data, profile, colormap)
 
 
-def write_geotiff_pair(a_path: Path, name: str, img: rasterio.io.DatasetReader, info: SceneInfo, labels: np.ndarray,
+def write_geotiff_pair(a_path: Path, img: rasterio.io.DatasetReader, info: SceneInfo, labels: np.ndarray,
                        tile: TileWindow, size: int, palette: Palette, label_is_a: bool,
                        bands: tuple[int, ...] | None) -> None:
     """Write one tile as two georeferenced GeoTIFFs (A and B folders, atomically): the labels as class
@@ -485,6 +481,7 @@ def write_geotiff_pair(a_path: Path, name: str, img: rasterio.io.DatasetReader, 
     label_dir, photo_dir = ("A", "B") if label_is_a else ("B", "A")
     split_dir = a_path.parent.parent
     colormap = {c.value: (*c.color, 255) for c in palette.classes} if labels.dtype in (np.uint8, np.uint16) else None
+    name = a_path.name
     write_tif_tile(split_dir / label_dir / name, labels[None], info, tile, size, {"photometric": "palette"}, colormap)
     rgb = len(chosen) == 3 and photo.dtype == np.uint8
     write_tif_tile(split_dir / photo_dir / name, photo, info, tile, size,

@@ -51,6 +51,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
+                  colormap: dict[int, tuple[int, ...]] | None = None) -> None:
+    """Atomically write ``(bands, H, W)`` ``data`` as a GeoTIFF with ``profile`` (driver, size, count and
+    dtype are filled in), an optional band-1 colour table, and p2ptools' ``TIFFTAG_SOFTWARE``."""
+    import rasterio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
+            "dtype": data.dtype.name, **profile}
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp.tif"
+    try:
+        with rasterio.open(tmp, "w", **full) as dst:
+            dst.write(data)
+            if colormap is not None:
+                dst.write_colormap(1, colormap)
+            dst.update_tags(TIFFTAG_SOFTWARE="p2ptools")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Atomically write UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))

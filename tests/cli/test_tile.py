@@ -19,7 +19,7 @@ from p2ptools.cli.main import cli
 from p2ptools.prep.images import load_rgb8 as read_image
 from p2ptools.prep.labels import decolorize, palette_from_dict
 from p2ptools.prep.tiling import split_ab, tile_count
-from tests.conftest import blocks_mask, photo, shared_path, write_tif
+from tests.conftest import ATLANTA, blocks_mask, linked_scene, photo, shared_path, write_tif
 
 
 def _umask() -> int:
@@ -50,11 +50,7 @@ def test_sample_scene_end_to_end(tmp_path):
 
 def test_real_spacenet_pair_georeference_and_labels(tmp_path):
     """Real SpaceNet Atlanta image + its real building mask: each tile's georeference and label."""
-    src = tmp_path / "src"
-    (src / "images").mkdir(parents=True)
-    (src / "gt").mkdir()
-    (src / "images" / "atl.tif").symlink_to(shared_path("spacenet", "sample_geotiff.tif"))
-    (src / "gt" / "atl.tif").symlink_to(shared_path("spacenet", "sample_fp_mask_from_geojson.tif"))
+    src = linked_scene(tmp_path / "src", "atl", *ATLANTA)
     out = tmp_path / "out"
     res = run(src, out, "--size", 128, "--edge", "drop")
     assert res.exit_code == 0, res.output
@@ -82,11 +78,8 @@ def test_real_spacenet_pair_georeference_and_labels(tmp_path):
 
 def test_real_georeferenced_road_pair(tmp_path, caplog):
     """SpaceNet Las Vegas: real uint16 image and road mask, both georeferenced (EPSG:4326)."""
-    src = tmp_path / "src"
-    (src / "images").mkdir(parents=True)
-    (src / "gt").mkdir()
-    (src / "images" / "vegas.tif").symlink_to(shared_path("spacenet", "road_mask_input.tif"))
-    (src / "gt" / "vegas.tif").symlink_to(shared_path("spacenet", "sample_road_raster_mask.tif"))
+    src = linked_scene(tmp_path / "src", "vegas", ("spacenet", "road_mask_input.tif"),
+                       ("spacenet", "sample_road_raster_mask.tif"))
     out = tmp_path / "out"
     res = run(src, out, "--size", 256, "--keep-empty", 1)
     assert res.exit_code == 0, res.output

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from tests.conftest import blocks_mask, photo, shared_path
+from tests.conftest import ATLANTA, blocks_mask, linked_scene, photo
 
 
 def run(*args: object):
@@ -118,11 +118,7 @@ def test_missing_weights_is_one_clear_line(tmp_path, monkeypatch):
 def test_fcn_score_ground_truth_beats_blurred_copies(tmp_path):
     """A segmenter trained on real SpaceNet tiles parses the real photos better than blurred copies."""
     data = tmp_path / "tiles"
-    src = tmp_path / "src"
-    (src / "images").mkdir(parents=True)
-    (src / "gt").mkdir()
-    (src / "images" / "a.tif").symlink_to(shared_path("spacenet", "sample_geotiff.tif"))
-    (src / "gt" / "a.tif").symlink_to(shared_path("spacenet", "sample_fp_mask_from_geojson.tif"))
+    src = linked_scene(tmp_path / "src", "a", *ATLANTA)
     assert run("tile", src, data, "--size", 64, "--split", "1,0,0").exit_code == 0
     res = run("train-fcn", data, "--out", tmp_path / "seg", "--size", 64, "--epochs", 8, "--workers", 0,
               "--batch-size", 16)

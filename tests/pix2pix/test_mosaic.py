@@ -11,7 +11,7 @@ from p2ptools.cli.main import cli
 from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.pix2pix.mosaic import hann_window, predict_scene
 from p2ptools.pix2pix.train import fit
-from tests.conftest import TRANSFORM, blocks_mask, photo, shared_path, write_tif
+from tests.conftest import ATLANTA, TRANSFORM, blocks_mask, linked_scene, photo, write_tif
 
 
 def _train(root, tiles, direction: str):
@@ -230,11 +230,7 @@ def test_mirrored_borders(run, tmp_path):
 
 def test_real_spacenet_scene(tmp_path):
     """The real SpaceNet sample (pan uint16 + building mask): tile, train, predict the whole scene."""
-    src = tmp_path / "src"
-    (src / "images").mkdir(parents=True)
-    (src / "gt").mkdir()
-    (src / "images" / "a.tif").symlink_to(shared_path("spacenet", "sample_geotiff.tif"))
-    (src / "gt" / "a.tif").symlink_to(shared_path("spacenet", "sample_fp_mask_from_geojson.tif"))
+    src = linked_scene(tmp_path / "src", "a", *ATLANTA)
     assert CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "tiles"), "--size", "64"]).exit_code == 0
     model = _train(tmp_path, tmp_path / "tiles", "BtoA")
     out = tmp_path / "buildings.tif"

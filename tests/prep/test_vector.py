@@ -15,7 +15,7 @@ from p2ptools.errors import InputError
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import load_palette
 from p2ptools.prep.vector import VectorMask, vector_spec
-from tests.conftest import CRS, TRANSFORM, photo, shared_path, write_tif
+from tests.conftest import ATLANTA, CRS, TRANSFORM, linked_scene, photo, shared_path, write_tif
 
 pyogrio = pytest.importorskip("pyogrio")
 
@@ -48,11 +48,7 @@ def _mask(path, palette="landcover", field=None, all_touched=False, h=64, w=64):
 
 def test_real_spacenet_polygons_give_spacenet_mask(tmp_path):
     """Atlanta's 43 building polygons, tiled: every label tile equals the mask SpaceNet rasterized from them."""
-    src = tmp_path / "src"
-    (src / "images").mkdir(parents=True)
-    (src / "labels").mkdir()
-    (src / "images" / "atlanta.tif").symlink_to(shared_path("spacenet", "sample_geotiff.tif"))
-    (src / "labels" / "atlanta.geojson").symlink_to(shared_path("spacenet", "geotiff_labels.geojson"))
+    src = linked_scene(tmp_path / "src", "atlanta", ATLANTA[0], ("spacenet", "geotiff_labels.geojson"), "labels")
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["tile", "--images", str(src / "images"), "--labels", str(src / "labels"), str(out),
                                    "--size", "128", "--keep-empty", "1"])
