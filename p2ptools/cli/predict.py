@@ -48,7 +48,8 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     translated with overlapping windows blended by Hann weights (no seams), borders mirrored,
     written with the input's CRS, transform and size, tiled and compressed, nodata kept as a
     mask. A photo → label model writes a class raster with the palette as colour table (--rgb:
-    colours).
+    colours). A model trained on GeoTIFF tiles (tile --format tif) reads all bands of the raster
+    in their dtype and writes the target's bands and dtype (e.g. 4 bands of uint16).
 
     The default is eval mode (no dropout, BatchNorm running statistics): outputs are deterministic
     and images of one scene are normalised alike. --dropout on --batch-stats on gives the paper's

@@ -15,6 +15,10 @@ What the raster must be and how it is read come from the run's data contract
 label maps gives a class raster: the blended colours are decoded to the nearest palette colour
 *after* blending (blending class values would invent classes), written as one band of the
 palette's values with the palette as the GeoTIFF colour table (``rgb=True``: the colours instead).
+A model trained on GeoTIFF tiles (``tile --format tif``) reads every band of the raster in its own
+dtype, mapped to the network's range with the per-band ``low``/``high`` of the contract, and writes
+the target half as it was tiled: all its bands, in its dtype (e.g. labels → 4 bands of uint16), the
+blended outputs mapped back with the target's ``low``/``high`` (:mod:`p2ptools.pix2pix.bands`).
 
 BatchNorm runs in eval mode (running statistics), so every tile is normalised alike: train-mode
 batch statistics of single tiles would shift colours tile by tile and show as seams.
@@ -51,7 +55,7 @@ from p2ptools import __version__
 from p2ptools.contract import DataContract, check_scene_input, from_checkpoint
 from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.pix2pix.checkpoints import load_generator
-from p2ptools.pix2pix.data import to_tensor
+from p2ptools.pix2pix.bands import HalfSpec, half_specs
 from p2ptools.pix2pix.predict import set_inference_mode
 from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.prep.raster import (
@@ -59,6 +63,7 @@ from p2ptools.prep.raster import (
     SceneInfo,
     ScenePair,
     choose_bands,
+    clip_window,
     compute_stretch,
     has_nodata,
     is_georeferenced,
@@ -155,6 +160,34 @@ class _Plan:
     xs: list[int]
     weights: np.ndarray
     blend: str
+    in_spec: HalfSpec | None = None  # GeoTIFF-trained models: how the raster's values enter the network
+    out_spec: HalfSpec | None = None  # … and how the network's output becomes values of the target half
+    channels: int = 3  # network output channels
+
+
+def _native_specs(contract: DataContract, direction: str) -> tuple[HalfSpec, HalfSpec] | None:
+    """``(input, output)`` half specs of a model trained on GeoTIFF tiles, else None."""
+    if not contract.tif:
+        return None
+    specs = half_specs(contract.to_dict())
+    return (specs["A"], specs["B"]) if direction == "AtoB" else (specs["B"], specs["A"])
+
+
+def _check_native_scene(spec: HalfSpec, scene: Path, count: int, dtype: str, model: str) -> str:
+    """The read kind (``labels`` or ``native``) of a raster for a GeoTIFF-trained model, after checking it.
+
+    Raises:
+        InputError: naming the raster, what it holds and what the model reads.
+    """
+    if spec.role == "label":
+        if count != 1 or not np.issubdtype(np.dtype(dtype), np.integer):
+            raise InputError(f"{scene}: {count} band(s) of {dtype}, not a label raster; the model {model} reads one "
+                             "integer band of class values")
+        return "labels"
+    if (count, dtype) != (spec.channels, spec.dtype):
+        raise InputError(f"{scene}: {count} band(s) of {dtype}; the model {model} was trained on photos of "
+                         f"{spec.channels} band(s) of {spec.dtype} (GeoTIFF tiles)")
+    return "native"
 
 
 def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, direction: str, model: str,
@@ -168,7 +201,12 @@ def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, d
     count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha) or src.count
     dtype = src.dtypes[0]
     reads, writes = contract.roles(direction)
-    if reads in ("label", "photo", "photo with hole"):
+    native = _native_specs(contract, direction)
+    if native:
+        kind = _check_native_scene(native[0], scene, count, dtype, model)
+        if input_kind not in ("auto", "labels" if kind == "labels" else "rgb"):
+            raise ConfigError(f"--input-kind {input_kind}: the model {model} reads {native[0].role} rasters")
+    elif reads in ("label", "photo", "photo with hole"):
         kind = check_scene_input(contract, direction, str(scene), count, dtype, model)
         if input_kind not in ("auto", kind):
             raise ConfigError(f"--input-kind {input_kind}: the model {model} reads {reads} rasters "
@@ -180,10 +218,15 @@ def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, d
     if not 0 <= pad < T:
         raise ConfigError(f"pad must be in [0, {T}) for a {T}-px model, got {pad}")
     stride = T - overlap
-    return _Plan(kind=kind, writes="classes" if writes == "label" and not rgb else "rgb", palette=pal, T=T, pad=pad,
+    out_kind = "classes" if writes == "label" and not rgb else "rgb"
+    if native and native[1].role == "photo":
+        out_kind = "native"
+    return _Plan(kind=kind, writes=out_kind, palette=pal, T=T, pad=pad,
                  ys=axis_offsets(src.height + 2 * pad, T, stride, "shift"),
                  xs=axis_offsets(src.width + 2 * pad, T, stride, "shift"),
-                 weights=hann_window(T) if blend == "hann" else np.ones((T, T), np.float32), blend=blend)
+                 weights=hann_window(T) if blend == "hann" else np.ones((T, T), np.float32), blend=blend,
+                 in_spec=native[0] if native else None, out_spec=native[1] if native else None,
+                 channels=native[1].channels if native else 3)
 
 
 def _output_profile(src: rasterio.io.DatasetReader, plan: _Plan) -> dict[str, Any]:
@@ -192,6 +235,11 @@ def _output_profile(src: rasterio.io.DatasetReader, plan: _Plan) -> dict[str, An
     if plan.writes == "classes":
         assert plan.palette is not None
         profile.update(count=1, dtype="uint16" if max(plan.palette.values) > 255 else "uint8", photometric="palette")
+    elif plan.writes == "native":
+        assert plan.out_spec is not None
+        profile.update(count=plan.out_spec.channels, dtype=plan.out_spec.dtype)
+        if (plan.out_spec.channels, plan.out_spec.dtype) == (3, "uint8"):
+            profile.update(photometric="RGB")
     else:
         profile.update(count=3, dtype="uint8", photometric="RGB")
     if is_georeferenced(src):
@@ -254,13 +302,6 @@ def predict_scene(
     start = time.perf_counter()
     dev = select_device(device)
     G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
-    tif = ((meta.get("dataset") or {}).get("contract") or {}).get("tif") or {}
-    dtypes = {tif[h]["dtype"] for h in ("A", "B") if h in tif} or {"uint8"}
-    if (mcfg.in_channels, mcfg.out_channels) != (3, 3) or dtypes != {"uint8"}:
-        raise ConfigError(f"{meta['path']}: a model of {mcfg.in_channels} → {mcfg.out_channels} channels of "
-                          f"{'/'.join(sorted(dtypes))} (trained on GeoTIFF tiles); whole-scene prediction handles "
-                          "8-bit RGB models only for now: tile the scene "
-                          "with p2ptools tile --format tif and predict the tiles (p2ptools predict RUN TILES/test OUT)")
     contract = from_checkpoint(meta.get("dataset"))
     direction = meta["train_config"].get("direction", "AtoB")
     set_inference_mode(G)
@@ -290,7 +331,12 @@ def predict_scene(
         plan = _plan(src, scene, contract, direction, meta["path"], input_kind, palette, rgb, T, overlap, blend,
                      T // 4 if pad is None else pad)
         photo = contract.photo
-        chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
+        if plan.kind == "native":
+            if bands:
+                raise ConfigError("--bands: a model trained on GeoTIFF tiles reads all bands of the raster, as tiled")
+            chosen = tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha)
+        else:
+            chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
         info = SceneInfo(
             pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
             crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
@@ -327,7 +373,8 @@ def predict_scene(
                         dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes"
                                             else Resampling.average)
             final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
-            rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=2, tiled=True,
+            floating = np.issubdtype(np.dtype(_output_profile(src, plan)["dtype"]), np.floating)
+            rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2, tiled=True,
                             blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
                             bigtiff="if_safer")
             os.replace(final_tmp, out)
@@ -371,18 +418,34 @@ def check_raster_output(scene: Path, out: Path) -> None:
 
 def _read_window(src: rasterio.io.DatasetReader, info: SceneInfo, plan: _Plan, y: int, x: int, span: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``T × span`` window at padded ``(y, x)`` as RGB uint8 for the model, and its validity."""
+    """The ``T × span`` window at padded ``(y, x)`` in the network's range, ``(T, span, C)`` float32,
+    and its validity ``(T, span)``."""
     H, W, p, T = src.height, src.width, plan.pad, plan.T
+
+    def mirrored(read: Callable[..., np.ndarray]) -> np.ndarray:
+        return read_mirrored(lambda yy, xx, hh, ww: read(src, info, yy, xx, hh, ww), y - p, x - p, T, span, H, W)
+
     if plan.kind == "labels":
         assert plan.palette is not None
-        labels = read_mirrored(lambda yy, xx, hh, ww: read_labels(src, info, yy, xx, hh, ww, plan.palette.background),
-                               y - p, x - p, T, span, H, W)
+        background = plan.palette.background
+        labels = mirrored(lambda *a: read_labels(*a, background))
         check_values(labels, plan.palette, str(info.pair.image))
-        rgb = np.take(plan.palette.lut(), labels, axis=0)
+        net = np.take(plan.palette.lut(), labels, axis=0).astype(np.float32) / 127.5 - 1.0
+    elif plan.kind == "native":
+        assert plan.in_spec is not None
+        values = np.moveaxis(mirrored(lambda *a: np.moveaxis(read_bands(*a), 0, -1)), -1, 0)  # (bands, T, span)
+        net = plan.in_spec.encode(values)
     else:
-        rgb = read_mirrored(lambda yy, xx, hh, ww: read_photo(src, info, yy, xx, hh, ww), y - p, x - p, T, span, H, W)
-    valid = read_mirrored(lambda yy, xx, hh, ww: read_valid(src, info, yy, xx, hh, ww), y - p, x - p, T, span, H, W)
-    return rgb, valid
+        net = mirrored(read_photo).astype(np.float32) / 127.5 - 1.0
+    return net, mirrored(read_valid)
+
+
+def read_bands(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, height: int, width: int
+               ) -> np.ndarray:
+    """``(bands, H, W)`` values of ``info.bands`` in the raster's dtype for a window inside the scene."""
+    win = clip_window(y, x, height, width, info.height, info.width)
+    assert win is not None and (int(win.height), int(win.width)) == (height, width)
+    return ds.read(list(info.bands), window=win)
 
 
 def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: int, b1: int, batch_size: int,
@@ -396,21 +459,22 @@ def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: 
     x0 = xs[0]
     span = xs[-1] + T - x0  # columns read for this band's windows
     bw = b1 - b0
-    acc = np.zeros((3, T, bw), np.float32)
+    C = plan.channels
+    acc = np.zeros((C, T, bw), np.float32)
     wsum = np.zeros((T, bw), np.float32)
     valid_rows = np.zeros((T, bw), bool)
     height_p = src.height + 2 * p
     for r, y in enumerate(ys):
         try:
-            rgb, valid = _read_window(src, info, plan, y, x0, span)
+            net, valid = _read_window(src, info, plan, y, x0, span)
         except rasterio.errors.RasterioError as exc:
             raise InputError(f"{info.pair.image}: cannot read window at row {y - p}: {exc}") from exc
         for i in range(0, len(xs), batch_size):
             group = xs[i : i + batch_size]
-            batch = torch.stack([to_tensor(rgb[:, x - x0 : x - x0 + T]) for x in group]).to(dev)
+            batch = torch.stack([torch.from_numpy(net[:, x - x0 : x - x0 + T]).permute(2, 0, 1) for x in group])
             with torch.inference_mode(), autocast:
-                outs = G(batch.contiguous(memory_format=torch.channels_last)).float()
-            outs = ((outs.clamp(-1, 1) + 1) * 127.5).cpu().numpy()  # (N, 3, T, T) in 0..255
+                outs = G(batch.to(dev).contiguous(memory_format=torch.channels_last)).float()
+            outs = outs.clamp(-1, 1).cpu().numpy()  # (N, C, T, T) in [-1, 1]
             for x, o in zip(group, outs, strict=True):
                 lo, hi = max(x, b0), min(x + T, b1)  # the part of this window inside the band
                 sl = slice(lo - x, hi - x)
@@ -427,15 +491,16 @@ def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: 
         _write_rows(dst, plan, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid_rows[:done], y, b0,
                     src.height, src.width)
         # move the accumulator down: rows [done, T) carry over to the next window row
-        acc = np.concatenate([acc[:, done:], np.zeros((3, done, bw), np.float32)], axis=1)
+        acc = np.concatenate([acc[:, done:], np.zeros((C, done, bw), np.float32)], axis=1)
         wsum = np.concatenate([wsum[done:], np.zeros((done, bw), np.float32)], axis=0)
         valid_rows = np.concatenate([valid_rows[done:], np.zeros((done, bw), bool)], axis=0)
 
 
 def _write_rows(dst, plan: _Plan, colors: np.ndarray, keep: np.ndarray, y: int, b0: int, height: int,
                 width: int) -> None:
-    """Write finished ``(3, h, w)`` blended colours at padded ``(y, b0)``: the part inside the scene,
-    decoded to classes when the output is a class raster; invalid pixels 0 and masked."""
+    """Write finished ``(C, h, w)`` blended outputs (network range) at padded ``(y, b0)``: the part
+    inside the scene, decoded to classes when the output is a class raster and to the target half's
+    values for GeoTIFF-trained photo outputs; invalid pixels 0 and masked."""
     p = plan.pad
     r0, r1 = max(y, p), min(y + colors.shape[1], p + height)  # padded rows inside the scene
     c0, c1 = max(b0, p), min(b0 + colors.shape[2], p + width)
@@ -444,11 +509,14 @@ def _write_rows(dst, plan: _Plan, colors: np.ndarray, keep: np.ndarray, y: int, 
     colors = colors[:, r0 - y : r1 - y, c0 - b0 : c1 - b0]
     keep = keep[r0 - y : r1 - y, c0 - b0 : c1 - b0]
     win = Window(c0 - p, r0 - p, c1 - c0, r1 - r0)
-    if plan.writes == "classes":
+    if plan.writes == "native":
+        assert plan.out_spec is not None
+        block = plan.out_spec.decode(colors)
+    elif plan.writes == "classes":
         assert plan.palette is not None
-        block = nearest_class(colors, plan.palette)[None]
+        block = nearest_class((colors + 1.0) * 127.5, plan.palette)[None]
     else:
-        block = np.clip(colors + 0.5, 0, 255).astype(np.uint8)
+        block = np.clip((colors + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
     block[:, ~keep] = 0
     dst.write(block, window=win)
     dst.write_mask((keep * 255).astype(np.uint8), window=win)

@@ -69,9 +69,35 @@ def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
                 assert p.crs == ref.crs and p.transform == ref.transform  # the tile's georeference
                 if direction == "BtoA":
                     assert set(np.unique(p.read(1))) <= {0, 255} and p.colormap(1)[255][:3] == (255, 255, 255)
-    scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8))
+    # whole scenes come back in the target's dtype and band count, georeferenced like the input
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(100, 90, [0, 255], block=8))
     res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_AtoB"), str(scene), str(tmp_path / "o.tif")])
-    assert res.exit_code == 1 and "3 → 4 channels of uint16" in res.output and "predict the tiles" in res.output
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as p, rasterio.open(scene) as ref:
+        assert (p.count, p.dtypes[0], p.width, p.height) == (4, "uint16", 90, 100)
+        assert p.crs == ref.crs and p.transform == ref.transform
+    photo_scene = rgbn_tiles.parent / "src" / "images" / "s0.tif"
+    res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_BtoA"), str(photo_scene), str(tmp_path / "c.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "c.tif") as p:
+        assert (p.count, p.dtypes[0]) == (1, "uint8") and set(np.unique(p.read(1))) <= {0, 255}
+    # one window, no padding, no blending: the scene's values equal the tile prediction's
+    from p2ptools.pix2pix.mosaic import predict_scene
+
+    for direction, half in (("AtoB", "A"), ("BtoA", "B")):
+        name = sorted((rgbn_tiles / "val" / half).glob("*.tif"))[0]
+        out = tmp_path / f"one_{direction}.tif"
+        predict_scene(tmp_path / f"run_{direction}", name, out, overlap=0, blend="none", pad=0, progress=False)
+        with rasterio.open(out) as p, rasterio.open(tmp_path / f"pred_{direction}" / name.name) as ref:
+            diff = np.abs(p.read().astype(np.int64) - ref.read().astype(np.int64))
+            assert diff.max() <= 1, diff.max()  # BatchNorm folded into the convolutions: float rounding only
+            assert p.crs == ref.crs and p.transform == ref.transform
+    # the wrong kind of raster is refused, naming what the model reads
+    rgb8 = write_tif(tmp_path / "rgb8.tif", photo(64, 64, seed=3))
+    res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_BtoA"), str(rgb8), str(tmp_path / "x.tif")])
+    assert res.exit_code == 1 and "3 band(s) of uint8" in res.output and "4 band(s) of uint16" in res.output
+    res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_AtoB"), str(rgb8), str(tmp_path / "x.tif")])
+    assert res.exit_code == 1 and "not a label raster" in res.output
 
 
 def test_real_naip_rgbn_tiles_train(tmp_path):

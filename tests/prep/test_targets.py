@@ -81,3 +81,10 @@ def test_naip_date_to_date(tmp_path):
     p = next((tmp_path / "pred").glob("*.tif"))
     with rasterio.open(p) as d, rasterio.open(out / split / "B" / p.name) as ref:
         assert (d.count, d.dtypes[0], d.crs, d.transform) == (4, "uint8", ref.crs, ref.transform)
+    # the whole 2018 scene → a 2020-like scene of 4 bands, on the 2018 grid, nodata kept as a mask
+    res = CliRunner().invoke(cli, ["predict", str(run), str(tmp_path / "a" / "naip.tif"), str(tmp_path / "s.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "s.tif") as d, rasterio.open(tmp_path / "a" / "naip.tif") as ref:
+        assert (d.count, d.dtypes[0], d.width, d.height) == (4, "uint8", ref.width, ref.height)
+        assert (d.crs, d.transform) == (ref.crs, ref.transform)
+        assert np.array_equal(d.dataset_mask() > 0, ref.dataset_mask() > 0)
