@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.evaluation.metrics import pixel
+from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
 from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.pix2pix.predict import detect_input_kind
 from p2ptools.prep.images import images_by_stem, load_rgb8, resize
@@ -131,13 +132,16 @@ class EvalConfig:
         self.label = self.label or self.fake.name
 
 
-def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool]:
-    """``(stem, real, fake)`` for every name; whether ``real`` holds A|B images.
+def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool, NativeSplit | None]:
+    """``(stem, real, fake)`` for every name; whether ``real`` holds A|B images; the GeoTIFF split
+    ``real`` is, if it is one (its target half's tiles are the real images then).
 
     Raises:
         InputError: listing names present on one side only.
     """
-    real, fake = images_by_stem(cfg.real), images_by_stem(cfg.fake)
+    native = find_native_split(cfg.real, cfg.real_side)
+    real = images_by_stem(cfg.real / cfg.real_side) if native else images_by_stem(cfg.real)
+    fake = images_by_stem(cfg.fake)
     only_r, only_f = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
     if only_r or only_f:
         parts = []
@@ -149,16 +153,17 @@ def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool]:
     if not real:
         raise InputError(f"{cfg.real}: no images")
     stems = sorted(real)
-    ab = cfg.real_kind == "ab" or (
-        cfg.real_kind == "auto" and detect_input_kind(cfg.real, [real[s] for s in stems]) == "ab")
-    return [(s, real[s], fake[s]) for s in stems], ab
+    ab = not native and (cfg.real_kind == "ab" or (
+        cfg.real_kind == "auto" and detect_input_kind(cfg.real, [real[s] for s in stems]) == "ab"))
+    return [(s, real[s], fake[s]) for s in stems], ab, native
 
 
 class _PairSet(Dataset):
     """Decoded (real, fake[, mask][, label image]) of each pair, at one size."""
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], cfg: EvalConfig, ab: bool) -> None:
-        self.pairs, self.cfg, self.ab = pairs, cfg, ab
+    def __init__(self, pairs: list[tuple[str, Path, Path]], cfg: EvalConfig, ab: bool,
+                 native: NativeSplit | None = None) -> None:
+        self.pairs, self.cfg, self.ab, self.native = pairs, cfg, ab, native
         self.masks = images_by_stem(cfg.mask_dir) if cfg.mask_dir else None
         self.labels = images_by_stem(cfg.labels) if cfg.labels else None
 
@@ -167,6 +172,12 @@ class _PairSet(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         stem, rp, fp = self.pairs[i]
+        if self.native is not None:
+            try:
+                item = {"stem": stem, "error": "", **load_pair(self.native, rp, fp)}
+            except P2PError as exc:
+                return {"stem": stem, "error": str(exc)}
+            return self._with_mask(item)
         try:
             real = load_rgb8(rp)
             label_img = None
@@ -193,6 +204,11 @@ class _PairSet(Dataset):
         item: dict[str, Any] = {"stem": stem, "real": real, "fake": fake, "error": ""}
         if label_img is not None:
             item["label"] = label_img
+        return self._with_mask(item)
+
+    def _with_mask(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item`` with its mask (``--mask-dir``), or an error if it has none."""
+        stem, real = item["stem"], item["real"]
         if self.masks is not None:
             if stem not in self.masks:
                 return {"stem": stem, "error": f"no mask for {stem} in {self.cfg.mask_dir}"}
@@ -254,8 +270,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         WeightsNotFound: if weights are missing offline (before any image is processed).
         WeightsDownloadError: if a weights download failed.
     """
-    pairs, ab = match_pairs(cfg)
-    with_input = ab or cfg.labels is not None
+    pairs, ab, native = match_pairs(cfg)
+    with_input = ab or cfg.labels is not None or native is not None
     thumbs = {rel for i in range(len(pairs)) for rel in thumb_names(i, with_input).values()}
     claim_folder(cfg.out, set(REPORT_FILES) | thumbs, inputs=[cfg.real, cfg.fake])
     device = select_device(cfg.device)
@@ -277,7 +293,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         from p2ptools.evaluation.segment import load_segmenter
 
         seg = load_segmenter(cfg.segmenter, device)  # type: ignore[arg-type]
-        if not ab and cfg.labels is None:
+        if not ab and cfg.labels is None and native is None:
             raise ConfigError("the fcn metric needs labels: give --real as an A|B split or --labels DIR")
     cache: dict[str, np.ndarray] = {}
     real_key = ""
@@ -287,7 +303,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         if cached.is_file():
             cache["real"] = np.load(cached)
 
-    ds = _PairSet(pairs, cfg, ab)
+    ds = _PairSet(pairs, cfg, ab, native)
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
@@ -303,9 +319,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
             for it in good:
                 write_thumbs(cfg.out, len(rows), it)
                 row: dict[str, Any] = {"name": it["stem"]}
+                real_px, fake_px = it.get("real_all", it["real"]), it.get("fake_all", it["fake"])
                 for name in ("l1", "l2", "psnr", "ssim"):
                     if name in want:
-                        row[name] = pixel.PIXEL_METRICS[name](it["real"], it["fake"], it.get("mask"))
+                        row[name] = pixel.PIXEL_METRICS[name](real_px, fake_px, it.get("mask"))
+                if "l1" in want and native is not None and native.per_band():
+                    for b in range(real_px.shape[-1]):
+                        row[f"l1_band{b + 1}"] = pixel.l1(real_px[..., b], fake_px[..., b], it.get("mask"))
                 rows.append(row)
             batch_rows = rows[-len(good):]
             sizes = {it["real"].shape for it in good}
@@ -342,7 +362,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         if col == "name":
             continue
         summary_rows.append({"label": cfg.label, "metric": col, **summarize(per_image[col]),
-                             "note": pixel.DESCRIPTIONS.get(col, NOTES.get(col, ""))})
+                             "note": _note(col, native)})
     if fid_net is not None:
         from p2ptools.evaluation.metrics.fid import fid_from_activations, kernel_inception_distance
 
@@ -391,8 +411,24 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
         "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": ab,
         "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(per_image),
+        "pixel_scale": "all bands, each on 0-255 by the dataset's range (contract low/high), not clipped"
+        if native is not None else "8-bit RGB",
     }, indent=2) + "\n")
     return EvalResult(per_image, summary, fcn_table, errors)
+
+
+def _note(metric: str, native: NativeSplit | None) -> str:
+    """The report's description of ``metric`` (with the scale of GeoTIFF bands where they were scored)."""
+    if metric.startswith("l1_band"):
+        return f"mean absolute error of band {metric[7:]}, 0-255 scale of the dataset's range"
+    note = pixel.DESCRIPTIONS.get(metric, NOTES.get(metric, ""))
+    if native is not None and native.specs[native.target].role == "photo" and metric in pixel.PIXEL_METRICS:
+        spec = native.specs[native.target]
+        note = note.replace("RGB channels", "all bands") + (f"; all {spec.channels} band(s) of {spec.dtype}, each "
+                                                            "put on 0-255 by the dataset's range, not clipped")
+    elif native is not None and (metric in ("fid", "kid", "lpips") or metric.startswith("vgg")):
+        note += "; on the RGB view (bands 1-3, or band 1 as gray)"
+    return note
 
 
 def _split_rows(groups: list[list[dict[str, Any]]], rows: list[dict[str, Any]]):

@@ -54,8 +54,8 @@ from rasterio.windows import Window
 from p2ptools import __version__
 from p2ptools.contract import DataContract, check_scene_input, from_checkpoint
 from p2ptools.errors import ConfigError, InputError, OutputError
-from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.bands import HalfSpec, half_specs
+from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.predict import set_inference_mode
 from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.prep.raster import (
@@ -374,8 +374,8 @@ def predict_scene(
                                             else Resampling.average)
             final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
             floating = np.issubdtype(np.dtype(_output_profile(src, plan)["dtype"]), np.floating)
-            rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2, tiled=True,
-                            blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
+            rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
+                            tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
                             bigtiff="if_safer")
             os.replace(final_tmp, out)
         finally:

@@ -69,6 +69,14 @@ def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
                 assert p.crs == ref.crs and p.transform == ref.transform  # the tile's georeference
                 if direction == "BtoA":
                     assert set(np.unique(p.read(1))) <= {0, 255} and p.colormap(1)[255][:3] == (255, 255, 255)
+    # label predictions are scored as palette colours, against the A half
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(rgbn_tiles / "val"), "--real-side", "A", "--fake",
+                                   str(tmp_path / "pred_BtoA"), "--out", str(tmp_path / "rep_BtoA")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    per = pd.read_csv(tmp_path / "rep_BtoA" / "per_image.csv")
+    assert "l1_band1" not in per and per.l1.between(0, 255).all()
     # whole scenes come back in the target's dtype and band count, georeferenced like the input
     scene = write_tif(tmp_path / "labels.tif", blocks_mask(100, 90, [0, 255], block=8))
     res = CliRunner().invoke(cli, ["predict", str(tmp_path / "run_AtoB"), str(scene), str(tmp_path / "o.tif")])
@@ -125,3 +133,45 @@ def test_real_naip_rgbn_tiles_train(tmp_path):
     _, mcfg, meta = load_generator(tmp_path / "run")
     assert (mcfg.in_channels, mcfg.out_channels) == (3, 4)  # colorized labels → the four NAIP bands
     assert meta["dataset"]["contract"]["tif"]["B"]["low"] == [0.0] * 4  # 8-bit photos: the PNG mapping
+
+
+def test_evaluate_scores_every_band(rgbn_tiles, tmp_path):
+    """evaluate on GeoTIFF predictions: all bands on the dataset's 0–255 scale, per-band L1, RGB views."""
+    import pandas as pd
+
+    tif = json.loads((rgbn_tiles / "dataset.json").read_text())["contract"]["tif"]["B"]
+    low, high = np.array(tif["low"]), np.array(tif["high"])
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    reals = sorted((rgbn_tiles / "val" / "B").glob("*.tif"))
+    expected = []
+    for k, real in enumerate(reals):
+        with rasterio.open(real) as ds:
+            data, profile = ds.read(), ds.profile
+        shift = np.array([0, 0, 0, 40 * (k + 1)])[:, None, None]  # only the NIR band is off
+        with rasterio.open(fake / real.name, "w", **profile) as dst:
+            dst.write((data.astype(np.int64) + shift).clip(0, 65535).astype(np.uint16))
+        scale = 255.0 / (high - low)
+        diff = np.abs((data.astype(np.float64) + shift).clip(0, 65535) - data) * scale[:, None, None]
+        expected.append([float(d.mean()) for d in diff])
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(rgbn_tiles / "val"), "--fake", str(fake),
+                                   "--out", str(tmp_path / "rep"), "--metrics", "l1,psnr,ssim"])
+    assert res.exit_code == 0, res.output
+    per = pd.read_csv(tmp_path / "rep" / "per_image.csv").set_index("name")
+    for real, exp in zip(reals, expected, strict=True):
+        row = per.loc[real.stem]
+        assert [row[f"l1_band{b}"] for b in range(1, 5)] == pytest.approx(exp, rel=1e-5)
+        assert row["l1"] == pytest.approx(np.mean(exp), rel=1e-5)  # four bands, not an RGB view
+        assert row["l1_band1"] == 0 and row["l1"] > 0 and row["ssim"] < 1
+    summary = pd.read_csv(tmp_path / "rep" / "summary.csv").set_index("metric")
+    assert "4 band(s) of uint16" in summary.loc["l1", "note"]
+    assert (tmp_path / "rep" / "report.html").is_file()
+    # a prediction of the wrong band count is named
+    with rasterio.open(reals[0]) as ds:
+        profile = {**ds.profile, "count": 3}
+        data = ds.read([1, 2, 3])
+    with rasterio.open(fake / reals[0].name, "w", **profile) as dst:
+        dst.write(data)
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(rgbn_tiles / "val"), "--fake", str(fake),
+                                   "--out", str(tmp_path / "rep2")])
+    assert res.exit_code == 1 and f"{reals[0].name}: 3 band(s) of uint16" in res.output
