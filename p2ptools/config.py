@@ -67,7 +67,9 @@ class TileConfig:
             another split are dropped (reason ``split_buffer``). Default one tile.
         seed: seed for the split and the empty-tile draw.
         bands: 1-based photo bands (1 or 3), None for automatic.
-        stretch: low/high percentiles of the per-scene 8-bit stretch of non-8-bit photos.
+        stretch: low/high percentiles of the 8-bit stretch of non-8-bit photos.
+        stretch_scope: ``scene`` (each scene stretched by its own percentiles) or ``dataset`` (one
+            stretch from all scenes pooled, stored in the data contract and used by ``predict``).
         label_field: attribute of vector labels holding the class (a value or a palette class
             name); None: every feature is the palette's first non-background class.
         all_touched: burn vector labels into every pixel they touch (not only covered centres).
@@ -102,6 +104,7 @@ class TileConfig:
     seed: int = 0
     bands: tuple[int, ...] | None = None
     stretch: tuple[float, float] = (2.0, 98.0)
+    stretch_scope: str = "scene"
     label_field: str | None = None
     all_touched: bool = False
     http_retries: int = 3
@@ -163,6 +166,8 @@ class TileConfig:
         lo, hi = self.stretch
         if not 0 <= lo < hi <= 100:
             raise ConfigError(f"stretch must be two percentiles 0 <= low < high <= 100, got {self.stretch}")
+        if self.stretch_scope not in STRETCH_SCOPES:
+            raise ConfigError(f"stretch_scope must be one of {', '.join(STRETCH_SCOPES)}, got {self.stretch_scope!r}")
         _check_output(self.format, self.jpeg_quality, self.workers, TILE_FORMATS)
 
     def output_params(self) -> dict[str, Any]:
@@ -192,11 +197,13 @@ class TileConfig:
             "seed": self.seed,
             "bands": list(self.bands) if self.bands else None,
             "stretch": list(self.stretch),
+            **({"stretch_scope": self.stretch_scope} if self.stretch_scope != "scene" else {}),
             **({"label_field": self.label_field} if self.label_field else {}),
             **({"all_touched": True} if self.all_touched else {}),
         }
 
 
+STRETCH_SCOPES: tuple[str, ...] = ("scene", "dataset")
 HOLES: tuple[str, ...] = ("center", "random", "random-multi")
 FILLS: tuple[str, ...] = ("white", "black", "noise", "mean")
 FITS: tuple[str, ...] = ("crop", "pad", "stretch")

@@ -10,8 +10,9 @@ input that does not fit it, naming both. It holds:
 * ``palette``: the label classes (value, name, colour) when a half is a label map;
 * ``photo``: how photos became 8-bit RGB: the bands asked for (None: RGB of RGB/RGBN, the first band
   of anything else), how many channels were read (1 is replicated to RGB), the source dtypes, and
-  the stretch of non-8-bit data (``percentile`` low/high, computed per scene; the values of each
-  training scene are kept in ``scenes``);
+  the stretch of non-8-bit data (``percentile`` low/high, computed per scene, or once for the whole
+  dataset with ``tile --stretch-scope dataset``: ``dataset_stretch``, which ``predict`` applies
+  to new scenes; the values of each training scene are kept in ``scenes``);
 * ``normalisation``: 8-bit RGB to the network's range, ``x / 127.5 − 1`` (inverted on output);
 * ``tif``: for GeoTIFF tiles (``tile --format tif``), per half (``A``, ``B``): a label's dtype, or
   a photo's dtype, bands, nodata and per-band ``low``/``high`` mapped to -1/1
@@ -42,7 +43,10 @@ class PhotoSpec:
         bands: 1-based bands asked for (``--bands``); None for the default rule.
         channels: bands read per scene, 1 (replicated to RGB) or 3.
         dtypes: source data types seen in the training scenes.
-        stretch: the low/high percentiles mapped to 0/255 for non-8-bit photos (per scene).
+        stretch: the low/high percentiles mapped to 0/255 for non-8-bit photos.
+        stretch_scope: ``per scene`` (each scene by its own percentiles) or ``dataset`` (one stretch).
+        dataset_stretch: with scope ``dataset``: per band ``[low, high]`` values of the photos
+            (``photo``) and of target photos (``target``), pooled over all scenes.
     """
 
     bands: tuple[int, ...] | None
@@ -50,6 +54,7 @@ class PhotoSpec:
     dtypes: tuple[str, ...]
     stretch: tuple[float, float] = (2.0, 98.0)
     stretch_scope: str = "per scene"
+    dataset_stretch: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class DataContract:
                 dtypes=tuple(photo.get("dtypes") or ()),
                 stretch=tuple(photo.get("stretch") or (2.0, 98.0)),  # type: ignore[arg-type]
                 stretch_scope=photo.get("stretch_scope", "per scene"),
+                dataset_stretch=photo.get("dataset_stretch"),
             )
         return cls(kind=data["kind"], a=data["a"], b=data["b"], size=data.get("size"), palette=data.get("palette"),
                    photo=spec, scenes=dict(data.get("scenes") or {}),

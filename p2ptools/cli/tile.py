@@ -70,7 +70,10 @@ from p2ptools.cli.options import (
 @click.option("--bands", callback=int_list_callback, default=None, metavar="B[,G,R]",
               help="1-based photo bands to use (default: RGB of RGB/RGBN, band 1 of single-band).")
 @click.option("--stretch", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
-              help="Percentiles of the per-scene 8-bit stretch for non-8-bit photos (default 2,98).")
+              help="Percentiles of the 8-bit stretch for non-8-bit photos (default 2,98).")
+@click.option("--stretch-scope", type=click.Choice(["scene", "dataset"]), default=None,
+              help="scene: each scene stretched by its own percentiles (default); dataset: one stretch from all "
+                   "scenes pooled, kept in dataset.json and applied by predict.")
 @click.option("--label-field", default=None,
               help="Vector labels: attribute holding the class (a value, or a class name of the palette); "
                    "default: every feature is the palette's first non-background class.")

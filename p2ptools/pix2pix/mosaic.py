@@ -52,7 +52,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from p2ptools import __version__
-from p2ptools.contract import DataContract, check_scene_input, from_checkpoint
+from p2ptools.contract import DataContract, PhotoSpec, check_scene_input, from_checkpoint
 from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.pix2pix.bands import HalfSpec, half_specs
 from p2ptools.pix2pix.checkpoints import load_generator
@@ -340,8 +340,7 @@ def predict_scene(
         info = SceneInfo(
             pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
             crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
-            stretch=compute_stretch(src, chosen, photo.stretch if photo else (2.0, 98.0)) if plan.kind == "rgb"
-            else None,
+            stretch=scene_stretch(src, chosen, photo) if plan.kind == "rgb" else None,
             has_nodata=has_nodata(src),
             mask_dtype=src.dtypes[0],
         )
@@ -390,6 +389,16 @@ def predict_scene(
 
 
 SOFTWARE_TAG = "p2ptools"
+
+
+def scene_stretch(src: rasterio.io.DatasetReader, bands: tuple[int, ...], photo: PhotoSpec | None
+                  ) -> tuple[tuple[float, float], ...] | None:
+    """The 8-bit stretch of a photo to predict: the training dataset's own (``tile --stretch-scope
+    dataset``), else the scene's percentiles as ``tile`` computed them (None for 8-bit photos)."""
+    fixed = ((photo.dataset_stretch or {}).get("photo") if photo else None)
+    if fixed and len(fixed) == len(bands) and not all(src.dtypes[b - 1] == "uint8" for b in bands):
+        return tuple((float(lo), float(hi)) for lo, hi in fixed)
+    return compute_stretch(src, bands, photo.stretch if photo else (2.0, 98.0))
 
 
 def check_raster_output(scene: Path, out: Path) -> None:

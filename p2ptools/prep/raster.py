@@ -257,33 +257,109 @@ def has_nodata(ds: rasterio.io.DatasetReader) -> bool:
     )
 
 
+def stretch_sample(ds: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> np.ndarray:
+    """``(bands, n)`` float64 values of the valid pixels of one decimated read of the scene (nearest
+    neighbour, at most ``STATS_MAX_SIDE`` pixels on the long side): what the stretch is computed from."""
+    scale = min(1.0, STATS_MAX_SIDE / max(ds.height, ds.width))
+    shape = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
+    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest).astype(np.float64)
+    valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    valid &= np.isfinite(data).all(axis=0)
+    return data[:, valid]
+
+
+def percentile_stretch(sample: np.ndarray, percentiles: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+    """Per band ``(low, high)`` percentiles of a ``(bands, n)`` sample (``(0, 1)`` for an empty one;
+    ``high`` is at least ``low + 1``)."""
+    out = []
+    for band in sample:
+        if band.size == 0:
+            out.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(band, percentiles)
+        out.append((float(lo), float(hi if hi > lo else lo + 1.0)))
+    return tuple(out)
+
+
 def compute_stretch(
     ds: rasterio.io.DatasetReader, bands: tuple[int, ...], percentiles: tuple[float, float]
 ) -> tuple[tuple[float, float], ...] | None:
     """Per-band percentile stretch of a non-8-bit photo, computed over the whole scene.
 
-    The statistics come from one decimated read (nearest neighbour, at most ``STATS_MAX_SIDE``
-    pixels on the long side) over valid (non-nodata) pixels, so memory stays bounded and every
-    tile of the scene is scaled the same way: ``out = clip((v - low) / (high - low), 0, 1) * 255``.
+    The statistics come from one decimated read (:func:`stretch_sample`) over valid (non-nodata)
+    pixels, so memory stays bounded and every tile of the scene is scaled the same way:
+    ``out = clip((v - low) / (high - low), 0, 1) * 255``.
 
     Returns:
         ``((low, high), ...)`` per band, or None for uint8 photos (used as they are).
     """
     if all(ds.dtypes[b - 1] == "uint8" for b in bands):
         return None
-    scale = min(1.0, STATS_MAX_SIDE / max(ds.height, ds.width))
-    shape = (max(1, round(ds.height * scale)), max(1, round(ds.width * scale)))
-    data = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest).astype(np.float64)
-    valid = ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
-    valid &= np.isfinite(data).all(axis=0)
+    return percentile_stretch(stretch_sample(ds, bands), percentiles)
+
+
+#: values kept per scene for the dataset-wide stretch of float photos (integer photos use exact histograms)
+DATASET_SAMPLE_PER_SCENE = 65536
+
+
+def dataset_stretch(infos: list[SceneInfo], percentiles: tuple[float, float]
+                    ) -> tuple[tuple[float, float], ...] | None:
+    """One per-band stretch for all the non-8-bit photos of ``infos`` (``--stretch-scope dataset``).
+
+    Each scene contributes the values of its :func:`stretch_sample`; integer photos of up to 16 bits
+    are pooled as exact per-band histograms (memory independent of the number of scenes, the same
+    percentiles ``np.percentile`` gives on the pooled values), other dtypes as at most
+    ``DATASET_SAMPLE_PER_SCENE`` evenly spaced values per scene.
+
+    Returns:
+        ``((low, high), ...)`` per band, or None when no photo needs a stretch.
+
+    Raises:
+        InputError: if the scenes' photos differ in band count.
+    """
+    scenes = [i for i in infos if i.stretch is not None]
+    if not scenes:
+        return None
+    if len({len(i.bands) for i in scenes}) > 1:
+        raise InputError("--stretch-scope dataset: the photos differ in band count "
+                         f"({', '.join(sorted({f'{i.pair.name}: {len(i.bands)}' for i in scenes})[:5])})")
+    dtypes = [np.dtype(i.photo_dtype) for i in scenes]
+    exact = all(d.kind in "ui" and d.itemsize <= 2 for d in dtypes)
+    hists = [np.zeros(HIST_BINS, np.int64) for _ in scenes[0].bands]
+    pooled: list[np.ndarray] = []
+    for info in scenes:
+        with open_raster(info.pair.image) as ds:
+            sample = stretch_sample(ds, info.bands)
+        if exact:
+            for h, band in zip(hists, sample, strict=True):
+                h += np.bincount((band - HIST_MIN).astype(np.int64), minlength=HIST_BINS)
+        else:
+            pooled.append(sample[:, :: max(1, sample.shape[1] // DATASET_SAMPLE_PER_SCENE)])
+    if not exact:
+        return percentile_stretch(np.concatenate(pooled, axis=1), percentiles)
     out = []
-    for band in data:
-        vals = band[valid]
-        if vals.size == 0:
-            out.append((0.0, 1.0))
-            continue
-        lo, hi = np.percentile(vals, percentiles)
-        out.append((float(lo), float(hi if hi > lo else lo + 1.0)))
+    for h in hists:
+        lo, hi = histogram_percentiles(h, percentiles) if h.sum() else (0.0, 1.0)
+        out.append((lo, hi if hi > lo else lo + 1.0))
+    return tuple(out)
+
+
+HIST_MIN, HIST_BINS = -32768, 65536 + 32768  # int16 and uint16 values share one histogram
+
+
+def histogram_percentiles(hist: np.ndarray, percentiles: tuple[float, ...]) -> tuple[float, ...]:
+    """Percentiles of the values a histogram of integers (bin ``k`` = value ``HIST_MIN + k``) counts,
+    interpolated between order statistics exactly as ``np.percentile`` (method ``linear``) would on
+    the values themselves."""
+    cum = np.cumsum(hist)
+    n = int(cum[-1])
+    out = []
+    for q in percentiles:
+        rank = q / 100.0 * (n - 1)
+        k = int(np.floor(rank))
+        v0 = int(np.searchsorted(cum, k, side="right"))  # the k-th smallest value's bin (0-based rank)
+        v1 = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
+        out.append(float(HIST_MIN + v0 + (rank - k) * (v1 - v0)))
     return tuple(out)
 
 

@@ -11,6 +11,7 @@ while the other scenes go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -166,17 +167,51 @@ class ChunkResult:
     error: str | None = None
 
 
+def _dataset_stretch(cfg: TileConfig, infos: dict[str, SceneInfo], targets: dict[str, SceneInfo],
+                     done_infos: dict[str, SceneInfo], done_targets: dict[str, SceneInfo],
+                     before: dict[str, Any] | None) -> dict[str, Any]:
+    """``--stretch-scope dataset``: one stretch for all photos (and one for all target photos),
+    computed from every readable scene found (those an earlier run tiled included, so an
+    interrupted run resumes with the same stretch), or taken from the earlier run's contract.
+    ``infos`` and ``targets`` (the scenes to tile) are updated in place.
+
+    Returns:
+        the stretches (``photo``, ``target``: per band ``[low, high]``) for the contract.
+    """
+    from p2ptools.prep.raster import dataset_stretch
+
+    earlier = ((before or {}).get("photo") or {}).get("dataset_stretch") or {}
+    stretches: dict[str, Any] = {}
+    for key, group, done in (("photo", infos, done_infos), ("target", targets, done_targets)):
+        if not group and not done:
+            continue
+        stretch = tuple(tuple(s) for s in earlier[key]) if earlier.get(key) else \
+            dataset_stretch([*group.values(), *done.values()], cfg.stretch)
+        if stretch is None:
+            continue
+        stretches[key] = [list(s) for s in stretch]
+        log.info("dataset stretch of the %ss (percentiles %s): %s", key, list(cfg.stretch), stretches[key])
+        for name, info in group.items():
+            if info.stretch is not None:
+                group[name] = dataclasses.replace(info, stretch=stretch)  # type: ignore[arg-type]
+    return stretches
+
+
 def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: dict[str, SceneInfo],
-              before: dict[str, Any] | None, done: list[ScenePair]) -> DataContract:
+              before: dict[str, Any] | None, done: list[ScenePair],
+              dataset_stretch: dict[str, Any] | None = None) -> DataContract:
     """The dataset's data contract: halves, size, palette, and how each scene's photo became 8-bit RGB
-    (scenes ``done`` by an earlier run keep their record, or are inspected again when it was lost)."""
+    (scenes ``done`` by an earlier run keep their record, or are inspected again when it was lost;
+    ``dataset_stretch``: the stretches of ``--stretch-scope dataset``)."""
     scenes = dict((before or {}).get("scenes") or {})
     for pair in done:
         if pair.name not in scenes and pair.name not in infos:
             with contextlib.suppress(P2PError):
-                infos = {**infos, pair.name: inspect_scene(pair, cfg.bands, cfg.stretch,
-                                                           vector_spec(palette, cfg.label_field, cfg.all_touched),
-                                                           palette.background)}
+                info = inspect_scene(pair, cfg.bands, cfg.stretch,
+                                     vector_spec(palette, cfg.label_field, cfg.all_touched), palette.background)
+                if dataset_stretch and info.stretch is not None:
+                    info = dataclasses.replace(info, stretch=tuple(tuple(s) for s in dataset_stretch["photo"]))
+                infos = {**infos, pair.name: info}
     for name, info in infos.items():
         scenes[name] = {"bands": list(info.bands), "dtype": info.photo_dtype,
                         "stretch": [list(s) for s in info.stretch] if info.stretch else None}
@@ -184,7 +219,9 @@ def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: di
     photo = PhotoSpec(bands=tuple(cfg.bands) if cfg.bands else None,
                       channels=channels.pop() if len(channels) == 1 else 0,  # 0: mixed, not checked
                       dtypes=tuple(sorted({s["dtype"] for s in scenes.values()})),
-                      stretch=(float(cfg.stretch[0]), float(cfg.stretch[1])))
+                      stretch=(float(cfg.stretch[0]), float(cfg.stretch[1])),
+                      stretch_scope="dataset" if cfg.stretch_scope == "dataset" else "per scene",
+                      dataset_stretch=dataset_stretch or None)
     return DataContract(kind="tiles", a=meta["A"], b=meta["B"], size=cfg.size, palette=palette.to_dict(),
                         photo=photo, scenes=dict(sorted(scenes.items())))
 
@@ -606,20 +643,29 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     grids: dict[str, list[TileWindow]] = {}
     tasks: list[ChunkTask] = []
     done_before: set[str] = set()
+    done_infos: dict[str, SceneInfo] = {}  # scenes of an earlier run, for the dataset stretch
+    done_targets: dict[str, SceneInfo] = {}
     for pair in found.pairs:
-        if _scene_state(out, pair.name).is_file():
+        done = _scene_state(out, pair.name).is_file()
+        if done:
             report.scenes.append(pair.name)
             done_before.add(pair.name)
-            continue
+            if cfg.stretch_scope != "dataset":
+                continue
         try:
             if photo_pairs:
                 from p2ptools.prep.targets import inspect_target_pair
 
-                info, targets[pair.name] = inspect_target_pair(pair, cfg.bands, cfg.stretch)
+                info, target = inspect_target_pair(pair, cfg.bands, cfg.stretch)
+                (done_targets if done else targets)[pair.name] = target
             else:
                 info = inspect_scene(pair, cfg.bands, cfg.stretch, vspec, palette.background)
         except P2PError as exc:
-            report.failures.append((str(pair.image), str(exc)))
+            if not done:
+                report.failures.append((str(pair.image), str(exc)))
+            continue
+        if done:
+            done_infos[pair.name] = info
             continue
         infos[pair.name] = info
         grid = tile_grid(info.height, info.width, cfg.size, cfg.step, cfg.edge)  # type: ignore[arg-type]
@@ -628,6 +674,9 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
             log.warning("%s: %d×%d is smaller than one %d tile; no tiles with --edge drop",
                         pair.image, info.width, info.height, cfg.size)
 
+    stretches: dict[str, Any] = {}
+    if cfg.stretch_scope == "dataset":
+        stretches = _dataset_stretch(cfg, infos, targets, done_infos, done_targets, before)
     if cfg.split_by == "block":
         splitter.add_scenes(_scene_shapes(found.pairs, infos))
     for name, grid in grids.items():
@@ -663,7 +712,8 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
         "failed": [{"file": f, "reason": r} for f, r in report.failures],
         "complete": not report.failures,
         "contract": _contract(cfg, meta, palette, infos, before,
-                              [] if photo_pairs else [p for p in found.pairs if p.name in done_before]).to_dict(),
+                              [] if photo_pairs else [p for p in found.pairs if p.name in done_before],
+                              stretches).to_dict(),
     })
     if cfg.format == "tif":
         meta["contract"]["tif"] = _tif_record(out, rows, (meta["A"], meta["B"]), infos, meta["contract"].get("tif"))

@@ -467,3 +467,48 @@ def test_geotiff_tiles_keep_georeference_bands_and_dtype(tmp_path):
     contract = json.loads((out / "dataset.json").read_text())["contract"]["tif"]
     assert contract["A"] == {"role": "label", "dtype": "uint8"}
     assert (contract["B"]["dtype"], contract["B"]["bands"], contract["B"]["nodata"]) == ("uint16", 4, 0)
+
+
+def test_dataset_stretch_is_one_for_all_scenes_and_kept_on_resume(tmp_path):
+    """--stretch-scope dataset: one stretch from all scenes pooled (a dark scene stays darker than a
+    bright one), stored in the contract, identical when recomputed on resume, and used by predict."""
+    from p2ptools.contract import DataContract
+    from p2ptools.pix2pix.mosaic import scene_stretch
+
+    rng = np.random.default_rng(0)
+    values = {"dark": rng.integers(1000, 2001, (1, 64, 64)), "bright": rng.integers(3000, 4001, (1, 64, 64))}
+    for name, v in values.items():
+        write_tif(tmp_path / "src" / "images" / f"{name}.tif", v.astype(np.uint16))
+        write_tif(tmp_path / "src" / "gt" / f"{name}.tif", blocks_mask(64, 64, [0, 255], block=16, seed=1))
+    for scope, out in (("scene", tmp_path / "per_scene"), ("dataset", tmp_path / "dataset")):
+        res = run(tmp_path / "src", out, "--size", "32", "--split", "1,0,0", "--keep-empty", "1",
+                  "--stretch-scope", scope)
+        assert res.exit_code == 0, res.output
+    pooled = np.concatenate([v.ravel() for v in values.values()])
+    meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    expected = [[float(v) for v in np.percentile(pooled, (2, 98))]]  # integer percentiles here: exact
+    assert meta["contract"]["photo"]["dataset_stretch"]["photo"] == expected
+    assert meta["contract"]["photo"]["stretch_scope"] == "dataset"
+    assert meta["contract"]["scenes"]["dark"]["stretch"] == expected
+
+    def brightness(out: Path, scene: str) -> float:
+        return float(np.mean([read_image(p)[:, 32:].mean() for p in (out / "train").glob(f"{scene}_*.png")]))
+
+    per_scene = [brightness(tmp_path / "per_scene", s) for s in values]
+    dataset = [brightness(tmp_path / "dataset", s) for s in values]
+    assert abs(per_scene[0] - per_scene[1]) < 5  # each scene stretched to the full range by itself
+    assert dataset[0] < 64 and dataset[1] > 192  # one stretch: dark stays dark, bright stays bright (~41, ~214)
+    # resume after the record was lost: recomputed from every scene, done ones included
+    del meta["contract"]["photo"]["dataset_stretch"]
+    (tmp_path / "dataset" / "dataset.json").write_text(json.dumps(meta))
+    res = run(tmp_path / "src", tmp_path / "dataset", "--size", "32", "--split", "1,0,0", "--keep-empty", "1",
+              "--stretch-scope", "dataset")
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "dataset" / "dataset.json").read_text())["contract"]["photo"]
+    assert again["dataset_stretch"]["photo"] == expected
+    # predict applies the dataset's stretch, not the new scene's own percentiles
+    contract = DataContract.from_dict(json.loads((tmp_path / "dataset" / "dataset.json").read_text())["contract"])
+    with rasterio.open(tmp_path / "src" / "images" / "dark.tif") as ds:
+        assert scene_stretch(ds, (1,), contract.photo) == tuple(map(tuple, expected))
+        per = DataContract.from_dict(json.loads((tmp_path / "per_scene" / "dataset.json").read_text())["contract"])
+        assert scene_stretch(ds, (1,), per.photo)[0][1] < 2001  # the scene's own 98th percentile
