@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from p2ptools.cli.options import dask_option
+
 
 @click.command(short_help="Run a trained generator on a folder of images or a whole raster.")
 @click.argument("run", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT")
@@ -31,13 +33,20 @@ import click
 @click.option("--batch-stats", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="Normalise with each batch's statistics (the paper's test mode) instead of the running ones.")
 @click.option("--side-by-side", is_flag=True, help="Also write OUT/side_by_side/<name>.png = input | output | target.")
+@click.option("--scenes", is_flag=True,
+              help="INPUT is a folder of whole rasters (not of images): each → OUT/<name>.tif. A list file "
+                   "(.txt) INPUT always is.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Many scenes: scenes translated at once by local processes (each takes a share of the threads).")
+@dask_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
               help="Precision: auto = bf16 where the device runs it natively, else fp32.")
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
-            palette: str | None, bands: str | None, overviews: bool, rgb: bool) -> None:
+            palette: str | None, bands: str | None, overviews: bool, rgb: bool, scenes: bool, workers: int,
+            dask: str | None) -> None:
     """Translate INPUT with the generator of RUN_DIR_OR_CKPT.
 
     INPUT is a folder of A images or a split of an aligned dataset (A|B images: A is translated,
@@ -51,19 +60,40 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     colours). A model trained on GeoTIFF tiles (tile --format tif) reads all bands of the raster
     in their dtype and writes the target's bands and dtype (e.g. 4 bands of uint16).
 
+    Many scenes: INPUT a list file (.txt, one path or URL per line) or a folder with --scenes;
+    OUT is then a folder of <scene>.tif. --workers N or --dask ADDRESS|local:N translate scenes
+    in parallel; reruns keep the outputs made with the same checkpoint and options; a scene that
+    fails is reported at the end and the others go on.
+
     The default is eval mode (no dropout, BatchNorm running statistics): outputs are deterministic
     and images of one scene are normalised alike. --dropout on --batch-stats on gives the paper's
     test-time behaviour.
     """
     from p2ptools.errors import SceneFailures
     from p2ptools.pix2pix.predict import predict_folder
+    from p2ptools.prep.sources import is_list_file
 
+    whole = input_dir.is_file() or scenes
+    if whole and (dropout == "on" or batch_stats == "on" or side_by_side):  # windows of a scene are normalised alike
+        raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
+    band_list = tuple(int(b) for b in bands.split(",")) if bands else None
+    if scenes or is_list_file(input_dir):
+        from p2ptools.pix2pix.scenes import SceneOptions, predict_scenes
+
+        options = SceneOptions(which, overlap, blend, batch_size, device, amp, input_kind, palette, band_list,
+                               overviews, rgb)
+        many = predict_scenes(run, input_dir, out, options, workers, dask)
+        summary = (f"{many.count('written')} scene(s) translated, {many.count('existing')} already there, "
+                   f"into {out} from {many.checkpoint}")
+        if many.failures:
+            raise SceneFailures(many.failures, summary)
+        click.echo(summary)
+        return
+    if workers > 1 or dask:
+        raise click.UsageError("--workers and --dask are for many scenes (a list file, or a folder with --scenes)")
     if input_dir.is_file():
-        if dropout == "on" or batch_stats == "on" or side_by_side:  # windows of one scene are normalised alike
-            raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
         from p2ptools.pix2pix.mosaic import predict_scene
 
-        band_list = tuple(int(b) for b in bands.split(",")) if bands else None
         rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
                             input_kind, palette, band_list, overviews, rgb=rgb)
         click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "

@@ -33,6 +33,7 @@ as a dataset mask, so they stay nodata in the output.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -55,7 +56,7 @@ from p2ptools import __version__
 from p2ptools.contract import DataContract, PhotoSpec, check_scene_input, from_checkpoint
 from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.pix2pix.bands import HalfSpec, half_specs
-from p2ptools.pix2pix.checkpoints import load_generator
+from p2ptools.pix2pix.checkpoints import load_generator, resolve_checkpoint
 from p2ptools.pix2pix.predict import set_inference_mode
 from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.prep.raster import (
@@ -72,6 +73,7 @@ from p2ptools.prep.raster import (
     read_photo,
     read_valid,
 )
+from p2ptools.prep.sources import is_remote
 from p2ptools.prep.tiling import axis_offsets
 from p2ptools.runtime.device import autocast as device_autocast
 from p2ptools.runtime.device import resolve_amp, select_device
@@ -265,6 +267,7 @@ def predict_scene(
     progress: bool = True,
     rgb: bool = False,
     pad: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> MosaicReport:
     """Translate a whole raster (see the module docstring).
 
@@ -292,6 +295,7 @@ def predict_scene(
         progress: show a progress bar.
         rgb: for a model that writes labels, write its RGB colours instead of classes.
         pad: pixels mirrored around the scene (default a quarter of the tile; 0: none).
+        tags: extra GDAL metadata items written into the output.
 
     Raises:
         InputError: for unreadable input, or input that does not fit the run's data contract.
@@ -301,25 +305,16 @@ def predict_scene(
 
     start = time.perf_counter()
     dev = select_device(device)
-    G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
+    G, mcfg, meta = prepared_generator(run_or_ckpt, which, dev)
     contract = from_checkpoint(meta.get("dataset"))
     direction = meta["train_config"].get("direction", "AtoB")
-    set_inference_mode(G)
-    if mcfg.g_norm == "instance":
-        log.warning("%s: the generator uses instance normalisation, so each window is normalised by its own "
-                    "statistics and neighbouring windows can differ in tone; the blending hides most of it, a "
-                    "larger --overlap more", meta["path"])
-    if hasattr(G, "fold_batchnorm"):
-        G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
-    if dev.type in ("cpu", "cuda"):
-        G = G.to(memory_format=torch.channels_last)
     T = mcfg.image_size
     overlap = T // 4 if overlap is None else overlap
     if blend not in ("hann", "none"):
         raise ConfigError(f"blend must be hann or none, got {blend!r}")
     if not 0 <= overlap < T:
         raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")
-    scene, out = Path(scene), Path(out)
+    scene, out = (scene if is_remote(scene) else Path(scene)), Path(out)
     check_raster_output(scene, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src, \
@@ -355,7 +350,7 @@ def predict_scene(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
                 dst = rasterio.open(tmp, "w", **_output_profile(src, plan))
-            dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}")
+            dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}", **(tags or {}))
             if plan.writes == "classes":
                 assert plan.palette is not None
                 dst.write_colormap(1, {c.value: (*c.color, 255) for c in plan.palette.classes})
@@ -389,6 +384,31 @@ def predict_scene(
 
 
 SOFTWARE_TAG = "p2ptools"
+
+
+def prepared_generator(run_or_ckpt: Path, which: str, dev: torch.device) -> tuple[Any, Any, dict[str, Any]]:
+    """The generator of a checkpoint ready for whole scenes (eval mode, BatchNorm folded into the
+    convolutions, channels-last), its model config and checkpoint metadata; loaded once per process
+    and checkpoint file version, so many scenes in one worker share it."""
+    path = resolve_checkpoint(run_or_ckpt, which)
+    st = path.stat()
+    return _prepared(str(path.resolve()), st.st_mtime_ns, st.st_size, str(dev))
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared(path: str, mtime_ns: int, size: int, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    dev = torch.device(device)
+    G, mcfg, meta = load_generator(Path(path), device=dev)
+    set_inference_mode(G)
+    if mcfg.g_norm == "instance":
+        log.warning("%s: the generator uses instance normalisation, so each window is normalised by its own "
+                    "statistics and neighbouring windows can differ in tone; the blending hides most of it, a "
+                    "larger --overlap more", meta["path"])
+    if hasattr(G, "fold_batchnorm"):
+        G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
+    if dev.type in ("cpu", "cuda"):
+        G = G.to(memory_format=torch.channels_last)
+    return G, mcfg, meta
 
 
 def scene_stretch(src: rasterio.io.DatasetReader, bands: tuple[int, ...], photo: PhotoSpec | None
