@@ -27,11 +27,11 @@ import numpy as np
 from p2ptools import __version__
 from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
 from p2ptools.errors import OutputError
+from p2ptools.runtime.png import encode_png
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
 STATE_DIR = ".p2ptools"
-PNG_PARAMS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -108,11 +108,10 @@ def inputs_digest(names: list[str]) -> str:
 def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95, bgr: bool = False) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) image as PNG or JPEG bytes
     (``bgr=True``: the channels are already in OpenCV's BGR order)."""
+    if fmt == "png":  # numpy's "up" filter + ISA-L deflate: ~2.6× OpenCV's fastest PNG setting (runtime.png)
+        return encode_png(rgb, bgr=bgr)
     bgr_img = rgb if bgr or rgb.ndim != 3 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    # PNG: OpenCV's fast zlib setting with the "up" row filter: lossless, and on aerial tiles
-    # about 15% faster and 10% smaller than OpenCV's default "sub" filter (benchmarks/tile.py).
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpg" else PNG_PARAMS
-    ok, buf = cv2.imencode(IMAGE_FORMATS[fmt], bgr_img, params)
+    ok, buf = cv2.imencode(IMAGE_FORMATS[fmt], bgr_img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
         raise OutputError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
     return buf.tobytes()
