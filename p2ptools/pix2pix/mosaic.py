@@ -268,6 +268,7 @@ def predict_scene(
     rgb: bool = False,
     pad: int | None = None,
     tags: dict[str, str] | None = None,
+    window_lines: bool = True,
 ) -> MosaicReport:
     """Translate a whole raster (see the module docstring).
 
@@ -296,6 +297,7 @@ def predict_scene(
         rgb: for a model that writes labels, write its RGB colours instead of classes.
         pad: pixels mirrored around the scene (default a quarter of the tile; 0: none).
         tags: extra GDAL metadata items written into the output.
+        window_lines: log a line at every tenth of the windows (off when many scenes share the log).
 
     Raises:
         InputError: for unreadable input, or input that does not fit the run's data contract.
@@ -355,7 +357,8 @@ def predict_scene(
                 assert plan.palette is not None
                 dst.write_colormap(1, {c.value: (*c.color, 255) for c in plan.palette.classes})
                 dst.update_tags(1, **{f"class_{c.value}": c.name for c in plan.palette.classes})
-            with dst, Ticker(total, f"predict {Path(scene).name}", "windows", show_bar=progress) as bar:
+            with dst, Ticker(total, f"predict {scene.name}", "windows", steps=10 if window_lines else 0,
+                             show_bar=progress) as bar:
                 for b0, b1 in bands_x:
                     band_xs = [x for x in plan.xs if x < b1 and x + T > b0]
                     _predict_band(G, src, dst, info, plan, band_xs, b0, b1, batch_size, dev, autocast, bar)

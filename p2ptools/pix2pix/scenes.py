@@ -16,6 +16,7 @@ written once at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -157,7 +158,7 @@ def predict_one(task: SceneTask) -> SceneResult:
         rep = predict_scene(Path(task.checkpoint), RemotePath(task.scene) if is_remote(task.scene) else
                             Path(task.scene), Path(task.out), o.which, o.overlap, o.blend, o.batch_size, o.device,
                             o.amp, o.input_kind, o.palette, o.bands, o.overviews, progress=False, rgb=o.rgb,
-                            tags={PREDICTION_TAG: task.tag})
+                            tags={PREDICTION_TAG: task.tag}, window_lines=False)
     except P2PError as exc:
         return SceneResult(task.scene, task.out, "failed", error=str(exc))
     return SceneResult(task.scene, task.out, "written", rep.seconds, rep.tiles)
@@ -192,8 +193,6 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Scen
     out_dir = Path(out_dir)
     claim_folder(out_dir, {f"{s.stem}.tif" for s in scenes} | {"predict.json"},
                  inputs=[Path(source)] if Path(source).is_dir() else [])
-    local_workers = 1 if dask else max(1, min(workers, len(scenes)))
-    threads = max(1, (os.cpu_count() or 1) // local_workers) if local_workers > 1 else 0
     rep = ScenesReport(out_dir, str(checkpoint))
     tasks = []
     for s in scenes:
@@ -202,14 +201,18 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Scen
         if existing_tag(out) == tag:
             rep.results.append(SceneResult(str(s), str(out), "existing"))
             continue
-        tasks.append(SceneTask(str(checkpoint), str(s), str(out), options, tag, threads))
+        tasks.append(SceneTask(str(checkpoint), str(s), str(out), options, tag))
+    local_workers = 1 if dask else max(1, min(workers, len(tasks)))
+    if local_workers > 1:  # each local process gets an equal share of the CPU's threads
+        threads = max(1, (os.cpu_count() or 1) // local_workers)
+        tasks = [dataclasses.replace(t, threads=threads) for t in tasks]
     start = time.perf_counter()
     with Ticker(len(tasks), "predict", "scenes", show_bar=progress) as bar:
         for res in imap_unordered(predict_one, tasks, local_workers, dask, on_error=_failed):
             rep.results.append(res)
             bar.update(1)
             if res.status == "failed":
-                log.warning("%s: %s", res.scene, res.error)
+                log.warning("%s", res.error if res.scene in res.error else f"{res.scene}: {res.error}")
     rep.results.sort(key=lambda r: r.scene)
     atomic_write_text(out_dir / "predict.json", json.dumps({
         "checkpoint": str(checkpoint), "input": str(source), "input_kind": "scenes", "options": asdict(options),

@@ -237,10 +237,9 @@ def check_values(labels: np.ndarray, palette: Palette, source: str = "mask") -> 
     """
     unknown = unknown_values(np.unique(labels), palette)
     if unknown:
-        raise PaletteError(
-            f"{source} has values outside palette {palette.name!r} "
-            f"({', '.join(map(str, palette.values))}): {', '.join(map(str, unknown))}"
-        )
+        shown = ", ".join(map(str, unknown[:10])) + (f", … ({len(unknown)} values)" if len(unknown) > 10 else "")
+        raise PaletteError(f"{source} has values outside palette {palette.name!r} "
+                           f"({', '.join(map(str, palette.values))}): {shown}")
 
 
 def unknown_values(values: np.ndarray | list[int], palette: Palette) -> list[int]:

@@ -86,6 +86,9 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+_SAID: set[tuple[str, ...]] = set()
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The precision to use: ``auto`` becomes ``bf16`` where it is native and ``none`` elsewhere.
 
@@ -101,7 +104,10 @@ def resolve_amp(amp: str, device: torch.device) -> str:
         chosen = "bf16" if native_bf16(device) else "none"
         why = "native bf16" if chosen == "bf16" else "no native bf16"
         where = describe_cpu() if device.type == "cpu" else str(device)
-        report("precision: %s on %s (--amp auto: %s)", "bf16 autocast" if chosen == "bf16" else "fp32", where, why)
+        line = ("precision: %s on %s (--amp auto: %s)", "bf16 autocast" if chosen == "bf16" else "fp32", where, why)
+        if line not in _SAID:  # once per process, not once per scene or model
+            _SAID.add(line)
+            report(*line)
         return chosen
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         log.warning("--amp bf16 on %s: this CPU has no bf16 units, so bf16 is emulated and much slower than "

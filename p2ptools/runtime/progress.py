@@ -68,7 +68,7 @@ class Ticker:
     def __init__(self, total: int, what: str, unit: str, steps: int = 10, show_bar: bool = False) -> None:
         import time
 
-        self.total, self.what, self.unit, self.steps = total, what, unit, steps
+        self.total, self.what, self.unit, self.steps = total, what, unit, steps  # steps 0: no lines
         self.bar = bar(total, what, unit, show_bar)
         self.done = 0
         self._next = 1
@@ -79,7 +79,7 @@ class Ticker:
         """Count ``n`` more units done; log a line when a new tenth is reached."""
         self.bar.update(n)
         self.done += n
-        if self.total <= 0 or self.done * self.steps < self._next * self.total:
+        if self.total <= 0 or self.steps <= 0 or self.done * self.steps < self._next * self.total:
             return
         while self._next * self.total <= self.done * self.steps:
             self._next += 1
