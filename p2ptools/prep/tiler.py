@@ -645,12 +645,13 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     done_before: set[str] = set()
     done_infos: dict[str, SceneInfo] = {}  # scenes of an earlier run, for the dataset stretch
     done_targets: dict[str, SceneInfo] = {}
+    stretch_known = bool(((before or {}).get("photo") or {}).get("dataset_stretch"))
     for pair in found.pairs:
         done = _scene_state(out, pair.name).is_file()
         if done:
             report.scenes.append(pair.name)
             done_before.add(pair.name)
-            if cfg.stretch_scope != "dataset":
+            if cfg.stretch_scope != "dataset" or stretch_known:  # inspected again only to recompute the stretch
                 continue
         try:
             if photo_pairs:
