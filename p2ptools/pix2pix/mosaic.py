@@ -48,7 +48,7 @@ import numpy as np
 import rasterio
 import torch
 from rasterio import shutil as rio_shutil
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
@@ -65,6 +65,7 @@ from p2ptools.prep.raster import (
     ScenePair,
     choose_bands,
     clip_window,
+    colour_bands,
     compute_stretch,
     has_nodata,
     is_georeferenced,
@@ -175,17 +176,12 @@ def _native_specs(contract: DataContract, direction: str) -> tuple[HalfSpec, Hal
     return (specs["A"], specs["B"]) if direction == "AtoB" else (specs["B"], specs["A"])
 
 
-def _check_native_scene(spec: HalfSpec, scene: Path, count: int, dtype: str, model: str) -> str:
-    """The read kind (``labels`` or ``native``) of a raster for a GeoTIFF-trained model, after checking it.
+def _check_native_photo(spec: HalfSpec, scene: Path, count: int, dtype: str, model: str) -> str:
+    """``native``, after checking that a photo raster fits a model trained on GeoTIFF photo tiles.
 
     Raises:
         InputError: naming the raster, what it holds and what the model reads.
     """
-    if spec.role == "label":
-        if count != 1 or not np.issubdtype(np.dtype(dtype), np.integer):
-            raise InputError(f"{scene}: {count} band(s) of {dtype}, not a label raster; the model {model} reads one "
-                             "integer band of class values")
-        return "labels"
     if (count, dtype) != (spec.channels, spec.dtype):
         raise InputError(f"{scene}: {count} band(s) of {dtype}; the model {model} was trained on photos of "
                          f"{spec.channels} band(s) of {spec.dtype} (GeoTIFF tiles)")
@@ -200,14 +196,14 @@ def _plan(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, d
         InputError: if the raster does not fit what the model was trained on.
         ConfigError: if an option contradicts the contract.
     """
-    count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha) or src.count
+    count = len(colour_bands(src)) or src.count
     dtype = src.dtypes[0]
     reads, writes = contract.roles(direction)
     native = _native_specs(contract, direction)
-    if native:
-        kind = _check_native_scene(native[0], scene, count, dtype, model)
-        if input_kind not in ("auto", "labels" if kind == "labels" else "rgb"):
-            raise ConfigError(f"--input-kind {input_kind}: the model {model} reads {native[0].role} rasters")
+    if native and native[0].role == "photo":
+        kind = _check_native_photo(native[0], scene, count, dtype, model)
+        if input_kind not in ("auto", "rgb"):
+            raise ConfigError(f"--input-kind {input_kind}: the model {model} reads photo rasters")
     elif reads in ("label", "photo", "photo with hole"):
         kind = check_scene_input(contract, direction, str(scene), count, dtype, model)
         if input_kind not in ("auto", kind):
@@ -331,7 +327,7 @@ def predict_scene(
         if plan.kind == "native":
             if bands:
                 raise ConfigError("--bands: a model trained on GeoTIFF tiles reads all bands of the raster, as tiled")
-            chosen = tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha)
+            chosen = colour_bands(src)
         else:
             chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
         info = SceneInfo(
@@ -349,9 +345,10 @@ def predict_scene(
         total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
         autocast = device_autocast(dev, resolve_amp(amp, dev))
         try:
+            profile = _output_profile(src, plan)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
-                dst = rasterio.open(tmp, "w", **_output_profile(src, plan))
+                dst = rasterio.open(tmp, "w", **profile)
             dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}", **(tags or {}))
             if plan.writes == "classes":
                 assert plan.palette is not None
@@ -370,7 +367,7 @@ def predict_scene(
                         dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes"
                                             else Resampling.average)
             final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
-            floating = np.issubdtype(np.dtype(_output_profile(src, plan)["dtype"]), np.floating)
+            floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
             rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
                             tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
                             bigtiff="if_safer")
@@ -435,17 +432,22 @@ def check_raster_output(scene: Path, out: Path) -> None:
     if out.exists() and out.resolve() == scene.resolve():
         raise OutputError(f"{out}: is the input scene; write the prediction to another file")
     if out.exists():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                ds = rasterio.open(out)
-            with ds:
-                ours = str(ds.tags().get("TIFFTAG_SOFTWARE", "")).startswith(SOFTWARE_TAG)
-        except rasterio.errors.RasterioError:
-            ours = False
-        if not ours:
+        if not str((raster_tags(out) or {}).get("TIFFTAG_SOFTWARE", "")).startswith(SOFTWARE_TAG):
             raise OutputError(f"{out}: exists and was not written by p2ptools; p2ptools never replaces it: "
                               "choose another output file or move it away")
+
+
+def raster_tags(path: Path) -> dict[str, str] | None:
+    """The dataset metadata of a raster file, or None when it is missing or not a readable raster."""
+    if not Path(path).is_file():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                return dict(ds.tags())
+    except rasterio.errors.RasterioError:
+        return None
 
 
 def _read_window(src: rasterio.io.DatasetReader, info: SceneInfo, plan: _Plan, y: int, x: int, span: int

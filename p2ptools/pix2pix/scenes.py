@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,18 +130,9 @@ def run_tag(checkpoint: Path, scene: Path | RemotePath, options: SceneOptions) -
 
 def existing_tag(out: Path) -> str | None:
     """The ``P2PTOOLS_PREDICTION`` tag of an output GeoTIFF, or None (missing, unreadable, untagged)."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
+    from p2ptools.pix2pix.mosaic import raster_tags
 
-    if not out.is_file():
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(out) as ds:
-                return ds.tags().get(PREDICTION_TAG)
-    except rasterio.errors.RasterioError:
-        return None
+    return (raster_tags(out) or {}).get(PREDICTION_TAG)
 
 
 def predict_one(task: SceneTask) -> SceneResult:

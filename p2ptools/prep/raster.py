@@ -229,6 +229,11 @@ def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:
     return ds.crs is not None or not ds.transform.is_identity
 
 
+def colour_bands(ds: rasterio.io.DatasetReader) -> tuple[int, ...]:
+    """The 1-based bands of ``ds`` that are not alpha (empty if every band is)."""
+    return tuple(i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha)
+
+
 def choose_bands(ds: rasterio.io.DatasetReader, bands: tuple[int, ...] | None) -> tuple[int, ...]:
     """Pick the photo bands to read.
 
@@ -245,7 +250,7 @@ def choose_bands(ds: rasterio.io.DatasetReader, bands: tuple[int, ...] | None) -
         if bad:
             raise ConfigError(f"{ds.name}: has {ds.count} band(s); --bands {','.join(map(str, bad))} does not exist")
         return tuple(bands)
-    colour = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha] or [1]
+    colour = colour_bands(ds) or (1,)
     return tuple(colour[:3]) if len(colour) >= 3 else (colour[0],)
 
 
@@ -300,6 +305,7 @@ def compute_stretch(
 
 #: values kept per scene for the dataset-wide stretch of float photos (integer photos use exact histograms)
 DATASET_SAMPLE_PER_SCENE = 65536
+HIST_MIN, HIST_BINS = -32768, 65536 + 32768  # int16 and uint16 values share one histogram
 
 
 def dataset_stretch(infos: list[SceneInfo], percentiles: tuple[float, float]
@@ -323,9 +329,8 @@ def dataset_stretch(infos: list[SceneInfo], percentiles: tuple[float, float]
     if len({len(i.bands) for i in scenes}) > 1:
         raise InputError("--stretch-scope dataset: the photos differ in band count "
                          f"({', '.join(sorted({f'{i.pair.name}: {len(i.bands)}' for i in scenes})[:5])})")
-    dtypes = [np.dtype(i.photo_dtype) for i in scenes]
-    exact = all(d.kind in "ui" and d.itemsize <= 2 for d in dtypes)
-    hists = [np.zeros(HIST_BINS, np.int64) for _ in scenes[0].bands]
+    exact = all(np.dtype(i.photo_dtype).kind in "ui" and np.dtype(i.photo_dtype).itemsize <= 2 for i in scenes)
+    hists = [np.zeros(HIST_BINS, np.int64) for _ in scenes[0].bands] if exact else []
     pooled: list[np.ndarray] = []
     for info in scenes:
         with open_raster(info.pair.image) as ds:
@@ -343,8 +348,6 @@ def dataset_stretch(infos: list[SceneInfo], percentiles: tuple[float, float]
         out.append((lo, hi if hi > lo else lo + 1.0))
     return tuple(out)
 
-
-HIST_MIN, HIST_BINS = -32768, 65536 + 32768  # int16 and uint16 values share one histogram
 
 
 def histogram_percentiles(hist: np.ndarray, percentiles: tuple[float, ...]) -> tuple[float, ...]:

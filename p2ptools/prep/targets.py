@@ -29,6 +29,7 @@ from p2ptools.prep.raster import (
     ScenePair,
     _photo_info,
     choose_bands,
+    colour_bands,
     compute_stretch,
     has_nodata,
     open_raster,
@@ -101,7 +102,7 @@ def read_pair_window(img: Any, vrt: Any, info: SceneInfo, tinfo: SceneInfo, y: i
 
 def read_native(ds: Any, y: int, x: int, size: int, bands: tuple[int, ...] | None) -> tuple[np.ndarray, list[int]]:
     """A tile of every (non-alpha) band, or ``bands``, in the dataset's own dtype (0 outside)."""
-    chosen = list(bands) if bands else [i + 1 for i, ci in enumerate(ds.colorinterp) if ci.name != "alpha"]
+    chosen = list(bands or colour_bands(ds))
     out = np.full((len(chosen), size, size), ds.nodata or 0, dtype=ds.dtypes[chosen[0] - 1])
     y1, x1 = min(y + size, ds.height), min(x + size, ds.width)  # windows past the edge (--edge pad) are padded
     if y1 > y and x1 > x:  # (no boundless reads: a WarpedVRT does not allow them)

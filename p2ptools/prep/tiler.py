@@ -169,18 +169,17 @@ class ChunkResult:
 
 def _dataset_stretch(cfg: TileConfig, infos: dict[str, SceneInfo], targets: dict[str, SceneInfo],
                      done_infos: dict[str, SceneInfo], done_targets: dict[str, SceneInfo],
-                     before: dict[str, Any] | None) -> dict[str, Any]:
+                     earlier: dict[str, Any]) -> dict[str, Any]:
     """``--stretch-scope dataset``: one stretch for all photos (and one for all target photos),
     computed from every readable scene found (those an earlier run tiled included, so an
-    interrupted run resumes with the same stretch), or taken from the earlier run's contract.
-    ``infos`` and ``targets`` (the scenes to tile) are updated in place.
+    interrupted run resumes with the same stretch), or taken from ``earlier`` (the stretches the
+    earlier run's contract holds). ``infos`` and ``targets`` (the scenes to tile) are updated in place.
 
     Returns:
         the stretches (``photo``, ``target``: per band ``[low, high]``) for the contract.
     """
     from p2ptools.prep.raster import dataset_stretch
 
-    earlier = ((before or {}).get("photo") or {}).get("dataset_stretch") or {}
     stretches: dict[str, Any] = {}
     for key, group, done in (("photo", infos, done_infos), ("target", targets, done_targets)):
         if not group and not done:
@@ -645,13 +644,13 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     done_before: set[str] = set()
     done_infos: dict[str, SceneInfo] = {}  # scenes of an earlier run, for the dataset stretch
     done_targets: dict[str, SceneInfo] = {}
-    stretch_known = bool(((before or {}).get("photo") or {}).get("dataset_stretch"))
+    earlier_stretch = ((before or {}).get("photo") or {}).get("dataset_stretch") or {}
     for pair in found.pairs:
         done = _scene_state(out, pair.name).is_file()
         if done:
             report.scenes.append(pair.name)
             done_before.add(pair.name)
-            if cfg.stretch_scope != "dataset" or stretch_known:  # inspected again only to recompute the stretch
+            if cfg.stretch_scope != "dataset" or earlier_stretch:  # inspected again only to recompute the stretch
                 continue
         try:
             if photo_pairs:
@@ -677,7 +676,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
 
     stretches: dict[str, Any] = {}
     if cfg.stretch_scope == "dataset":
-        stretches = _dataset_stretch(cfg, infos, targets, done_infos, done_targets, before)
+        stretches = _dataset_stretch(cfg, infos, targets, done_infos, done_targets, earlier_stretch)
     if cfg.split_by == "block":
         splitter.add_scenes(_scene_shapes(found.pairs, infos))
     for name, grid in grids.items():
