@@ -43,7 +43,7 @@ from p2ptools.config import (
     read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError, P2PError
-from p2ptools.runtime.output import STATE_DIR, atomic_write_text
+from p2ptools.runtime.output import STATE_DIR, atomic_write_text, remove_inside
 from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,9 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
         P2PError: from any stage; finished stages stay finished for the next run.
     """
     from p2ptools.pix2pix.train import TrainingInterrupted
+    from p2ptools.runtime.lock import hold
 
-    recipe.workdir.mkdir(parents=True, exist_ok=True)
+    hold(recipe.workdir)  # one recipe run per work folder
     result = RunResult(recipe)
     order = ["data", "train", "fcn", "predict", "evaluate"]
     last = order.index(until) if until else len(order) - 1
@@ -361,7 +362,7 @@ def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, pr
     else:
         if changes:
             _say("fcn", changes, "training the segmenter anew")
-            (seg_dir / "segmenter.pt").unlink(missing_ok=True)
+            remove_inside(seg_dir, "segmenter.pt", "recipe")
         train_segmenter(recipe.data_dir, seg_dir, progress=progress, **recipe.fcn)
         result.stages["fcn"] = "ran"
     book.done("fcn", settings)

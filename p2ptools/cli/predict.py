@@ -93,9 +93,11 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
         raise click.UsageError("--workers and --dask are for many scenes (a list file, or a folder with --scenes)")
     if input_dir.is_file():
         from p2ptools.pix2pix.mosaic import predict_scene
+        from p2ptools.runtime.lock import file_lock
 
-        rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
-                            input_kind, palette, band_list, overviews, rgb=rgb)
+        with file_lock(out):
+            rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
+                                input_kind, palette, band_list, overviews, rgb=rgb)
         click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
                    f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
         return

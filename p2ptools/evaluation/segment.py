@@ -242,9 +242,12 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     Returns:
         The validation scores of the saved epoch.
     """
+    from p2ptools.runtime.lock import hold
+
     if size % 16:
         raise ConfigError(f"--size must be a multiple of 16, got {size}")
     dataset, out = Path(dataset), Path(out)
+    hold(out)  # one writer per output folder
     train_files = list_split(dataset, "train")
     pal, side = resolve_labels(dataset, palette, label_side, train_files)
     val_files = list_split(dataset, "val") if has_images(dataset / "val") else []
@@ -308,7 +311,9 @@ def load_segmenter(path: Path, device: torch.device) -> Segmenter:
     p = p / "segmenter.pt" if p.is_dir() else p
     if not p.is_file():
         raise InputError(f"{p}: no segmenter (train one with p2ptools train-fcn DATASET --out SEG_DIR)")
-    ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    from p2ptools.runtime.safeload import load_torch_file
+
+    ckpt = load_torch_file(p, "cpu", what="segmenter")
     if not isinstance(ckpt, dict) or ckpt.get("format") != SEG_FORMAT:
         raise InputError(f"{p}: not a p2ptools segmenter")
     net = build_segmenter(ckpt["arch"], ckpt["n_classes"])

@@ -34,7 +34,8 @@ from torch import nn
 from p2ptools.config import ModelConfig, TrainConfig
 from p2ptools.errors import InputError
 from p2ptools.pix2pix.nets import build_generator
-from p2ptools.runtime.output import atomic_write_bytes, foreign_files, read_dataset_json
+from p2ptools.runtime.output import atomic_write_bytes, contained, foreign_files, read_dataset_json, remove_inside
+from p2ptools.runtime.safeload import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ def unwrap(net: nn.Module) -> nn.Module:
 
 def rng_states() -> dict[str, Any]:
     """All random-number-generator states that training draws from."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # numpy's state as plain numbers, so that checkpoints load with torch.load(weights_only=True)
+    states: dict[str, Any] = {"torch": torch.get_rng_state(),
+                              "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
                               "python": random.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -64,7 +68,8 @@ def rng_states() -> dict[str, Any]:
 def set_rng_states(states: dict[str, Any]) -> None:
     """Restore the states saved by :func:`rng_states`."""
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]  # a list (now) or numpy's tuple (older checkpoints)
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -155,16 +160,14 @@ def upgrade_train_config(tc: dict[str, Any]) -> dict[str, Any]:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    The file is read as data only (tensors and plain values; :mod:`p2ptools.runtime.safeload`):
+    a checkpoint whose pickle names any other Python object is refused and nothing in it runs.
+
     Raises:
-        InputError: if the file is missing, unreadable or not a p2ptools checkpoint.
+        InputError: if the file is missing, unreadable, unsafe or not a p2ptools checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise InputError(f"{path}: cannot read checkpoint: {exc}") from exc
+    ckpt = load_torch_file(path, map_location, what="checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a p2ptools checkpoint")
     ckpt["train_config"] = upgrade_train_config(ckpt["train_config"])
@@ -187,9 +190,7 @@ def prune_snapshots(run_dir: Path, keep_last: int) -> list[Path]:
     if keep_last <= 0:
         return []
     removed = [p for _, p in snapshots(run_dir)[:-keep_last]]
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed
+    return [p for p in removed if remove_inside(Path(run_dir), p.name, "run folder")]
 
 
 def resolve_checkpoint(run_or_file: Path, which: str = "latest") -> Path:
@@ -234,7 +235,8 @@ def run_files(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         return []
     return [p for p in sorted(run_dir.rglob("*"))
-            if (p.is_file() or p.is_symlink()) and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())]
+            if (p.is_file() or p.is_symlink()) and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())
+            and contained(run_dir, p.relative_to(run_dir)) is not None]
 
 
 def foreign_run_files(run_dir: Path) -> list[str]:
@@ -245,9 +247,7 @@ def foreign_run_files(run_dir: Path) -> list[str]:
 def clear_run(run_dir: Path) -> list[Path]:
     """Remove what a training run wrote in ``run_dir`` (checkpoints, logs, samples) and the folders this
     empties; nothing else."""
-    removed = run_files(run_dir)
-    for p in removed:
-        p.unlink(missing_ok=True)
+    removed = [p for p in run_files(run_dir) if remove_inside(Path(run_dir), p.relative_to(run_dir), "run folder")]
     for folder in ("samples", "tensorboard"):
         with contextlib.suppress(OSError):
             (Path(run_dir) / folder).rmdir()  # only when empty

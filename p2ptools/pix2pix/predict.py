@@ -30,6 +30,7 @@ from p2ptools.runtime.device import resolve_amp, select_device
 from p2ptools.runtime.output import (
     DATASET_FILE,
     atomic_write_text,
+    check_distinct_outputs,
     check_not_inside,
     claim_folder,
     write_geotiff,
@@ -136,6 +137,7 @@ def predict_folder(
     direction = meta["train_config"].get("direction", "AtoB")
     size = mcfg.image_size
     report = PredictReport(out_dir, meta["path"], kind)
+    check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
     planned = {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"}
     claim_folder(out_dir, planned, inputs=[input_dir])
 

@@ -46,6 +46,7 @@ from p2ptools.pix2pix.data import AlignedDataset, EpochSampler, has_images, to_i
 from p2ptools.pix2pix.nets import build_discriminator, build_generator
 from p2ptools.pix2pix.run_page import write_run_page
 from p2ptools.runtime.device import autocast, resolve_amp, select_device
+from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import duration, report
@@ -395,10 +396,12 @@ class _Trainer:
         self.device = _init_device(tcfg, self.world, local_rank)
         check_model_and_training(mcfg, tcfg)
         self.mcfg, self.tcfg, self.run_dir = mcfg, tcfg, tcfg.out
+        check_not_inside(self.run_dir, [tcfg.dataset])
+        if self.main:  # one writer per run folder (a second train or --resume of it is refused)
+            hold(self.run_dir)
         if not resume and (self.run_dir / "latest.pt").exists():
             raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "
                               f"use --resume {self.run_dir} or another --out")
-        check_not_inside(self.run_dir, [tcfg.dataset])
         refuse_foreign(self.run_dir, foreign_run_files(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(tcfg.seed)

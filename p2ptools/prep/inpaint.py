@@ -33,6 +33,7 @@ from p2ptools.runtime.output import (
     MANIFEST_FILE,
     STATE_DIR,
     atomic_write_text,
+    check_distinct_outputs,
     csv_text,
     inputs_digest,
     prepare_output,
@@ -292,6 +293,8 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
     if not files:
         raise InputError(f"{cfg.src}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     rels = [str(p.relative_to(cfg.src)) for p in files]
+    names = _names(rels)
+    check_distinct_outputs(cfg.out, names.items())
     params = {**cfg.output_params(), "inputs": inputs_digest(rels)}
     prepare_output(cfg.out, "inpaint", params, cfg.overwrite, inputs=[cfg.src], input_names=rels)
     contract = DataContract(kind="inpaint", a="photo with hole", b="photo", size=cfg.size)
@@ -299,7 +302,6 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
                             "complete": False, "input_names": rels, "contract": contract.to_dict()}
     write_dataset_json(cfg.out, meta)
     scans = _scan(cfg, rels, progress)
-    names = _names(rels)
     report = InpaintReport(out=cfg.out)
     side = hole_side(cfg.size, cfg.hole_area)
     good: list[str] = []

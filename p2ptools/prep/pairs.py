@@ -18,7 +18,14 @@ from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
 from p2ptools.prep.splits import SPLITS
 from p2ptools.prep.tiling import compose_ab, split_ab
-from p2ptools.runtime.output import inputs_digest, prepare_output, record_plan, write_dataset_json, write_image
+from p2ptools.runtime.output import (
+    check_distinct_outputs,
+    inputs_digest,
+    prepare_output,
+    record_plan,
+    write_dataset_json,
+    write_image,
+)
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
 
@@ -228,10 +235,11 @@ def unpair_folder(
         raise InputError(f"{ab_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     rels = [p.relative_to(ab_dir) for p in files]
     names = [r.as_posix() for r in rels]
+    exts = [".jpg" if p.suffix.lower() in (".jpg", ".jpeg") else ".png" for p in files]
+    check_distinct_outputs(out, ((n, r.with_suffix(e).as_posix()) for n, r, e in zip(names, rels, exts, strict=True)))
     params = {"ab": str(ab_dir.resolve()), "inputs": inputs_digest([str(r) for r in rels])}
     prepare_output(out, "unpaired", params, overwrite, inputs=[ab_dir], input_names=names)
     write_dataset_json(out, {"kind": "unpaired", "params": params, "complete": False, "input_names": names})
-    exts = [".jpg" if p.suffix.lower() in (".jpg", ".jpeg") else ".png" for p in files]
     record_plan(out, (f"{half}/{rel.with_suffix(ext).as_posix()}" for rel, ext in zip(rels, exts, strict=True)
                       for half in ("A", "B")))
     report = PairReport(out)

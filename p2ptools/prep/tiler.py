@@ -66,6 +66,7 @@ from p2ptools.runtime.output import (
     read_csv_rows,
     read_dataset_json,
     record_plan,
+    remove_inside,
     write_dataset_json,
     write_geotiff,
     write_image,
@@ -542,7 +543,7 @@ def _remove_scene_tiles(out: Path, scene: str, tiles: list[TileWindow], fmt: str
     for t in tiles:
         for split in SPLITS:
             for p in tile_paths(out, split, scene, t, fmt):
-                p.unlink(missing_ok=True)
+                remove_inside(out, p.relative_to(out), "scene record")
 
 
 class _Splitter:

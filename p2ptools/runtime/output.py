@@ -14,6 +14,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,11 +28,16 @@ import numpy as np
 from p2ptools import __version__
 from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
 from p2ptools.errors import OutputError
+from p2ptools.runtime.lock import hold
 from p2ptools.runtime.png import encode_png
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
 STATE_DIR = ".p2ptools"
+#: the lock file of a running command (``OUT/.p2ptools/lock``, see :mod:`p2ptools.runtime.lock`)
+LOCK_FILE = "lock"
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -150,7 +156,6 @@ PLANS_DIR = "written"
 
 
 @functools.lru_cache(maxsize=1)
-@functools.lru_cache(maxsize=1)
 def _umask() -> int:
     """The process's umask (read once, without changing it where /proc tells it)."""
     try:
@@ -162,6 +167,74 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def contained(out: Path, rel: str | Path) -> Path | None:
+    """``out/rel`` when it lies inside ``out`` once resolved (``..``, absolute paths and symlinks
+    followed), else None: the one rule for every path read from a record, a manifest or a run folder
+    before p2ptools removes or overwrites it.
+
+    Args:
+        out: the output folder.
+        rel: a path relative to ``out`` (as records and manifests store them).
+
+    Returns:
+        The path to touch (``out/rel``, not its resolution, so a link is removed, never its target),
+        or None when it would reach outside ``out`` or names ``out`` itself.
+    """
+    rel = Path(rel)
+    if rel.is_absolute() or not str(rel) or str(rel) == ".":
+        return None
+    path = out / rel
+    base = out.resolve()
+    try:
+        # the folder the entry sits in, resolved (a link to elsewhere in between leaves OUT), and the entry itself
+        parent = path.parent.resolve()
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    if parent != base and base not in parent.parents:
+        return None
+    if target != base and base not in target.parents:
+        return None
+    return path if target != base else None
+
+
+def remove_inside(out: Path, rel: str | Path, what: str = "record") -> bool:
+    """Remove the file ``out/rel`` if it exists and lies inside ``out`` (:func:`contained`); a path
+    that reaches outside is left alone and named in a warning. Returns whether a file was removed."""
+    path = contained(out, rel)
+    if path is None:
+        log.warning("%s: skipped %r from a %s: it lies outside the output folder, which p2ptools never "
+                    "touches", out, str(rel), what)
+        return False
+    if path.is_file() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return True
+    return False
+
+
+def check_distinct_outputs(out: Path, pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse, before anything is written, inputs that would be written to one output file.
+
+    Args:
+        out: the output folder (for the message).
+        pairs: ``(input name, output path relative to out)`` for every input.
+
+    Raises:
+        InputError: listing each output file with the inputs that would share it (first five).
+    """
+    from p2ptools.errors import InputError
+
+    by_output: dict[str, list[str]] = {}
+    for src, rel in pairs:
+        by_output.setdefault(rel, []).append(src)
+    clashes = [(rel, srcs) for rel, srcs in sorted(by_output.items()) if len(srcs) > 1]
+    if clashes:
+        shown = "; ".join(f"{rel} ← {', '.join(srcs)}" for rel, srcs in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        raise InputError(f"{out}: {len(clashes)} output file(s) would each be written from several inputs ({shown}"
+                         f"{more}); nothing was written: rename the inputs so that their names differ")
 
 
 def record_plan(out: Path, rel_paths: Iterable[str]) -> None:
@@ -184,14 +257,20 @@ def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
     plans = out / STATE_DIR / PLANS_DIR
     if plans.is_dir():
         for plan in plans.glob("*.txt"):
-            owned.update(line for line in plan.read_text(encoding="utf-8").splitlines() if line)
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                owned.update(line for line in plan.read_text(encoding="utf-8").splitlines() if line)
     manifest = out / MANIFEST_FILE
     if manifest.is_file():
         with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
             _, rows = read_csv_rows(manifest)
             for row in rows:
                 owned.update(row[k] for k in ("file", "mask_file") if row.get(k))
-    return owned
+    outside = sorted(rel for rel in owned if contained(out, rel) is None)
+    if outside:
+        shown = ", ".join(repr(r) for r in outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+        log.warning("%s: its records name %d path(s) outside the folder (%s): skipped, p2ptools never touches "
+                    "anything outside the output folder", out, len(outside), shown)
+    return {rel for rel in owned if rel not in outside}
 
 
 def foreign_files(out: Path, owned: set[str]) -> list[str]:
@@ -234,16 +313,18 @@ def _check_folder(out: Path, owned: set[str]) -> None:
 def remove_owned(out: Path, owned: set[str]) -> int:
     """Remove the files of ``owned`` that exist under ``out``, p2ptools's state, and the folders this
     leaves empty; returns the number of files removed. Nothing else is touched."""
-    removed = 0
-    for rel in sorted(owned):
-        path = out / rel
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-            removed += 1
+    removed = sum(remove_inside(out, rel) for rel in sorted(owned))
     state = out / STATE_DIR
     if state.is_dir() and not state.is_symlink():
-        shutil.rmtree(state)
-    for folder in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()),
+        for entry in state.iterdir():  # all but the lock the running command holds (runtime.lock)
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()
+                          and contained(out, p.relative_to(out)) is not None),
                          key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             folder.rmdir()  # only succeeds when empty
@@ -285,6 +366,7 @@ def prepare_output(
         OutputError: if ``out`` holds a different dataset or foreign files.
     """
     check_not_inside(out, inputs)
+    hold(out)
     existing = read_dataset_json(out) if out.is_dir() else None
     owned = owned_files(out) if existing is not None else {DATASET_FILE, MANIFEST_FILE}
     _check_folder(out, owned)
@@ -312,6 +394,7 @@ def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None
     """
     planned = set(planned)
     check_not_inside(out, inputs)
+    hold(out)
     _check_folder(out, owned_files(out) | planned)
     out.mkdir(parents=True, exist_ok=True)
     record_plan(out, planned)
