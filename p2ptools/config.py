@@ -533,6 +533,10 @@ class TrainConfig:
             ``fp16`` (CUDA).
         channels_last: use the channels-last memory format.
         save_every: steps between ``latest.pt`` checkpoints (also written at the end and on Ctrl-C).
+        save_minutes: ``latest.pt`` is also written at the end of the first epoch, then at the end
+            of every epoch that finishes this many minutes after the last one was written: a run
+            killed at any moment (SIGKILL, out of memory, a preempted job) loses at most one epoch
+            or this much time, whichever is longer.
         save_epoch_freq: epochs between ``epoch_K.pt`` snapshots (generator only; 0: none).
         keep_last: keep only the newest ``keep_last`` snapshots (0: keep all).
         patience: stop after this many epochs without a better validation L1 (0: never).
@@ -564,6 +568,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = False
     save_every: int = 500
+    save_minutes: float = 10.0
     save_epoch_freq: int = 5
     keep_last: int = 5
     patience: int = 0
@@ -598,6 +603,8 @@ class TrainConfig:
         _check_fraction("decay_fraction", self.decay_fraction)
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not self.save_minutes >= 0:
+            raise ConfigError(f"save_minutes must not be negative, got {self.save_minutes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
 

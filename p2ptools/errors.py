@@ -49,3 +49,8 @@ class SceneFailures(P2PError):
         lines = [f"{len(failures)} input(s) failed:"]
         lines += [f"  {r}" if f in r else f"  {f}: {r}" for f, r in failures]
         super().__init__("\n".join(lines))
+
+
+class DiskFullError(OutputError):
+    """The output's file system is full: the command stops at once (what it finished stays, and a
+    rerun resumes), never blaming an input."""

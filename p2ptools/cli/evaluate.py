@@ -67,3 +67,8 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
     click.echo(shown.to_string(index=False))
     click.echo(f"reports: {out / 'per_image.csv'}, {out / 'summary.csv'}" + (
         f", {out / 'fcn.csv'}" if result.fcn is not None else ""))
+    if result.errors:  # the others were scored and written; the bad ones are listed and the exit is 1
+        from p2ptools.errors import SceneFailures
+
+        raise SceneFailures(result.errors, f"{len(result.per_image)} pair(s) scored; "
+                                           f"{len(result.errors)} left out")

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,6 +61,12 @@ class P2PGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except P2PError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a full disk reached by a write that is not p2ptools' own (a log, a library)
+            from p2ptools.runtime.space import disk_full, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            raise click.ClickException(str(disk_full(Path(exc.filename or "output"), None))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(130) from None

@@ -26,8 +26,8 @@ def weights(download: bool, weights_dir: Path | None, names: tuple[str, ...]) ->
       p2ptools weights --download
       P2PTOOLS_WEIGHTS_URL=https://mirror.example.org/weights p2ptools weights --download lpips-v0.1-alex.pth
     """
+    from p2ptools.evaluation.weights import cached_sha256, download_url, known, mismatch_message, search_dirs, status
     from p2ptools.evaluation.weights import download as fetch
-    from p2ptools.evaluation.weights import download_url, known, status
 
     chosen = [known(n).name for n in names] or None
     if download:
@@ -35,10 +35,15 @@ def weights(download: bool, weights_dir: Path | None, names: tuple[str, ...]) ->
             if row.path is None:
                 path = fetch(row.spec)
                 click.echo(f"downloaded {row.spec.name} → {path}")
-    for row in status(weights_dir, chosen):
+    rows = status(weights_dir, chosen)
+    click.echo("looking in: " + ", ".join(str(d) for d in search_dirs(weights_dir)) + " (in this order)")
+    for row in rows:
         if row.path is None:
             state = f"missing (from {download_url(row.spec)})"
         else:
             check = "checksum OK" if row.checksum_ok else "CHECKSUM MISMATCH"
             state = f"{row.path} ({row.size / 1e6:.1f} MB, {check})"
         click.echo(f"{row.spec.name:40s} {row.spec.used_by:8s} {state}")
+    for row in rows:
+        if row.path is not None and not row.checksum_ok:
+            click.echo(mismatch_message(row.spec, row.path, cached_sha256(row.path)), err=True)

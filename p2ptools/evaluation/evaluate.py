@@ -40,7 +40,7 @@ from p2ptools.evaluation.metrics import pixel
 from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
 from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.pix2pix.predict import detect_input_kind
-from p2ptools.prep.images import images_by_stem, load_rgb8, resize
+from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder
 from p2ptools.runtime.progress import Ticker, report
@@ -254,12 +254,21 @@ def summarize(values: pd.Series) -> dict[str, float]:
     return {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
 
 
-def _feature_cache_key(files: list[Path], what: str) -> str:
-    h = hashlib.sha1(what.encode())
+def _feature_cache_key(files: list[Path], what: str, resized_to: list[Path] | None = None) -> str:
+    """The key of cached real-image features: everything that changes them — ``what`` (network,
+    weights digest, feature size, which half, resize mode), each real file's path, size and mtime,
+    and, when reals are resized to the fakes (``resized_to``), each fake's pixel size."""
+    h = hashlib.sha256(what.encode())
     for p in files:
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:20]
+    if resized_to is not None:
+        for p in resized_to:
+            try:
+                h.update(f"{image_size(p)}\n".encode())
+            except P2PError:
+                h.update(b"?\n")
+    return h.hexdigest()[:24]
 
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
@@ -298,7 +307,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     cache: dict[str, np.ndarray] = {}
     real_key = ""
     if fid_net is not None and cfg.cache_dir is not None:
-        real_key = _feature_cache_key([r for _, r, _ in pairs], f"fid{cfg.fid_dims}|{cfg.real_side}|{ab}|{cfg.resize}")
+        from p2ptools.evaluation.metrics.fid import FID_WEIGHTS
+        from p2ptools.evaluation.weights import weights_digest
+
+        real_key = _feature_cache_key(
+            [r for _, r, _ in pairs],
+            f"fid{cfg.fid_dims}|{weights_digest(FID_WEIGHTS, cfg.weights_dir)}|{cfg.real_side}|{ab}|{cfg.resize}",
+            [f for _, _, f in pairs] if cfg.resize == "real" else None)
         cached = cfg.cache_dir / f"fid-{real_key}.npy"
         if cached.is_file():
             cache["real"] = np.load(cached)
@@ -352,9 +367,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
                     cf, cr = fcn_confusions(seg, group, device)
                     conf_fake = cf if conf_fake is None else conf_fake + cf
                     conf_real = cr if conf_real is None else conf_real + cr
-    if errors:
+    if errors:  # the others are scored and written; the command then lists these and exits 1
+        log.warning("%d of %d pair(s) cannot be evaluated and are left out: %s", len(errors), len(pairs),
+                    "; ".join(f"{s}: {e}" for s, e in errors[:5]) + (" …" if len(errors) > 5 else ""))
+    if not rows:
         lines = "\n".join(f"  {s}: {e}" for s, e in errors[:30])
-        raise InputError(f"{len(errors)} pair(s) cannot be evaluated:\n{lines}")
+        raise InputError(f"no pair could be evaluated ({len(errors)} failed):\n{lines}")
 
     per_image = pd.DataFrame(rows)
     summary_rows = []
@@ -377,13 +395,15 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
             atomic_write_bytes(cfg.cache_dir / f"fid-{real_key}.npy", buf.getvalue())
         n = len(fake_acts)
         if "fid" in want:
-            value = fid_from_activations(real_acts, fake_acts) if n >= 2 else math.nan
+            value = fid_from_activations(real_acts, fake_acts) if min(n, len(real_acts)) >= 2 else math.nan
             summary_rows.append({"label": cfg.label, "metric": "fid", "mean": value, "std": math.nan,
-                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n, "note": NOTES["fid"]})
+                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n,
+                                 "note": _set_metric_note("fid", n, len(real_acts), real_acts.shape[1])})
         if "kid" in want:
             mean, std = kernel_inception_distance(real_acts, fake_acts, cfg.kid_subsets, cfg.kid_subset_size)
             summary_rows.append({"label": cfg.label, "metric": "kid", "mean": mean, "std": std,
-                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n, "note": NOTES["kid"]})
+                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n,
+                                 "note": _set_metric_note("kid", n, len(real_acts), real_acts.shape[1], std)})
     fcn_table = None
     if seg is not None and conf_fake is not None and conf_real is not None:
         from p2ptools.evaluation.segment import fcn_table as make_fcn_table
@@ -415,6 +435,20 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
         if native is not None else "8-bit RGB",
     }, indent=2) + "\n")
     return EvalResult(per_image, summary, fcn_table, errors)
+
+
+def _set_metric_note(metric: str, n_fake: int, n_real: int, dims: int, std: float = 0.0) -> str:
+    """The note of FID or KID, saying when the number rests on too few images to mean much."""
+    n = min(n_fake, n_real)
+    if n < 2:
+        return f"not available: {metric.upper()} needs at least 2 images on each side, got {n}"
+    note = NOTES[metric]
+    if metric == "fid" and n < dims:
+        note += (f"; only {n} image(s) for {dims}-d features: the covariances are singular and FID is dominated "
+                 "by that bias (pytorch-fid asks for at least 2048)")
+    if metric == "kid" and not math.isfinite(std):
+        note += "; std not available: every subset is the whole set"
+    return note
 
 
 def _note(metric: str, native: NativeSplit | None) -> str:

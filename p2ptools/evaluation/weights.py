@@ -4,11 +4,15 @@ A file is looked for, in order, in: the folder given explicitly (``--weights-dir
 ``$P2PTOOLS_WEIGHTS``, and torch hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``, by default
 ``~/.cache/torch/hub/checkpoints``), where torchvision and pytorch-fid keep the same files. A known
 file found nowhere is downloaded on first use into that cache with ``torch.hub``'s downloader (a
-progress bar on a terminal, one log line otherwise) and its SHA-256 checked before it is moved into
-place, as torchvision and pytorch-fid do (for their files the expected digest is the prefix in the
-file name). ``$P2PTOOLS_WEIGHTS_URL`` replaces the download location (``$P2PTOOLS_WEIGHTS_URL/<file
-name>``: an internal mirror, or a test server). ``offline`` (``--offline``, ``P2PTOOLS_OFFLINE=1``)
-never touches the network and says which files are missing and where to put them.
+progress bar on a terminal, one log line otherwise), checked, then moved into place.
+
+Every known file is checked against its full SHA-256 (AlexNet's against the 8-digit prefix in its
+name, the one digest published for it; that file is downloaded only over https or from this
+machine), after a download and before a file found on disk is given to torch, so a damaged or
+replaced file is named with both digests instead of failing inside torch.
+``$P2PTOOLS_WEIGHTS_URL`` replaces the download location (``$P2PTOOLS_WEIGHTS_URL/<file name>``:
+an internal mirror, or a test server). ``offline`` (``--offline``, ``P2PTOOLS_OFFLINE=1``) never
+touches the network and says which files are missing and where to put them.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class WeightsFile:
         name: file name on disk (and under ``$P2PTOOLS_WEIGHTS_URL``).
         what: what it is, in words.
         url: where it is downloaded from.
-        sha256: its SHA-256 in hex, or a prefix of it (torchvision's file-name convention).
+        sha256: its SHA-256 in hex (64 digits), or the prefix torchvision's file name carries where
+            no full digest is published.
         used_by: the metrics that need it.
     """
 
@@ -60,9 +65,11 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in (
     WeightsFile("pt_inception-2015-12-05-6726825d.pth",
                 "FID Inception-v3 (pytorch-fid's port of TensorFlow's FID network)",
                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                "pt_inception-2015-12-05-6726825d.pth", "6726825d", "fid, kid"),
+                "pt_inception-2015-12-05-6726825d.pth",
+                "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", "fid, kid"),
     WeightsFile("vgg19-dcbb9e9d.pth", "torchvision's ImageNet VGG19",
-                "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d", "vgg"),
+                "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+                "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", "vgg"),
     WeightsFile("alexnet-owt-7be5be79.pth", "torchvision's ImageNet AlexNet (the LPIPS backbone)",
                 "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79", "lpips"),
     WeightsFile("lpips-v0.1-alex.pth", "LPIPS v0.1 linear heads for AlexNet (Zhang et al. 2018)",
@@ -125,9 +132,11 @@ def find_weights(filename: str, weights_dir: Path | None = None, offline: bool |
         WeightsDownloadError: the download failed or was not the expected file (nothing is kept).
     """
     found = locate(filename, weights_dir)
-    if found is not None:
-        return found
     spec = KNOWN_WEIGHTS.get(filename)
+    if found is not None:
+        if spec is not None:
+            verify(spec, found)
+        return found
     dirs = ", ".join(str(d) for d in search_dirs(weights_dir))
     if spec is None or is_offline(offline):
         what = f" ({spec.what})" if spec else ""
@@ -146,6 +155,10 @@ def download(spec: WeightsFile, progress: bool | None = None) -> Path:
             to put the file by hand; no file is left in the cache.
     """
     url = download_url(spec)
+    if len(spec.sha256) < 64 and not _trusted_transport(url):
+        raise WeightsDownloadError(f"{spec.name}: refused to download from {url}: only a prefix of this file's SHA-256 "
+                                   "is known, so it is fetched over https (or from this machine) only; download it "
+                                   f"by hand and put it in {cache_dir()} (or --weights-dir / P2PTOOLS_WEIGHTS)")
     dest_dir = cache_dir()
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest_dir / f".{spec.name}.{os.getpid()}.part"
@@ -154,10 +167,9 @@ def download(spec: WeightsFile, progress: bool | None = None) -> Path:
     try:
         torch.hub.download_url_to_file(url, str(part), progress=sys.stderr.isatty() if progress is None else progress)
         got = sha256_of(part)
-        if not got.startswith(spec.sha256):
+        if not digest_matches(spec, got):
             raise WeightsDownloadError(f"{spec.name}: the file from {url} is not the expected one (SHA-256 "
-                                       f"{got}, expected {spec.sha256}{'…' if len(spec.sha256) < 64 else ''}); "
-                                       f"nothing was kept; {by_hand}")
+                                       f"{got}, expected {expected_text(spec)}); nothing was kept; {by_hand}")
         os.replace(part, dest_dir / spec.name)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
@@ -185,8 +197,68 @@ def status(weights_dir: Path | None = None, names: list[str] | None = None) -> l
         spec = known(name)
         path = locate(name, weights_dir)
         rows.append(WeightsStatus(spec, path, path.stat().st_size if path else None,
-                                  sha256_of(path).startswith(spec.sha256) if path else None))
+                                  digest_matches(spec, cached_sha256(path)) if path else None))
     return rows
+
+
+def digest_matches(spec: WeightsFile, digest: str) -> bool:
+    """Whether ``digest`` is ``spec``'s: equal to its full SHA-256 (or starting with its known prefix)."""
+    return digest == spec.sha256 if len(spec.sha256) == 64 else digest.startswith(spec.sha256)
+
+
+def expected_text(spec: WeightsFile) -> str:
+    """The expected digest as printed (a prefix gets an ellipsis)."""
+    return spec.sha256 + ("" if len(spec.sha256) == 64 else "…")
+
+
+def _trusted_transport(url: str) -> bool:
+    """https, a local file, or a server on this machine (a test, a mirror on localhost)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return u.scheme in ("https", "file") or (u.scheme == "http" and (u.hostname or "") in ("localhost", "127.0.0.1",
+                                                                                             "::1"))
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: Path) -> str:
+    """SHA-256 of ``path``, computed once per file version (path, size, mtime) in this process."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_of(path)
+    return _DIGESTS[key]
+
+
+class WeightsChecksumError(WeightsNotFound):
+    """A weights file on disk is not the expected file (damaged, truncated or another file)."""
+
+
+def mismatch_message(spec: WeightsFile, path: Path, got: str) -> str:
+    """What ``p2ptools weights`` and every metric say of a file whose digest is wrong."""
+    return (f"{path}: not the expected {spec.name} ({spec.what}): SHA-256 {got}, expected {expected_text(spec)}; "
+            f"it was not loaded. Delete it and run `p2ptools weights --download {spec.name}`, or put the right file "
+            f"(from {download_url(spec)}) in {path.parent}")
+
+
+def verify(spec: WeightsFile, path: Path) -> str:
+    """Check ``path`` against ``spec``'s digest before anything reads it; returns the digest.
+
+    Raises:
+        WeightsChecksumError: naming both digests and where to put the right file.
+    """
+    got = cached_sha256(path)
+    if not digest_matches(spec, got):
+        raise WeightsChecksumError(mismatch_message(spec, path, got))
+    return got
+
+
+def weights_digest(filename: str, weights_dir: Path | None = None) -> str:
+    """The SHA-256 of the weights file in use (for feature caches and provenance); '' when absent."""
+    path = locate(filename, weights_dir)
+    return cached_sha256(path) if path is not None else ""
 
 
 def known(name: str) -> WeightsFile:
@@ -206,10 +278,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     Raises:
         WeightsNotFound: if the file cannot be read as a state dict.
     """
+    from p2ptools.errors import InputError
+    from p2ptools.runtime.safeload import load_torch_file
+
+    spec = KNOWN_WEIGHTS.get(Path(path).name)
+    if spec is not None:  # never give torch a file that is not the expected one
+        verify(spec, Path(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise WeightsNotFound(f"{path}: cannot read as a PyTorch state dict: {exc}") from exc
+        state = load_torch_file(Path(path), "cpu", what="weights file")
+    except InputError as exc:
+        raise WeightsNotFound(str(exc)) from None
     if not isinstance(state, dict):
         raise WeightsNotFound(f"{path}: not a state dict")
     return state

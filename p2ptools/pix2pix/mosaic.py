@@ -79,6 +79,7 @@ from p2ptools.prep.tiling import axis_offsets
 from p2ptools.runtime.device import autocast as device_autocast
 from p2ptools.runtime.device import resolve_amp, select_device
 from p2ptools.runtime.progress import Ticker, duration, report
+from p2ptools.runtime.space import disk_full, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +338,12 @@ def predict_scene(
             has_nodata=has_nodata(src),
             mask_dtype=src.dtypes[0],
         )
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(out, None) from None
+            raise
         os.close(fd)
         tmp = Path(tmp_name)
         width_p = src.width + 2 * plan.pad
@@ -372,6 +378,10 @@ def predict_scene(
                             tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
                             bigtiff="if_safer")
             os.replace(final_tmp, out)
+        except Exception as exc:
+            if is_disk_full(exc):  # the output's disk, never the scene's fault
+                raise disk_full(out, None) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
             for extra in out.parent.glob(f".{out.name}.*.part.tif*"):

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from p2ptools.errors import InputError, P2PError
+from p2ptools.errors import DiskFullError, InputError, P2PError
 from p2ptools.pix2pix.checkpoints import resolve_checkpoint
 from p2ptools.prep.raster import RASTER_EXTENSIONS
 from p2ptools.prep.sources import RemotePath, is_list_file, is_remote, read_list
@@ -149,6 +149,8 @@ def predict_one(task: SceneTask) -> SceneResult:
                             Path(task.scene), Path(task.out), o.which, o.overlap, o.blend, o.batch_size, o.device,
                             o.amp, o.input_kind, o.palette, o.bands, o.overviews, progress=False, rgb=o.rgb,
                             tags={PREDICTION_TAG: task.tag}, window_lines=False)
+    except DiskFullError:
+        raise  # the output's disk, not this scene: the run stops, finished scenes stay
     except P2PError as exc:
         return SceneResult(task.scene, task.out, "failed", error=str(exc))
     return SceneResult(task.scene, task.out, "written", rep.seconds, rep.tiles)

@@ -50,6 +50,7 @@ from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import duration, report
+from p2ptools.runtime.space import human_bytes
 
 __all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
            "train_step", "validate"]
@@ -429,17 +430,33 @@ class _Trainer:
         self.history: list[dict[str, float]] = []
         self.stopped_by = "epochs"
         self.saved_step = self.state.global_step
+        self.saved_at = time.monotonic()
+        self.saved_epochs = 0  # latest.pt files this process wrote at an epoch's end
+        self.space_checked = False
         self.epoch_times: list[float] = []
         self.bar = progress_bar(tcfg.epochs * self.steps_per_epoch, "train", "step", progress and self.main,
                                 self.state.global_step)
 
     def save(self, name: str, full: bool = True) -> None:
-        """Write ``RUN/<name>.pt`` (rank 0 only)."""
+        """Write ``RUN/<name>.pt`` (rank 0 only); the first full checkpoint checks the free space first."""
         if self.main:
+            if full and not self.space_checked:
+                check_checkpoint_space(self.run_dir, self.m)
+                self.space_checked = True
             save_checkpoint(self.run_dir / f"{name}.pt", self.m, self.state, self.mcfg, self.tcfg, full,
                             self.dataset_meta)
             if name == "latest":
                 self.saved_step = self.state.global_step
+                self.saved_at = time.monotonic()
+                self.saved_epochs += 1
+
+    def latest_due(self) -> bool:
+        """Whether ``latest.pt`` is written at this epoch's end: after the first epoch this process
+        trains, then when ``save_minutes`` have passed since the last one (or ``save_every`` steps)."""
+        tcfg = self.tcfg
+        if self.saved_epochs == 0 or self.state.global_step - self.saved_step >= tcfg.save_every:
+            return True
+        return time.monotonic() - self.saved_at >= tcfg.save_minutes * 60
 
     def run(self) -> FitResult:
         """Train until the epochs are done, ``max_steps`` is reached or early stopping stops it."""
@@ -515,7 +532,7 @@ class _Trainer:
             if tcfg.save_epoch_freq and state.epoch % tcfg.save_epoch_freq == 0:
                 self.save(f"epoch_{state.epoch}", full=False)
                 prune_snapshots(self.run_dir, tcfg.keep_last)
-            if state.global_step - self.saved_step >= tcfg.save_every:
+            if self.latest_due():
                 self.save("latest")
             grid = save_samples(m.G, self.val_ds or self.train_ds,
                                 self.run_dir / "samples" / f"epoch_{state.epoch:03d}.jpg", self.device)
@@ -604,8 +621,32 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
     for sched in (m.sched_G, m.sched_D):  # the schedule may have changed (more epochs, another decay)
         for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
             group["lr"] = base * lr_factor(state.epoch, tcfg.epochs, tcfg.n_decay)
-    log.info("resuming %s at epoch %d, step %d", path.parent, state.epoch, state.global_step)
+    report("resuming %s after epoch %d (step %d in it), step %d in all", path.parent, state.epoch,
+           state.step_in_epoch, state.global_step)
     return state
+
+
+def checkpoint_bytes(m: Models) -> int:
+    """The size of a full checkpoint of ``m``: both networks' weights and buffers, the optimizers'
+    state (Adam: two moments per parameter) and a little more for the rest."""
+    def tensors(net: nn.Module) -> int:
+        return sum(t.numel() * t.element_size() for t in unwrap(net).state_dict().values())
+
+    params = sum(p.numel() * p.element_size() for net in (m.G, m.D) for p in net.parameters())
+    return tensors(m.G) + tensors(m.D) + 2 * params + (1 << 20)
+
+
+def check_checkpoint_space(run_dir: Path, m: Models) -> None:
+    """Warn when the file system of ``run_dir`` cannot hold a full checkpoint being written beside
+    the previous one (a temporary file, then a rename)."""
+    import shutil
+
+    need = checkpoint_bytes(m)
+    free = shutil.disk_usage(run_dir).free
+    if free < 2 * need:
+        log.warning("%s: %s free; a full checkpoint (latest.pt, best.pt) takes %s and is written beside the "
+                    "previous one (%s at once): free some space, or --out on another disk", run_dir,
+                    human_bytes(free), human_bytes(need), human_bytes(2 * need))
 
 
 def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bool = True) -> FitResult:

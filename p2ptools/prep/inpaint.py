@@ -25,7 +25,7 @@ import numpy as np
 
 from p2ptools.config import InpaintConfig
 from p2ptools.contract import DataContract
-from p2ptools.errors import InputError, P2PError
+from p2ptools.errors import DiskFullError, InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, fit_square, list_images, load_rgb8
 from p2ptools.prep.splits import SPLITS, assign_splits
 from p2ptools.prep.tiling import compose_ab
@@ -274,6 +274,8 @@ def _write_one(task: _WriteTask) -> tuple[str, str]:
         write_image(cfg.out / task.split / f"{task.name}.{cfg.format}", ab, cfg.format, cfg.jpeg_quality)
         if cfg.save_masks:
             write_image(cfg.out / MASK_DIR / task.split / f"{task.name}.png", mask.astype(np.uint8) * 255, "png")
+    except DiskFullError:
+        raise  # the output's disk, not this input: the run stops
     except (P2PError, OSError) as exc:
         return task.rel, str(exc)
     return task.rel, ""

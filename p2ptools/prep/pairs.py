@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from p2ptools.contract import DataContract
-from p2ptools.errors import InputError, P2PError
+from p2ptools.errors import DiskFullError, InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, image_size, images_by_stem, list_images, load_rgb8, resize
 from p2ptools.prep.splits import SPLITS
 from p2ptools.prep.tiling import compose_ab, split_ab
@@ -124,6 +124,8 @@ def _pair_one(task: _PairTask) -> tuple[str, str]:
                 return task.b, f"{task.b}: {b.shape[1]}×{b.shape[0]} differs from {Path(task.a).name}"
             b = resize(b, a.shape[1], a.shape[0])
         write_image(Path(task.out), compose_ab(a, b), task.fmt, task.jpeg_quality)
+    except DiskFullError:
+        raise  # the output's disk, not this input: the run stops
     except (P2PError, OSError) as exc:
         return task.a, str(exc)
     return task.a, ""
@@ -212,6 +214,8 @@ def _unpair_one(task: _UnpairTask) -> tuple[str, str]:
         fmt = "jpg" if Path(task.a).suffix == ".jpg" else "png"
         write_image(Path(task.a), a, fmt, task.jpeg_quality)
         write_image(Path(task.b), b, fmt, task.jpeg_quality)
+    except DiskFullError:
+        raise  # the output's disk, not this input: the run stops
     except (P2PError, OSError) as exc:
         return task.src, str(exc)
     return task.src, ""

@@ -27,7 +27,7 @@ from rasterio.errors import RasterioError
 
 from p2ptools.config import TileConfig
 from p2ptools.contract import DataContract, PhotoSpec
-from p2ptools.errors import ConfigError, P2PError, PaletteError, RasterReadError, SceneFailures
+from p2ptools.errors import ConfigError, DiskFullError, P2PError, PaletteError, RasterReadError, SceneFailures
 from p2ptools.prep.labels import Palette, load_palette, palette_from_dict, unknown_values
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
@@ -74,6 +74,7 @@ from p2ptools.runtime.output import (
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import report
+from p2ptools.runtime.space import disk_full, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +350,13 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
             if task.target_info is not None:
                 return _process_target_chunk(task, info)
             return _process_chunk(task, info, palette)
+    except DiskFullError:
+        raise  # the output's disk, not the scene: the run stops, finished tiles stay
     except P2PError as exc:
         return ChunkResult(info.pair.name, len(task.tiles), [], error=str(exc))
     except (RasterioError, OSError, ValueError) as exc:
+        if is_disk_full(exc):
+            raise disk_full(Path(task.out) / "tiles", None) from None
         error = f"{info.pair.image}: cannot read: {describe_error(exc)}"
         return ChunkResult(info.pair.name, len(task.tiles), [], error=error)
 

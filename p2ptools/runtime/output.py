@@ -30,6 +30,7 @@ from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
 from p2ptools.errors import OutputError
 from p2ptools.runtime.lock import hold
 from p2ptools.runtime.png import encode_png
+from p2ptools.runtime.space import disk_full, is_disk_full
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
@@ -45,15 +46,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     The file gets the permissions the umask gives new files (0644 under 022), as a plain write would.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path, len(data)) from None
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path, len(data)) from None
         raise
 
 
@@ -74,6 +82,10 @@ def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
                 dst.write_colormap(1, colormap)
             dst.update_tags(TIFFTAG_SOFTWARE="p2ptools")
         os.replace(tmp, path)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full(path, data.nbytes) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -187,7 +187,9 @@ def _dask_map(fn: Callable[[T], R], items: list[T], address: str,
             try:
                 yield fut.result()
             except Exception as exc:  # the task's worker died too often, or fn raised
-                if on_error is None:
+                from p2ptools.runtime.space import is_disk_full
+
+                if on_error is None or is_disk_full(exc):  # a full disk stops the run; it is not the item's fault
                     raise
                 yield on_error(items[index[fut.key]], exc)
     finally:

@@ -11,6 +11,7 @@ interpolation (``align_corners=False``, no antialiasing) as pytorch-fid does, an
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -232,11 +233,18 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
 
     ``subset_size`` is capped at the smaller sample; pix2pix test sets of a few hundred images give
     noisy (but unbiased) estimates, unlike FID, which is biased at small N.
+
+    Returns:
+        ``(mean, std)``: both NaN with fewer than 2 images on a side (the unbiased MMD² needs two);
+        the std NaN when every subset is the whole of both sets (all draws are the same number,
+        so their spread says nothing).
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     size = min(subset_size, real.shape[0], fake.shape[0])
     if size < 2:
-        raise ValueError("KID needs at least 2 images on each side")
+        return math.nan, math.nan
+    if size == real.shape[0] == fake.shape[0]:  # every subset is the whole set: one value, no spread
+        return float(mmd2_unbiased(real, fake)), math.nan
     rng = np.random.default_rng(seed)
     values = [mmd2_unbiased(real[rng.choice(real.shape[0], size, replace=False)],
                             fake[rng.choice(fake.shape[0], size, replace=False)]) for _ in range(subsets)]
