@@ -40,8 +40,9 @@ def _preset_default(field: str) -> str:
 
 @click.command(short_help="Train a pix2pix model on an aligned A|B dataset.")
 @click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "preset", default="pix2pix", show_default=True,
-              help="Model preset: a YAML file or a bundled name (pix2pix, pix2pix-512, se-resunet, wgan, tiny).")
+@click.option("--model", "preset", default=None, show_default="pix2pix",
+              help="Model preset: a YAML file or a bundled name (pix2pix, pix2pix-512, se-resunet, wgan, tiny). "
+                   "With --resume it must be the run's own.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (checkpoints, logs, samples).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the run in this folder where it stopped (its latest.pt); options given with it "
@@ -74,6 +75,9 @@ def _preset_default(field: str) -> str:
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps (a short run).")
 @click.option("--save-every", type=click.IntRange(min=1), show_default=_preset_default("save_every"),
               help="Steps between latest.pt checkpoints (also written at the end, on Ctrl-C and SIGTERM).")
+@click.option("--save-minutes", type=click.FloatRange(min=0), show_default=_preset_default("save_minutes"),
+              help="latest.pt is also written after the first epoch, then at the end of each epoch that ends this "
+                   "many minutes after the last one: a killed run loses at most one epoch or this long.")
 @click.option("--save-epoch-freq", type=click.IntRange(min=0), show_default=_preset_default("save_epoch_freq"),
               help="Epochs between epoch_K.pt snapshots (generator only; 0: none).")
 @click.option("--keep-last", type=click.IntRange(min=0), show_default=_preset_default("keep_last"),
@@ -106,12 +110,17 @@ def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | No
     if resume is not None:
         if dataset is not None:
             given["dataset"] = dataset
-        mcfg, tcfg, changes = resume_configs(resume, overrides["model"], {**overrides["train"], **given})
+        model_given = dict(overrides["model"])
+        if preset is not None:  # the preset's networks must be the run's (checked field by field)
+            model_given = {**load_preset(preset)[0], **model_given}
+        mcfg, tcfg, changes = resume_configs(resume, model_given, {**overrides["train"], **given},
+                                             preset=preset)
         for line in changes:
             click.echo(f"resume {resume}: {line}", err=True)
     else:
         if dataset is None or out is None:
             raise click.UsageError("give DATASET and --out RUN_DIR (or --resume RUN_DIR)")
+        preset = preset or "pix2pix"
         model_map, train_map = load_preset(preset)
         model_map.update(overrides["model"])
         train_map.update(overrides["train"])

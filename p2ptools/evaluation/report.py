@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table
+from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table, url
 from p2ptools.runtime.output import atomic_write_text, write_image
 
 THUMB_DIR = "thumbs"
@@ -95,6 +96,9 @@ def _confusion(conf: np.ndarray, names: list[str]) -> str:
 
 TABLE_SCRIPT = """
 const state = {key: DEFAULT_SORT.key, desc: DEFAULT_SORT.desc, page: 0};
+function h(s) { return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+  .replace(/"/g, '&quot;').replace(/'/g, '&#39;'); }
+function u(p) { return h(String(p).split('/').map(encodeURIComponent).join('/')); }
 function cell(v) { if (v === null || v === undefined) return '–';
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toPrecision(4); return v; }
 function sortRows() {
@@ -106,10 +110,10 @@ function sortRows() {
 function render() {
   const body = document.querySelector('#rows tbody'); const start = state.page * PAGE_ROWS;
   const rows = ROWS.slice(start, start + PAGE_ROWS);
-  body.innerHTML = rows.map(r => '<tr data-name="' + r.name.replace(/"/g, '&quot;') + '"><td class="l">'
-    + r.name.replace(/</g, '&lt;') + '</td>'
-    + ROLES.map(role => '<td><img class="t" loading="lazy" alt="' + role + '" src="' + r.thumbs[role] + '"></td>').join('')
-    + METRICS.map(m => '<td>' + cell(r[m]) + '</td>').join('') + '</tr>').join('');
+  body.innerHTML = rows.map(r => '<tr data-name="' + h(r.name) + '"><td class="l">'
+    + h(r.name) + '</td>'
+    + ROLES.map(role => '<td><img class="t" loading="lazy" alt="' + h(role) + '" src="' + u(r.thumbs[role]) + '"></td>').join('')
+    + METRICS.map(m => '<td>' + h(cell(r[m])) + '</td>').join('') + '</tr>').join('');
   const pages = Math.max(1, Math.ceil(ROWS.length / PAGE_ROWS));
   document.getElementById('pageinfo').textContent = 'rows ' + (ROWS.length ? start + 1 : 0) + '–'
     + Math.min(start + PAGE_ROWS, ROWS.length) + ' of ' + ROWS.length + ' (page ' + (state.page + 1) + '/' + pages + ')';
@@ -193,25 +197,33 @@ def write_comparison_page(out: Path, table_df: pd.DataFrame, reports: list[Path]
         f = Path(rep) / "report.json"
         docs.append(json.loads(f.read_text()) if f.is_file() else None)
     strip = ""
-    usable = [(Path(rep), d) for rep, d in zip(reports, docs, strict=True) if d]
+    usable = [(Path(rep), d) for rep, d in zip(reports, docs, strict=True)
+              if isinstance(d, dict) and isinstance(d.get("rows"), list)
+              and all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in d["rows"])]
     if usable:
         first_dir, first = usable[0]
         common = [r["name"] for r in first["rows"] if all(any(x["name"] == r["name"] for x in d["rows"])
                                                            for _, d in usable[1:])][:max_images]
+        first_roles = first.get("roles") if isinstance(first.get("roles"), list) else []
         by_name = [{r["name"]: r for r in d["rows"]} for _, d in usable]
         rel = [os.path.relpath(rep, out) for rep, _ in usable]
-        head = "<th class=\"l\">name</th>" + ("<th>input</th>" if "input" in first["roles"] else "") + "<th>real</th>" \
-            + "".join(f"<th>{esc(d['label'])}</th>" for _, d in usable)
+        head = "<th class=\"l\">name</th>" + ("<th>input</th>" if "input" in first_roles else "") + "<th>real</th>" \
+            + "".join(f"<th>{esc(d.get('label', ''))}</th>" for _, d in usable)
+
+        def img(k: int, row: dict[str, Any], role: str) -> str:
+            thumb = _thumb_of(row, role)  # a crafted report.json names no other file
+            return (f"<td><img class=\"t\" loading=\"lazy\" src=\"{url(rel[k] + '/' + thumb)}\"></td>" if thumb
+                    else "<td>–</td>")
+
         lines = []
         for name in common:
             r0 = by_name[0][name]
             cells = [f"<td class=\"l\">{esc(name)}</td>"]
-            if "input" in r0["thumbs"]:
-                cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[0])}/{r0['thumbs']['input']}\"></td>")
-            cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[0])}/{r0['thumbs']['real']}\"></td>")
+            if "input" in first_roles:
+                cells.append(img(0, r0, "input"))
+            cells.append(img(0, r0, "real"))
             for k, b in enumerate(by_name):
-                cells.append(f"<td><img class=\"t\" loading=\"lazy\" src=\"{esc(rel[k])}/{b[name]['thumbs']['fake']}\">"
-                             "</td>")
+                cells.append(img(k, b[name], "fake"))
             lines.append("<tr>" + "".join(cells) + "</tr>")
         strip = (f"<h2>The same images from each run</h2><p class=\"note\">{len(common)} images in every report "
                  f"(first {max_images} by the first run's order)</p>"
@@ -221,6 +233,16 @@ def write_comparison_page(out: Path, table_df: pd.DataFrame, reports: list[Path]
     path = out / "comparison.html"
     atomic_write_text(path, page("p2ptools evaluate · comparison", f"{len(reports)} runs", body))
     return path
+
+
+_THUMB = re.compile(r"^thumbs/\d+_(?:input|real|fake|error)\.jpg$")
+
+
+def _thumb_of(row: Any, role: str) -> str:
+    """The thumbnail path of ``role`` in a report.json row, if it is one that evaluate writes."""
+    thumbs = row.get("thumbs") if isinstance(row, dict) else None
+    value = thumbs.get(role) if isinstance(thumbs, dict) else None
+    return value if isinstance(value, str) and _THUMB.match(value) else ""
 
 
 def _bars(labels: list[str], values: list[float], metric: str, width: int = 320) -> str:

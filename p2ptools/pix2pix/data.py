@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from p2ptools.errors import InputError
+from p2ptools.errors import InputError, P2PError
 from p2ptools.prep.images import IMAGE_EXTENSIONS, load_rgb8
 
 cv2.setNumThreads(1)  # DataLoader workers are the parallelism; avoid oversubscription
@@ -145,6 +145,48 @@ class AlignedDataset(Dataset):
         self.direction, self.load_size, self.crop_size = direction, load_size, crop_size
         self.augment, self.train, self.seed = augment, train, seed
         self.epoch = 0
+
+    def drop_unreadable(self, threads: int = 4) -> list[tuple[str, str]]:
+        """Decode every file once (before training starts) and leave out those that cannot be read.
+
+        A truncated PNG found hours into a run would stop it; found here it costs one line. Decoding
+        runs on ``threads`` threads (the decoders release the GIL): ~1 s per 1000 256×512 tiles on
+        two cores.
+
+        Returns:
+            ``(file, reason)`` of every file left out.
+
+        Raises:
+            InputError: when no file of the split can be read.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def problem(i: int) -> str:
+            try:
+                if self.pairs is not None:
+                    from p2ptools.pix2pix.bands import read_tif
+
+                    read_tif(self.pairs[i][0])
+                    read_tif(self.pairs[i][1])
+                else:
+                    read_ab(self.files[i], self.direction)
+            except (P2PError, OSError, ValueError) as exc:
+                return str(exc) or type(exc).__name__
+            return ""
+
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            problems = list(pool.map(problem, range(len(self.files))))
+        bad = [(str(f), why) for f, why in zip(self.files, problems, strict=True) if why]
+        if not bad:
+            return []
+        keep = [i for i, why in enumerate(problems) if not why]
+        if not keep:
+            raise InputError(f"{self.files[0].parent}: none of its {len(bad)} image(s) can be read (first: "
+                             f"{bad[0][1]})")
+        self.files = [self.files[i] for i in keep]
+        if self.pairs is not None:
+            self.pairs = [self.pairs[i] for i in keep]
+        return bad
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random transforms ``__getitem__`` draws."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from p2ptools.runtime.html import esc, fmt, line_chart, page, table
+from p2ptools.runtime.html import esc, fmt, line_chart, page, table, url
 from p2ptools.runtime.output import atomic_write_text
 
 PAGE = "index.html"
@@ -84,7 +84,7 @@ def write_run_page(run_dir: Path, model_cfg: Any, train_cfg: Any, state: Any) ->
         for i, g in enumerate(grids):
             lazy = " loading=\"lazy\"" if i >= EAGER_SAMPLES else ""
             figs.append(f"<figure><figcaption>epoch {int(g.stem.split('_')[1])}</figcaption>"
-                        f"<img{lazy} src=\"samples/{esc(g.name)}\" alt=\"{esc(g.stem)}\"></figure>")
+                        f"<img{lazy} src=\"{url('samples/' + g.name)}\" alt=\"{esc(g.stem)}\"></figure>")
         body.append("<h2>Samples (input | target | output), newest first</h2><div class=\"grid\">"
                     + "".join(figs) + "</div>")
     if not ep.empty:

@@ -596,12 +596,25 @@ def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, Ali
     """The training split and the validation split (None when ``val/`` holds no images)."""
     train_ds = AlignedDataset(tcfg.dataset, "train", tcfg.direction, mcfg.load_size, mcfg.image_size,
                               tcfg.augment, train=True, seed=tcfg.seed)
+    _leave_out_unreadable(train_ds, "train")
     if has_images(tcfg.dataset / "val"):
-        return train_ds, AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
-                                        "none", train=False, limit=tcfg.val_images)
+        val_ds = AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
+                                "none", train=False, limit=tcfg.val_images)
+        _leave_out_unreadable(val_ds, "val")
+        return train_ds, val_ds
     log.warning("%s has no val/ images: nothing is validated, best.pt is not written%s", tcfg.dataset,
                 " and early stopping (--patience) is off" if tcfg.patience else "")
     return train_ds, None
+
+
+def _leave_out_unreadable(ds: AlignedDataset, split: str) -> None:
+    """Check that every image of a split decodes before the first step; leave out (and list) the
+    ones that do not, so a damaged file never stops a run hours in."""
+    bad = ds.drop_unreadable()
+    if bad:
+        shown = "; ".join(f"{Path(f).name}: {why}" for f, why in bad[:5]) + (" …" if len(bad) > 5 else "")
+        log.warning("%s: %d of %d %s image(s) cannot be read and are left out of training: %s",
+                    Path(bad[0][0]).parent, len(bad), len(bad) + len(ds), split, shown)
 
 
 def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> RunState:
@@ -699,14 +712,15 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
 FIXED_ON_RESUME: tuple[str, ...] = ("dataset", "direction", "batch_size", "optimizer", "gan_loss", "n_critic", "seed")
 
 
-def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrides: dict[str, Any]
-                   ) -> tuple[ModelConfig, TrainConfig, list[str]]:
+def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrides: dict[str, Any],
+                   preset: str | None = None) -> tuple[ModelConfig, TrainConfig, list[str]]:
     """The configurations to continue ``run_dir`` with, after the overrides given on resuming.
 
     Args:
         run_dir: the run folder (its ``latest.pt`` is read).
         model_overrides: model fields given again (a network cannot change on resume).
         train_overrides: training fields given again (epochs, patience, device … may change).
+        preset: the ``--model`` given again (its fields are in ``model_overrides``), for the message.
 
     Returns:
         The model and training configurations, and one line per changed setting (``epochs: 200 → 300``).
@@ -718,8 +732,16 @@ def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrid
 
     ckpt = load_checkpoint(Path(run_dir) / "latest.pt")
     mcfg = ModelConfig(**ckpt["model_config"])
-    new_model = from_mapping(ModelConfig, {**ckpt["model_config"], **model_overrides}, "--set model")
+    data_set = {"in_channels", "out_channels"}  # set from the data when training started, not by a preset
+    given = {k: v for k, v in model_overrides.items() if not (preset and k in data_set)}
+    new_model = from_mapping(ModelConfig, {**ckpt["model_config"], **given}, "--set model")
     bad = changed_settings(plain(dataclasses.asdict(mcfg)), plain(dataclasses.asdict(new_model)), "model.")
+    if bad:
+        what = f"--model {preset}" if preset else "--set model.…"
+        shown = "; ".join(format_change(*c) for c in bad[:4]) + ("; …" if len(bad) > 4 else "")
+        raise ConfigError(f"{run_dir}: is a run of model {mcfg.name} (ngf {mcfg.ngf}, {mcfg.generator}); {what} "
+                          f"would change its networks ({shown}), which a resumed run cannot: resume without it, "
+                          "or start a new run with another --out")
     old = ckpt["train_config"]
     tcfg = from_mapping(TrainConfig, {**old, **train_overrides, "out": run_dir}, "--resume")
     changes = []

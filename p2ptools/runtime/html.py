@@ -68,9 +68,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def url(rel: str) -> str:
+    """A relative path as a URL for ``src``/``href``: each segment percent-encoded (``#``, ``%``,
+    ``?``, spaces, quotes, accents), ``/`` kept, then HTML-escaped for the attribute."""
+    from urllib.parse import quote
+
+    return esc("/".join(quote(seg, safe="") for seg in str(rel).replace("\\", "/").split("/")))
+
+
+#: characters that could end or confuse a ``<script>`` element, or a JavaScript string, as JSON escapes
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def json_script(name: str, data: Any) -> str:
-    """``const NAME = <data>;`` safe to embed in a ``<script>`` element."""
-    text = json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/")
+    """``const NAME = <data>;`` safe to embed in a ``<script>`` element: ``<``, ``>``, ``&`` and the
+    line separators U+2028/U+2029 are written as ``\\uXXXX`` escapes (so ``</script>`` and ``<!--``
+    in a value cannot end or change the element)."""
+    text = json.dumps(data, allow_nan=False, default=str)
+    for ch, rep in _SCRIPT_UNSAFE.items():
+        text = text.replace(ch, rep)
     return f"const {name} = {text};\n"
 
 
