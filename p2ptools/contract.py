@@ -135,7 +135,8 @@ def check_scene_input(contract: DataContract, direction: str, scene: str, count:
         return "labels"
     if reads in ("photo", "image") and contract.photo is not None:
         want = contract.photo.channels  # explicit --bands are checked against the scene by choose_bands
-        if contract.photo.bands is None and (count >= 3) != (want == 3):
+        # want 0: the dataset mixed band counts (RGB and gray scenes), so either kind is accepted
+        if contract.photo.bands is None and want in (1, 3) and (count >= 3) != (want == 3):
             raise InputError(f"{scene}: {count} band(s); the model {model} was trained on "
                              f"{'3-band (RGB)' if want == 3 else 'single-band'} photos")
         if contract.photo.dtypes and dtype not in contract.photo.dtypes:

@@ -24,6 +24,31 @@ from p2ptools.errors import InputError
 NORM_PERCENTILES = (0.5, 99.5)
 
 
+def check_label_values(values: np.ndarray, allowed: list[int], source: str) -> None:
+    """Refuse class values that are not in the palette (and fractional or non-finite values).
+
+    Raises:
+        PaletteError: naming ``source``, the first ten unknown values and their count.
+    """
+    from p2ptools.errors import PaletteError
+
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all() or (values[finite] != np.round(values[finite])).any():
+            raise PaletteError(f"{source}: label values must be whole class numbers; found fractional or non-finite "
+                               "values (a photo, or a resampled label raster?)")
+    if values.dtype == np.uint8 or values.dtype == bool:
+        present = np.flatnonzero(np.bincount(values.ravel().astype(np.int64), minlength=1))
+    else:
+        present = np.unique(values)
+    unknown = np.setdiff1d(present, np.asarray(allowed, dtype=present.dtype if present.size else np.int64))
+    if unknown.size:
+        shown = ", ".join(str(int(v)) for v in unknown[:10]) + (f" … ({unknown.size} values)" if unknown.size > 10
+                                                               else "")
+        raise PaletteError(f"{source}: label value(s) {shown} are not in the palette (classes "
+                           f"{', '.join(str(v) for v in sorted(allowed))}); pass the palette the labels were made with")
+
+
 @dataclass(frozen=True)
 class HalfSpec:
     """How one half of a GeoTIFF pair maps to network channels.
@@ -44,11 +69,18 @@ class HalfSpec:
     high: tuple[float, ...] = ()
     palette: dict[str, Any] | None = None
 
-    def encode(self, data: np.ndarray) -> np.ndarray:
-        """``(bands, H, W)`` values from disk → ``(H, W, C)`` float32 in the network's range."""
+    def encode(self, data: np.ndarray, source: str = "labels") -> np.ndarray:
+        """``(bands, H, W)`` values from disk → ``(H, W, C)`` float32 in the network's range.
+
+        Raises:
+            PaletteError: label values outside the palette (named with ``source``), which would
+                otherwise turn into the background colour or index past the colour table.
+        """
         if self.role == "label":
-            lut = np.zeros((max(c["value"] for c in self.palette["classes"]) + 1, 3), np.float32)  # type: ignore[index]
-            for c in self.palette["classes"]:  # type: ignore[index]
+            classes = self.palette["classes"]  # type: ignore[index]
+            check_label_values(data[0], [c["value"] for c in classes], source)
+            lut = np.zeros((max(c["value"] for c in classes) + 1, 3), np.float32)
+            for c in classes:
                 lut[c["value"]] = c["color"]
             return np.take(lut, data[0].astype(np.int64), axis=0) / 127.5 - 1.0
         low = np.asarray(self.low, np.float32)[:, None, None]
@@ -132,7 +164,9 @@ def photo_statistics(files: list[Path], dtype: str, nodata: float | None) -> tup
         return [0.0] * first.shape[0], [255.0] * first.shape[0]
     stack = np.concatenate([read_tif(f)[0].reshape(first.shape[0], -1)[:, ::7] for f in files], axis=1)
     stack = stack.astype(np.float64)
-    valid = np.ones(stack.shape[1], bool) if nodata is None else (stack != nodata).all(axis=0)
+    valid = np.isfinite(stack).all(axis=0)  # NaN/inf pixels (and a NaN nodata) are in no statistic
+    if nodata is not None and np.isfinite(nodata):
+        valid &= (stack != nodata).all(axis=0)
     lo, hi = np.percentile(stack[:, valid], NORM_PERCENTILES, axis=1) if valid.any() else (stack.min(1), stack.max(1))
     hi = np.where(hi > lo, hi, lo + 1.0)
     return [float(v) for v in lo], [float(v) for v in hi]

@@ -210,7 +210,8 @@ class AlignedDataset(Dataset):
             from p2ptools.pix2pix.bands import read_tif
 
             a_path, b_path = self.pairs[i]
-            fa, fb = self.specs["A"].encode(read_tif(a_path)[0]), self.specs["B"].encode(read_tif(b_path)[0])
+            fa = self.specs["A"].encode(read_tif(a_path)[0], str(a_path))
+            fb = self.specs["B"].encode(read_tif(b_path)[0], str(b_path))
             if self.direction == "BtoA":
                 fa, fb = fb, fa
             fa, fb = paired_transform(fa, fb, self.load_size, self.crop_size, augment, rng)

@@ -120,8 +120,9 @@ def _palette(contract: DataContract, spec: str | None) -> Palette:
         return load_palette(spec)
     if contract.palette:
         return palette_from_dict(contract.palette, "checkpoint")
-    raise ConfigError("a label raster needs the run's palette: the checkpoint has none (its dataset had no "
-                      "dataset.json); pass --palette NAME|FILE")
+    raise ConfigError("the raster has one integer band, read as class labels, but the checkpoint has no palette (its "
+                      "dataset had no dataset.json): if it is a grayscale photo, pass --input-kind rgb; if it is a "
+                      "label raster, pass --palette NAME|FILE")
 
 
 def read_mirrored(read: Callable[[int, int, int, int], np.ndarray], y: int, x: int, h: int, w: int, height: int,
@@ -478,7 +479,11 @@ def _read_window(src: rasterio.io.DatasetReader, info: SceneInfo, plan: _Plan, y
     elif plan.kind == "native":
         assert plan.in_spec is not None
         values = np.moveaxis(mirrored(lambda *a: np.moveaxis(read_bands(*a), 0, -1)), -1, 0)  # (bands, T, span)
-        net = plan.in_spec.encode(values)
+        if plan.in_spec.role == "label" and info.has_nodata:  # nodata is no class: read as background
+            valid = mirrored(read_valid)
+            background = (plan.in_spec.palette or {}).get("background", 0)
+            values = np.where(valid[None] if valid.ndim == 2 else valid, values, np.asarray(background, values.dtype))
+        net = plan.in_spec.encode(values, str(info.pair.image))
     else:
         net = mirrored(read_photo).astype(np.float32) / 127.5 - 1.0
     return net, mirrored(read_valid)

@@ -218,7 +218,7 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
                 if data.shape[0] != (1 if specs[src].role == "label" else specs[src].channels):
                     raise InputError(f"{a if src == 'A' else b}: {data.shape[0]} band(s); the model {meta['path']} "
                                      f"reads {specs[src].channels}")
-                inputs.append(resize_square(specs[src].encode(data), mcfg.image_size))
+                inputs.append(resize_square(specs[src].encode(data, str(a if src == "A" else b)), mcfg.image_size))
                 geos.append(geo)
             x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
                              for i in inputs]).to(dev)

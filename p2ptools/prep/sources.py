@@ -54,8 +54,9 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 
 
 def as_source(entry: str, base: Path) -> Path | RemotePath:
-    """A list-file entry as a local path (relative to the list's folder) or a :class:`RemotePath`."""
-    return RemotePath(entry) if is_remote(entry) else (base / entry).expanduser()
+    """A list-file entry as a local path (``~`` expanded per entry; relative ones are relative to the
+    list's folder) or a :class:`RemotePath`."""
+    return RemotePath(entry) if is_remote(entry) else base / Path(entry).expanduser()
 
 
 def is_list_file(path: Path) -> bool:

@@ -141,10 +141,14 @@ class VectorMask:
         spec = self.spec
         if data is None:
             return [spec.default_value] * n
-        out, unknown = [], set()
+        out, unknown, fractional = [], set(), set()
         for v in data:
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 unknown.add("(empty)")
+                out.append(spec.default_value)
+                continue
+            if isinstance(v, (float, np.floating)) and float(v) != round(float(v)):
+                fractional.add(repr(float(v)))  # int(1.7) would silently be class 1
                 out.append(spec.default_value)
                 continue
             try:
@@ -156,6 +160,10 @@ class VectorMask:
             if value not in spec.values:
                 unknown.add(str(v))
             out.append(value)
+        if fractional:
+            raise InputError(f"{self.path}: field {spec.field!r} holds fractional values "
+                             f"({', '.join(sorted(fractional)[:10])}), which are no class numbers; round them in the "
+                             "file, or pick the field that holds the classes with --label-field")
         if unknown:
             raise InputError(f"{self.path}: field {spec.field!r} holds values that are not classes of the palette "
                              f"({', '.join(sorted(unknown)[:10])}); palette classes: "
