@@ -49,3 +49,21 @@ def test_label_image_check_forgives_jpeg_noise_but_not_photos():
     photo = rng.integers(40, 200, (64, 64, 3)).astype(np.uint8)
     with pytest.raises(InputError, match="p.png: not a label map of palette 'inria'"):
         check_label_image(photo, PALETTE, "p.png", "m.pt")
+
+
+def test_mixed_band_counts_accept_rgb_and_gray_scenes():
+    from p2ptools.contract import DataContract, PhotoSpec, check_scene_input
+
+    photo_spec = PhotoSpec(bands=None, channels=0, dtypes=("uint8",))
+    contract = DataContract(kind="tiles", a="label", b="photo", photo=photo_spec)
+    assert check_scene_input(contract, "BtoA", "rgb.tif", 3, "uint8", "m.pt") == "rgb"
+    assert check_scene_input(contract, "BtoA", "gray.tif", 1, "uint8", "m.pt") == "rgb"
+
+
+def test_a_gray_photo_without_a_contract_is_told_input_kind_rgb():
+    from p2ptools.contract import generic
+    from p2ptools.errors import ConfigError
+    from p2ptools.pix2pix.mosaic import _palette
+
+    with pytest.raises(ConfigError, match="grayscale photo, pass --input-kind rgb"):
+        _palette(generic(None), None)

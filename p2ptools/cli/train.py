@@ -108,6 +108,9 @@ def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | No
     overrides = _parse_sets(sets)
     given = {k: v for k, v in options.items() if v is not None}
     if resume is not None:
+        from p2ptools.runtime.lock import hold
+
+        hold(resume)  # before reading the run: a second --resume of a running run is refused, naming it
         if dataset is not None:
             given["dataset"] = dataset
         model_given = dict(overrides["model"])

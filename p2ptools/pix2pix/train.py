@@ -738,7 +738,8 @@ def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrid
     bad = changed_settings(plain(dataclasses.asdict(mcfg)), plain(dataclasses.asdict(new_model)), "model.")
     if bad:
         what = f"--model {preset}" if preset else "--set model.…"
-        shown = "; ".join(format_change(*c) for c in bad[:4]) + ("; …" if len(bad) > 4 else "")
+        nets = [c for c in bad if c[0] != "model.name"] or bad  # the name is said already
+        shown = "; ".join(format_change(*c) for c in nets[:6]) + ("; …" if len(nets) > 6 else "")
         raise ConfigError(f"{run_dir}: is a run of model {mcfg.name} (ngf {mcfg.ngf}, {mcfg.generator}); {what} "
                           f"would change its networks ({shown}), which a resumed run cannot: resume without it, "
                           "or start a new run with another --out")

@@ -11,6 +11,7 @@ import torch
 import torchvision
 
 from p2ptools.evaluation.metrics.lpips import BACKBONE_WEIGHTS, HEAD_WEIGHTS, load_lpips_network
+from tests.conftest import register_test_weights
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def lpips_dir(tmp_path_factory):
     shutil.copy(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", folder / HEAD_WEIGHTS)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), folder / BACKBONE_WEIGHTS)
-    return folder
+    return register_test_weights(folder)
 
 
 def _images(n=4, size=64, seed=0):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 
+from p2ptools.cli.main import cli
 from p2ptools.evaluation.metrics import pixel
 from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.evaluation.metrics.fid import (
@@ -96,8 +99,8 @@ def test_missing_weights_name_the_file(tmp_path, monkeypatch):
         load_fid_network()
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / VGG_WEIGHTS).write_bytes(b"not a state dict")
-    with pytest.raises(WeightsNotFound, match="cannot read"):
-        load_vgg_network(tmp_path / "w")
+    with pytest.raises(WeightsNotFound, match="not the expected vgg19.*SHA-256 .*it was not loaded"):
+        load_vgg_network(tmp_path / "w")  # checked before torch reads it
 
 
 def test_weights_search_order(tmp_path, monkeypatch, fid_weights_dir):
@@ -216,3 +219,57 @@ def test_masked_ssim_with_an_all_true_mask_equals_unmasked(size):
     a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
     assert ssim(a, b, np.ones((size, size), bool)) == pytest.approx(ssim(a, b), abs=1e-12)
+
+
+def test_kid_on_too_few_images_and_identical_subsets():
+    import math
+
+    from p2ptools.evaluation.metrics.fid import kernel_inception_distance
+
+    rng = np.random.default_rng(0)
+    one, many = rng.normal(size=(1, 16)), rng.normal(size=(5, 16))
+    assert all(math.isnan(v) for v in kernel_inception_distance(one, many))
+    mean, std = kernel_inception_distance(many, many + 0.1, subsets=10, subset_size=1000)
+    assert math.isfinite(mean) and math.isnan(std)  # every subset is the whole set: no spread to report
+    mean, std = kernel_inception_distance(rng.normal(size=(30, 16)), rng.normal(size=(30, 16)), 10, 10)
+    assert std > 0
+
+
+def test_fid_cache_knows_the_size_the_reals_were_resized_to(tmp_path, fid_weights_dir):
+    import cv2
+
+    from p2ptools.evaluation.evaluate import EvalConfig, evaluate
+
+    real, small = tmp_path / "real", tmp_path / "small"
+    real.mkdir()
+    small.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3), np.uint8), (0, 0), 2)
+        cv2.imwrite(str(real / f"{i}.png"), img)
+        cv2.imwrite(str(small / f"{i}.png"), cv2.resize(img, (16, 16), interpolation=cv2.INTER_AREA))
+    common = {"metrics": ("fid", "kid"), "weights_dir": fid_weights_dir, "workers": 0, "fid_dims": 64,
+              "cache_dir": tmp_path / "cache", "resize": "real"}
+    evaluate(EvalConfig(real=real, fake=small, out=tmp_path / "r1", **common), progress=False)
+    res = evaluate(EvalConfig(real=real, fake=real, out=tmp_path / "r2", **common), progress=False)
+    fid = res.summary.set_index("metric").loc["fid"]
+    assert abs(fid["mean"]) < 1e-6  # identical sets, not the features of 16-px reals from the cache
+    assert "only 6 image(s) for 64-d features" in fid["note"]
+
+
+def test_evaluate_scores_the_good_pairs_and_lists_the_bad(tmp_path):
+    import cv2
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir()
+    fake.mkdir()
+    for i in range(4):
+        img = np.full((16, 16, 3), 50 * i, np.uint8)
+        cv2.imwrite(str(real / f"{i}.png"), img)
+        cv2.imwrite(str(fake / f"{i}.png"), img)
+    (fake / "2.png").write_bytes((fake / "2.png").read_bytes()[:40])
+    res = CliRunner().invoke(cli, ["evaluate", "--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "r"),
+                                   "--metrics", "l1,ssim", "--workers", "0"])
+    assert res.exit_code == 1 and "1 input(s) failed" in res.output and "2" in res.output, res.output
+    rows = pd.read_csv(tmp_path / "r" / "per_image.csv")
+    assert sorted(rows["name"].astype(str)) == ["0", "1", "3"] and (tmp_path / "r" / "report.html").is_file()

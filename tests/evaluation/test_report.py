@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -119,3 +120,50 @@ def test_training_run_page(browser, tmp_path):
     assert "model.ngf" in text and "train.epochs" in text
     _not_blank(page, tmp_path, "run")
     assert all(u.startswith("file://") for u in requests)
+
+
+AWKWARD = ["a b #1 %25 & 'q' \"d\" é", "<x> ü ß", "100% & more"]
+
+
+def test_awkward_names_keep_their_thumbnails_and_text_in_chromium(browser, tmp_path):
+    """Folders and files named with spaces, #, %, &, quotes, < > and accents: every thumbnail of the
+    report and of a comparison loads, and every name shows as written."""
+    import json
+
+    reps = []
+    for k, folder in enumerate(AWKWARD[:2]):
+        real, fake = tmp_path / folder / "real", tmp_path / folder / "fake"
+        for i, name in enumerate(AWKWARD):
+            img = np.full((32, 32, 3), 40 * i + 10 * k, np.uint8)
+            for d in (real, fake):
+                d.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(d / f"{name}.png"), img if d == real else 255 - img)
+        rep = tmp_path / folder / "report #%"
+        res = CliRunner().invoke(cli, ["evaluate", "--real", str(real), "--fake", str(fake), "--out", str(rep),
+                                       "--workers", "0", "--metrics", "l1,ssim"])
+        assert res.exit_code == 0, res.output
+        reps.append(rep)
+    page, requests = _open(browser, reps[0] / "report.html")
+    assert _all_images_load(page) == 3 * 3
+    assert sorted(page.locator("#rows tbody td.l").all_inner_texts()) == sorted(AWKWARD)
+    doc = json.loads((reps[0] / "report.json").read_text())
+    doc["label"] = "<img src=x onerror=\"document.title='owned'\">"
+    doc["rows"][0]["name"] = "<img src=y onerror=\"document.title='owned'\">"
+    doc["rows"][0]["thumbs"]["real"] = "x\" onerror=\"document.title='owned'"
+    (reps[0] / "report.json").write_text(json.dumps(doc))
+    cmp_dir = tmp_path / "cmp &#"
+    res = CliRunner().invoke(cli, ["evaluate", "--compare", str(reps[0]), str(reps[1]), "--out", str(cmp_dir)])
+    assert res.exit_code == 0, res.output
+    page, requests = _open(browser, cmp_dir / "comparison.html")
+    page.wait_for_timeout(200)
+    assert page.title() != "owned" and page.locator("#strip img[onerror]").count() == 0
+    assert _all_images_load(page) >= 1
+    assert all(u.startswith("file://") for u in requests)
+
+
+def test_inline_json_cannot_end_its_script():
+    from p2ptools.runtime.html import json_script, url
+
+    text = json_script("ROWS", [{"name": "</script><!-- \u2028 & <b>"}])
+    assert "</" not in text and "<!--" not in text and "\u2028" not in text and "&" not in text
+    assert url("a b/#1 %/é&.png") == "a%20b/%231%20%25/%C3%A9%26.png"

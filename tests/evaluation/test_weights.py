@@ -132,3 +132,28 @@ def test_weights_command_lists_and_downloads(server, registry, tmp_path, monkeyp
     assert "checksum OK" in res.output and requests == [f"/{spec.name}"]
     res = CliRunner().invoke(cli, ["weights", "nope"])
     assert res.exit_code == 1 and "unknown weights file 'nope'" in res.output
+
+
+def test_a_damaged_file_on_disk_is_never_given_to_torch(registry, tmp_path, monkeypatch):
+    spec, good = registry
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / spec.name).write_bytes(good.read_bytes()[:100])  # truncated
+    with pytest.raises(W.WeightsChecksumError) as err:
+        W.load_state_dict(W.find_weights(spec.name, folder))
+    msg = str(err.value)
+    assert spec.sha256 in msg and hashlib.sha256(good.read_bytes()[:100]).hexdigest() in msg
+    assert f"p2ptools weights --download {spec.name}" in msg and "weights_only" not in msg
+    res = CliRunner().invoke(cli, ["weights", "--weights-dir", str(folder), spec.name])
+    assert "CHECKSUM MISMATCH" in res.output and msg in res.output and "looking in: " + str(folder) in res.output
+
+
+def test_every_known_file_has_a_full_digest_or_a_safe_transport(monkeypatch):
+    for spec in W.KNOWN_WEIGHTS.values():
+        assert len(spec.sha256) in (8, 64)
+    full = [s for s in W.KNOWN_WEIGHTS.values() if len(s.sha256) == 64]
+    assert len(full) >= 3  # all but AlexNet, whose only published digest is its name's prefix
+    prefix_only = next(s for s in W.KNOWN_WEIGHTS.values() if len(s.sha256) < 64)
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", "http://mirror.invalid/weights")  # plain http, not this machine
+    with pytest.raises(W.WeightsDownloadError, match="only a prefix of this file's SHA-256"):
+        W.download(prefix_only)

@@ -175,3 +175,28 @@ def test_evaluate_scores_every_band(rgbn_tiles, tmp_path):
     res = CliRunner().invoke(cli, ["evaluate", "--real", str(rgbn_tiles / "val"), "--fake", str(fake),
                                    "--out", str(tmp_path / "rep2")])
     assert res.exit_code == 1 and f"{reals[0].name}: 3 band(s) of uint16" in res.output
+
+
+def test_label_values_outside_the_palette_or_fractional_are_refused():
+    from p2ptools.errors import PaletteError
+    from p2ptools.pix2pix.bands import HalfSpec
+    from p2ptools.prep.labels import load_palette
+
+    spec = HalfSpec("label", 3, "uint8", palette=load_palette("landcover").to_dict())
+    ok = np.array([[[0, 1], [4, 2]]], np.uint8)
+    assert spec.encode(ok).shape == (2, 2, 3)
+    for bad, what in ((np.array([[[0, 3], [9, 2]]], np.uint8), r"label value\(s\) 9 "),  # was black (background)
+                      (np.array([[[0, 200]]], np.uint16), r"label value\(s\) 200 "),  # was an IndexError
+                      (np.array([[[0.0, 1.5]]], np.float32), "fractional")):
+        with pytest.raises(PaletteError, match=what):
+            spec.encode(bad, "tile.tif")
+
+
+def test_photo_statistics_leave_out_nan_pixels_and_nan_nodata(tmp_path):
+    from p2ptools.pix2pix.bands import photo_statistics
+
+    data = np.linspace(100, 200, 2 * 64 * 64, dtype=np.float32).reshape(2, 64, 64)
+    data[:, :8] = np.nan
+    write_tif(tmp_path / "a.tif", data, nodata=float("nan"))
+    low, high = photo_statistics([tmp_path / "a.tif"], "float32", float("nan"))
+    assert all(np.isfinite(low)) and all(np.isfinite(high)) and min(low) >= 100 and max(high) <= 200

@@ -111,3 +111,12 @@ def test_list_of_urls_tiles_like_local_files(server, tmp_path):
     assert set(b.source) == {f"{base}/img/atlanta.tif"}  # the manifest records the URL
     ranges = [r for p, r in RangeHandler.log if p == "/img/atlanta.tif" and r]
     assert len(ranges) >= 2  # windowed range requests, not one download
+
+
+def test_tilde_is_expanded_per_entry_wherever_the_list_is(tmp_path):
+    from pathlib import Path
+
+    from p2ptools.prep.sources import as_source
+
+    assert as_source("~/scenes/a.tif", tmp_path / "lists") == Path.home() / "scenes" / "a.tif"
+    assert as_source("a.tif", tmp_path / "lists") == tmp_path / "lists" / "a.tif"

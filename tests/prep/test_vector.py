@@ -117,3 +117,9 @@ def test_one_bad_scene_does_not_stop_the_others(tmp_path):
     assert res.exit_code == 1 and "nocrs.shp: has no CRS" in res.output and "Traceback" not in res.output
     man = pd.read_csv(out / "manifest.csv")
     assert set(man.scene) == {"good"} and man.kept.sum() > 0
+
+
+def test_fractional_class_values_are_refused_naming_the_field(tmp_path):
+    path = write_vector(tmp_path / "l.gpkg", [square(0, 0, 10, 10), square(20, 20, 30, 30)], cls=[1.7, 2.0])
+    with pytest.raises(InputError, match=r"field 'cls' holds fractional values \(1\.7\)"):
+        _mask(path, field="cls").read(1, window=Window(0, 0, 64, 64))
