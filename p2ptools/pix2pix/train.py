@@ -398,6 +398,7 @@ class _Trainer:
         check_model_and_training(mcfg, tcfg)
         self.mcfg, self.tcfg, self.run_dir = mcfg, tcfg, tcfg.out
         check_not_inside(self.run_dir, [tcfg.dataset])
+        refuse_foreign(self.run_dir, foreign_run_files(self.run_dir))
         if self.main:  # one writer per run folder (a second train or --resume of it is refused)
             hold(self.run_dir)
         if not resume and (self.run_dir / "latest.pt").exists():

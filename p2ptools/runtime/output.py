@@ -378,7 +378,8 @@ def prepare_output(
         OutputError: if ``out`` holds a different dataset or foreign files.
     """
     check_not_inside(out, inputs)
-    hold(out)
+    _check_folder(out, owned_files(out) if (out / DATASET_FILE).is_file() else {DATASET_FILE, MANIFEST_FILE})
+    hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
     existing = read_dataset_json(out) if out.is_dir() else None
     owned = owned_files(out) if existing is not None else {DATASET_FILE, MANIFEST_FILE}
     _check_folder(out, owned)
@@ -406,7 +407,8 @@ def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None
     """
     planned = set(planned)
     check_not_inside(out, inputs)
-    hold(out)
+    _check_folder(out, owned_files(out) | planned)
+    hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
     _check_folder(out, owned_files(out) | planned)
     out.mkdir(parents=True, exist_ok=True)
     record_plan(out, planned)
