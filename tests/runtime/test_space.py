@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from p2ptools.cli.main import cli
 from p2ptools.errors import DiskFullError
 from p2ptools.runtime.output import atomic_write_bytes
-from tests.conftest import SMALL_TRAIN, blocks_mask, photo, small_pairs, write_tif
+from tests.conftest import SMALL_TRAIN, blocks_mask, small_pairs, write_tif
 
 
 @pytest.fixture
