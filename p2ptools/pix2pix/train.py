@@ -635,8 +635,9 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
     for sched in (m.sched_G, m.sched_D):  # the schedule may have changed (more epochs, another decay)
         for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
             group["lr"] = base * lr_factor(state.epoch, tcfg.epochs, tcfg.n_decay)
-    report("resuming %s after epoch %d (step %d in it), step %d in all", path.parent, state.epoch,
-           state.step_in_epoch, state.global_step)
+    where = (f"after epoch {state.epoch}" if state.step_in_epoch == 0 else
+             f"in epoch {state.epoch + 1} after its step {state.step_in_epoch}")
+    report("resuming %s %s, at step %d", path.parent, where, state.global_step)
     return state
 
 
