@@ -18,7 +18,8 @@ from p2ptools.cli.options import weights_options
               help="Comma-separated: l1, l2, psnr, ssim, vgg, lpips, fid, kid, fcn.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--label", default="", help="Name of this run in the reports (default: the fake folder's name).")
-@click.option("--real-side", type=click.Choice(["A", "B"]), default="B", show_default=True,
+@click.option("--real-side", type=click.Choice(["A", "B"]), default=None,
+              show_default="from FAKE/predict.json (A for a model trained BtoA), else B",
               help="For an A|B --real: the half holding the target.")
 @click.option("--real-kind", type=click.Choice(["auto", "image", "ab"]), default="auto", show_default=True)
 @click.option("--mask-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -63,12 +64,13 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
     cfg = EvalConfig(real=real, fake=fake, out=out, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
                      **options)  # type: ignore[arg-type]
     result = run_evaluate(cfg)
-    shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n"]]
+    shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline"]]
     click.echo(shown.to_string(index=False))
     click.echo(f"reports: {out / 'per_image.csv'}, {out / 'summary.csv'}" + (
         f", {out / 'fcn.csv'}" if result.fcn is not None else ""))
-    if result.errors:  # the others were scored and written; the bad ones are listed and the exit is 1
+    problems = [(f"metric {m}", why) for m, why in result.unavailable.items()] + result.errors
+    if problems:  # everything else was scored and written; what is missing is listed and the exit is 1
         from p2ptools.errors import SceneFailures
 
-        raise SceneFailures(result.errors, f"{len(result.per_image)} pair(s) scored; "
-                                           f"{len(result.errors)} left out")
+        raise SceneFailures(problems, f"{len(result.per_image)} pair(s) scored; {len(result.unavailable)} metric(s) "
+                                      f"not computed, {len(result.errors)} pair(s) left out")

@@ -73,8 +73,8 @@ class EvalConfig:
         out: report folder.
         metrics: metric names (see :data:`ALL_METRICS`).
         label: the run's name in the reports.
-        real_side: for an A|B ``real``: the half holding the target (``B`` unless the dataset was
-            trained BtoA).
+        real_side: for an A|B ``real``: the half holding the target; None: from the prediction
+            record in ``fake`` (``A`` for a model trained BtoA), else ``B``.
         real_kind: ``auto``, ``image`` or ``ab``.
         mask_dir: binary masks (non-zero = inside) by stem, for masked pixel metrics.
         resize: ``none`` (sizes must match), ``real`` (resize real to the fake's size) or ``fake``.
@@ -97,7 +97,7 @@ class EvalConfig:
     out: Path
     metrics: tuple[str, ...] = ("l1", "l2", "psnr", "ssim")
     label: str = ""
-    real_side: str = "B"
+    real_side: str | None = None
     real_kind: str = "auto"
     mask_dir: Path | None = None
     resize: str = "none"
@@ -123,7 +123,7 @@ class EvalConfig:
             raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
         if not self.metrics:
             raise ConfigError("no metrics asked for")
-        if self.real_side not in ("A", "B") or self.real_kind not in ("auto", "image", "ab"):
+        if self.real_side not in ("A", "B", None) or self.real_kind not in ("auto", "image", "ab"):
             raise ConfigError("real_side must be A or B, real_kind auto, image or ab")
         if self.resize not in ("none", "real", "fake"):
             raise ConfigError(f"resize must be none, real or fake, got {self.resize!r}")
@@ -236,6 +236,7 @@ class EvalResult:
     summary: pd.DataFrame
     fcn: pd.DataFrame | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def summarize(values: pd.Series) -> dict[str, float]:
@@ -274,167 +275,440 @@ def _feature_cache_key(files: list[Path], what: str, resized_to: list[Path] | No
 def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     """Compute the metrics of ``cfg`` and write the reports to ``cfg.out`` (see the module docstring).
 
+    A metric that cannot run (its weights missing offline, too few images) is left out with its
+    reason and fix (:attr:`EvalResult.unavailable`) and every other metric is computed and written;
+    pairs that cannot be read are listed (:attr:`EvalResult.errors`) and the others scored.
+
     Raises:
-        InputError: for unmatched names, unreadable or differently sized images (listed).
-        WeightsNotFound: if weights are missing offline (before any image is processed).
-        WeightsDownloadError: if a weights download failed.
+        InputError: for unmatched names, or when no pair can be read.
     """
+    cfg, record = apply_prediction_record(cfg)
     pairs, ab, native = match_pairs(cfg)
     with_input = ab or cfg.labels is not None or native is not None
     thumbs = {rel for i in range(len(pairs)) for rel in thumb_names(i, with_input).values()}
     claim_folder(cfg.out, set(REPORT_FILES) | thumbs, inputs=[cfg.real, cfg.fake])
     device = select_device(cfg.device)
-    want = set(cfg.metrics)
-    fid_net = vgg_net = lpips_net = seg = None
-    if want & {"fid", "kid"}:
+    report("evaluate %s: %d pairs, metrics %s, on %s", cfg.label, len(pairs), ", ".join(cfg.metrics), device)
+    nets = load_networks(cfg, ab, native, device)
+    base = baseline_colour(cfg, record, pairs, ab, native)
+    cached = cached_real_features(cfg, pairs, ab, nets)
+    scan = score_pairs(cfg, pairs, ab, native, nets, cached, base, device, progress)
+    if not scan.rows:
+        lines = "\n".join(f"  {s}: {e}" for s, e in scan.errors[:30])
+        raise InputError(f"no pair could be evaluated ({len(scan.errors)} failed):\n{lines}")
+    if scan.errors:  # the others are scored and written; the command then lists these and exits 1
+        log.warning("%d of %d pair(s) cannot be evaluated and are left out: %s", len(scan.errors), len(pairs),
+                    "; ".join(f"{s}: {e}" for s, e in scan.errors[:5]) + (" …" if len(scan.errors) > 5 else ""))
+    per_image = pd.DataFrame(scan.rows)
+    summary, fcn_table = summary_table(cfg, per_image, scan, nets, native, cached)
+    save_real_features(cfg, cached)
+    summary["baseline"] = summary["metric"].map(baseline_means(scan)) if base is not None else math.nan
+    for r in summary.itertuples():
+        spread = f" ± {r.std:.4g}" if math.isfinite(r.std) else ""
+        against = f"; baseline {r.baseline:.4g}" if math.isfinite(r.baseline) else ""
+        report("evaluate %s: %s = %.4g%s (n %d%s)", r.label, r.metric, r.mean, spread, r.n, against)
+    for metric, why in nets.unavailable.items():
+        log.warning("%s: not computed: %s", metric, why)
+    result = EvalResult(per_image, summary, fcn_table, scan.errors, dict(nets.unavailable))
+    write_reports(cfg, result, scan, nets, native, ab, with_input, record, base, device)
+    return result
+
+
+@dataclass
+class Networks:
+    """The networks of the metrics asked for, and the metrics that cannot run (metric → reason and fix)."""
+
+    want: set[str]
+    fid: Any = None
+    vgg: Any = None
+    lpips: Any = None
+    seg: Any = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # file name → SHA-256 of the file used
+
+
+def _weights_fix(metric: str) -> str:
+    from p2ptools.evaluation.weights import KNOWN_WEIGHTS, search_dirs
+
+    files = [w.name for w in KNOWN_WEIGHTS.values() if metric in [u.strip() for u in w.used_by.split(",")]]
+    return (f"fix: p2ptools weights --download {' '.join(files)} (files are looked for in "
+            f"{', '.join(str(d) for d in search_dirs())}), or leave {metric} out of --metrics")
+
+
+def load_networks(cfg: EvalConfig, ab: bool, native: NativeSplit | None, device: torch.device) -> Networks:
+    """Load what each metric needs; a metric whose weights cannot be had is recorded, not raised.
+
+    Raises:
+        ConfigError: ``fcn`` without labels (a usage error, not a missing file).
+    """
+    from p2ptools.evaluation.weights import WeightsDownloadError, WeightsNotFound
+
+    nets = Networks(set(cfg.metrics))
+    if "fcn" in nets.want and not ab and cfg.labels is None and native is None:
+        raise ConfigError("the fcn metric needs labels: give --real as an A|B split or --labels DIR")
+
+    def attempt(metrics: set[str], load: Any) -> Any:
+        if not nets.want & metrics:
+            return None
+        try:
+            return load()
+        except (WeightsNotFound, WeightsDownloadError, InputError) as exc:
+            for m in sorted(nets.want & metrics):
+                nets.unavailable[m] = f"{exc}; {_weights_fix(m) if m != 'fcn' else 'train one with p2ptools train-fcn'}"
+            return None
+
+    def fid() -> Any:
         from p2ptools.evaluation.metrics.fid import load_fid_network
 
-        fid_net = load_fid_network(cfg.weights_dir, cfg.fid_dims, offline=cfg.offline).to(device)
-    if "vgg" in want:
+        return load_fid_network(cfg.weights_dir, cfg.fid_dims, offline=cfg.offline).to(device)
+
+    def vgg() -> Any:
         from p2ptools.evaluation.metrics.vgg import load_vgg_network
 
-        vgg_net = load_vgg_network(cfg.weights_dir, cfg.offline).to(device)
-    if "lpips" in want:
+        return load_vgg_network(cfg.weights_dir, cfg.offline).to(device)
+
+    def lpips() -> Any:
         from p2ptools.evaluation.metrics.lpips import load_lpips_network
 
-        lpips_net = load_lpips_network(cfg.weights_dir, cfg.offline).to(device)
-    if "fcn" in want:
+        return load_lpips_network(cfg.weights_dir, cfg.offline).to(device)
+
+    def seg() -> Any:
         from p2ptools.evaluation.segment import load_segmenter
 
-        seg = load_segmenter(cfg.segmenter, device)  # type: ignore[arg-type]
-        if not ab and cfg.labels is None and native is None:
-            raise ConfigError("the fcn metric needs labels: give --real as an A|B split or --labels DIR")
-    cache: dict[str, np.ndarray] = {}
-    real_key = ""
-    if fid_net is not None and cfg.cache_dir is not None:
-        from p2ptools.evaluation.metrics.fid import FID_WEIGHTS
-        from p2ptools.evaluation.weights import weights_digest
+        return load_segmenter(cfg.segmenter, device)  # type: ignore[arg-type]
 
-        real_key = _feature_cache_key(
-            [r for _, r, _ in pairs],
-            f"fid{cfg.fid_dims}|{weights_digest(FID_WEIGHTS, cfg.weights_dir)}|{cfg.real_side}|{ab}|{cfg.resize}",
-            [f for _, _, f in pairs] if cfg.resize == "real" else None)
-        cached = cfg.cache_dir / f"fid-{real_key}.npy"
-        if cached.is_file():
-            cache["real"] = np.load(cached)
+    nets.fid, nets.vgg = attempt({"fid", "kid"}, fid), attempt({"vgg"}, vgg)
+    nets.lpips, nets.seg = attempt({"lpips"}, lpips), attempt({"fcn"}, seg)
+    nets.weights = _weights_in_use(cfg, nets)
+    return nets
 
+
+def _weights_in_use(cfg: EvalConfig, nets: Networks) -> dict[str, str]:
+    """File name → SHA-256 of every pretrained file the loaded networks came from (provenance)."""
+    from p2ptools.evaluation.weights import KNOWN_WEIGHTS, weights_digest
+
+    used = {"fid": nets.fid, "kid": nets.fid, "vgg": nets.vgg, "lpips": nets.lpips}
+    out = {}
+    for w in KNOWN_WEIGHTS.values():
+        if any(used.get(m.strip()) is not None for m in w.used_by.split(",")):
+            out[w.name] = weights_digest(w.name, cfg.weights_dir)
+    return out
+
+
+def cached_real_features(cfg: EvalConfig, pairs: list[tuple[str, Path, Path]], ab: bool, nets: Networks
+                         ) -> dict[str, Any]:
+    """``{"key": …, "real": features or None}``: the real set's FID features from ``--cache-stats``,
+    keyed by everything that changes them (:func:`_feature_cache_key`)."""
+    if nets.fid is None or cfg.cache_dir is None:
+        return {"key": "", "real": None}
+    from p2ptools.evaluation.metrics.fid import FID_WEIGHTS
+    from p2ptools.evaluation.weights import weights_digest
+
+    key = _feature_cache_key(
+        [r for _, r, _ in pairs],
+        f"fid{cfg.fid_dims}|{weights_digest(FID_WEIGHTS, cfg.weights_dir)}|{cfg.real_side}|{ab}|{cfg.resize}",
+        [f for _, _, f in pairs] if cfg.resize == "real" else None)
+    path = cfg.cache_dir / f"fid-{key}.npy"
+    return {"key": key, "real": np.load(path) if path.is_file() else None}
+
+
+@dataclass
+class Scan:
+    """What one pass over the pairs gathered."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    base_rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    feats: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"real": [], "fake": []})
+    conf_fake: np.ndarray | None = None
+    conf_real: np.ndarray | None = None
+    sizes: set[tuple[int, ...]] = field(default_factory=set)
+
+
+def score_pairs(cfg: EvalConfig, pairs: list[tuple[str, Path, Path]], ab: bool, native: NativeSplit | None,
+                nets: Networks, cached: dict[str, Any], base: tuple[np.ndarray, str] | None, device: torch.device,
+                progress: bool) -> Scan:
+    """One pass over the pairs (decoded by DataLoader workers): thumbnails, per-image metrics, the
+    baseline's pixel metrics, and the features and confusions of the set metrics."""
     ds = _PairSet(pairs, cfg, ab, native)
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate)
-    rows: list[dict[str, Any]] = []
-    errors: list[tuple[str, str]] = []
-    feats: dict[str, list[np.ndarray]] = {"real": [], "fake": []}
-    conf_fake = conf_real = None
+    scan = Scan()
     with Ticker(len(ds), "evaluate", "images", show_bar=progress) as ticker, torch.inference_mode():
         for items in loader:
             ticker.update(len(items))
             good = [it for it in items if not it["error"]]
-            errors += [(it["stem"], it["error"]) for it in items if it["error"]]
-            if not good:
-                continue
+            scan.errors += [(it["stem"], it["error"]) for it in items if it["error"]]
             for it in good:
-                write_thumbs(cfg.out, len(rows), it)
-                row: dict[str, Any] = {"name": it["stem"]}
-                real_px, fake_px = it.get("real_all", it["real"]), it.get("fake_all", it["fake"])
-                for name in ("l1", "l2", "psnr", "ssim"):
-                    if name in want:
-                        row[name] = pixel.PIXEL_METRICS[name](real_px, fake_px, it.get("mask"))
-                if "l1" in want and native is not None and native.per_band():
-                    for b in range(real_px.shape[-1]):
-                        row[f"l1_band{b + 1}"] = pixel.l1(real_px[..., b], fake_px[..., b], it.get("mask"))
-                rows.append(row)
-            batch_rows = rows[-len(good):]
-            sizes = {it["real"].shape for it in good}
-            groups = [good] if len(sizes) == 1 else [[it] for it in good]
-            for group, grow in _split_rows(groups, batch_rows):
-                real_t = _to_batch([it["real"] for it in group], device)
-                fake_t = _to_batch([it["fake"] for it in group], device)
-                if fid_net is not None:
-                    if "real" not in cache:
-                        feats["real"].append(fid_net(real_t).double().cpu().numpy())
-                    feats["fake"].append(fid_net(fake_t).double().cpu().numpy())
-                if vgg_net is not None:
-                    from p2ptools.evaluation.metrics.vgg import vgg_cosine
+                write_thumbs(cfg.out, len(scan.rows), it)
+                scan.rows.append(_pixel_row(it, nets.want, native))
+                scan.sizes.add(it["real"].shape)
+                if base is not None:
+                    scan.base_rows.append(_baseline_row(it, base[0], nets.want))
+            _network_metrics(good, scan.rows[len(scan.rows) - len(good):], scan, nets, cached, device)
+    return scan
 
-                    for k, v in vgg_cosine(vgg_net, real_t, fake_t).items():
-                        for r, x in zip(grow, v.cpu().tolist(), strict=True):
-                            r[k] = x
-                if lpips_net is not None:
-                    for r, x in zip(grow, lpips_net(real_t, fake_t).cpu().tolist(), strict=True):
-                        r["lpips"] = x
-                if seg is not None:
-                    from p2ptools.evaluation.segment import fcn_confusions
 
-                    cf, cr = fcn_confusions(seg, group, device)
-                    conf_fake = cf if conf_fake is None else conf_fake + cf
-                    conf_real = cr if conf_real is None else conf_real + cr
-    if errors:  # the others are scored and written; the command then lists these and exits 1
-        log.warning("%d of %d pair(s) cannot be evaluated and are left out: %s", len(errors), len(pairs),
-                    "; ".join(f"{s}: {e}" for s, e in errors[:5]) + (" …" if len(errors) > 5 else ""))
-    if not rows:
-        lines = "\n".join(f"  {s}: {e}" for s, e in errors[:30])
-        raise InputError(f"no pair could be evaluated ({len(errors)} failed):\n{lines}")
+def _pixel_row(it: dict[str, Any], want: set[str], native: NativeSplit | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": it["stem"]}
+    real_px, fake_px = it.get("real_all", it["real"]), it.get("fake_all", it["fake"])
+    for name in ("l1", "l2", "psnr", "ssim"):
+        if name in want:
+            row[name] = pixel.PIXEL_METRICS[name](real_px, fake_px, it.get("mask"))
+    if "l1" in want and native is not None and native.per_band():
+        for b in range(real_px.shape[-1]):
+            row[f"l1_band{b + 1}"] = pixel.l1(real_px[..., b], fake_px[..., b], it.get("mask"))
+    return row
 
-    per_image = pd.DataFrame(rows)
-    summary_rows = []
-    for col in per_image.columns:
-        if col == "name":
-            continue
-        summary_rows.append({"label": cfg.label, "metric": col, **summarize(per_image[col]),
-                             "note": _note(col, native)})
-    if fid_net is not None:
-        from p2ptools.evaluation.metrics.fid import fid_from_activations, kernel_inception_distance
 
-        real_acts = cache["real"] if "real" in cache else np.concatenate(feats["real"])
-        fake_acts = np.concatenate(feats["fake"])
-        if real_key and "real" not in cache and cfg.cache_dir is not None:
-            cfg.cache_dir.mkdir(parents=True, exist_ok=True)
-            import io
+def _network_metrics(good: list[dict[str, Any]], rows: list[dict[str, Any]], scan: Scan, nets: Networks,
+                     cached: dict[str, Any], device: torch.device) -> None:
+    """VGG, LPIPS, FID/KID features and FCN confusions of a batch (images of one size at a time)."""
+    sizes = {it["real"].shape for it in good}
+    groups = [good] if len(sizes) == 1 else [[it] for it in good]
+    for group, grow in _split_rows(groups, rows):
+        real_t = _to_batch([it["real"] for it in group], device)
+        fake_t = _to_batch([it["fake"] for it in group], device)
+        if nets.fid is not None:
+            if cached["real"] is None:
+                scan.feats["real"].append(nets.fid(real_t).double().cpu().numpy())
+            scan.feats["fake"].append(nets.fid(fake_t).double().cpu().numpy())
+        if nets.vgg is not None:
+            from p2ptools.evaluation.metrics.vgg import vgg_cosine
 
-            buf = io.BytesIO()
-            np.save(buf, real_acts)
-            atomic_write_bytes(cfg.cache_dir / f"fid-{real_key}.npy", buf.getvalue())
-        n = len(fake_acts)
-        if "fid" in want:
-            value = fid_from_activations(real_acts, fake_acts) if min(n, len(real_acts)) >= 2 else math.nan
-            summary_rows.append({"label": cfg.label, "metric": "fid", "mean": value, "std": math.nan,
-                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n,
-                                 "note": _set_metric_note("fid", n, len(real_acts), real_acts.shape[1])})
-        if "kid" in want:
-            mean, std = kernel_inception_distance(real_acts, fake_acts, cfg.kid_subsets, cfg.kid_subset_size)
-            summary_rows.append({"label": cfg.label, "metric": "kid", "mean": mean, "std": std,
-                                 "ci95_low": math.nan, "ci95_high": math.nan, "n": n,
-                                 "note": _set_metric_note("kid", n, len(real_acts), real_acts.shape[1], std)})
+            for k, v in vgg_cosine(nets.vgg, real_t, fake_t).items():
+                for r, x in zip(grow, v.cpu().tolist(), strict=True):
+                    r[k] = x
+        if nets.lpips is not None:
+            for r, x in zip(grow, nets.lpips(real_t, fake_t).cpu().tolist(), strict=True):
+                r["lpips"] = x
+        if nets.seg is not None:
+            from p2ptools.evaluation.segment import fcn_confusions
+
+            cf, cr = fcn_confusions(nets.seg, group, device)
+            scan.conf_fake = cf if scan.conf_fake is None else scan.conf_fake + cf
+            scan.conf_real = cr if scan.conf_real is None else scan.conf_real + cr
+
+
+def summary_table(cfg: EvalConfig, per_image: pd.DataFrame, scan: Scan, nets: Networks, native: NativeSplit | None,
+                  cached: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Mean, spread and interval per metric (set metrics once), and the FCN table."""
+    rows = [{"label": cfg.label, "metric": col, **summarize(per_image[col]), "note": _note(col, native)}
+            for col in per_image.columns if col != "name"]
+    if nets.fid is not None:
+        rows += _set_metric_rows(cfg, scan, nets, cached)
     fcn_table = None
-    if seg is not None and conf_fake is not None and conf_real is not None:
+    if nets.seg is not None and scan.conf_fake is not None and scan.conf_real is not None:
         from p2ptools.evaluation.segment import fcn_table as make_fcn_table
 
-        fcn_table = make_fcn_table(cfg.label, conf_fake, conf_real, seg.class_names)
+        fcn_table = make_fcn_table(cfg.label, scan.conf_fake, scan.conf_real, nets.seg.class_names)
         for r in fcn_table[fcn_table["class"] == "all"].itertuples():
             for metric in ("per_pixel_acc", "mean_class_acc", "mean_class_iou"):
-                summary_rows.append({"label": cfg.label, "metric": f"fcn_{metric}" + ("" if r.images == "generated"
-                                                                                   else "_ground_truth"),
-                                     "mean": getattr(r, metric), "std": math.nan, "ci95_low": math.nan,
-                                     "ci95_high": math.nan, "n": len(per_image),
-                                     "note": f"FCN-score on {r.images} images"})
-    summary = pd.DataFrame(summary_rows)
-    for r in summary_rows:
-        spread = f" ± {r['std']:.4g}" if math.isfinite(r.get("std", math.nan)) else ""
-        report("evaluate %s: %s = %.4g%s (n %d)", cfg.label, r["metric"], r["mean"], spread, r["n"])
+                rows.append({"label": cfg.label, "metric": f"fcn_{metric}" + ("" if r.images == "generated"
+                                                                              else "_ground_truth"),
+                             "mean": getattr(r, metric), "std": math.nan, "ci95_low": math.nan,
+                             "ci95_high": math.nan, "n": len(per_image), "note": f"FCN-score on {r.images} images"})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), fcn_table
+
+
+SUMMARY_COLUMNS = ["label", "metric", "mean", "std", "ci95_low", "ci95_high", "n", "note"]
+
+
+def _set_metric_rows(cfg: EvalConfig, scan: Scan, nets: Networks, cached: dict[str, Any]) -> list[dict[str, Any]]:
+    """FID and KID of the gathered features (NaN with a note, and an unavailable line, when too few)."""
+    from p2ptools.evaluation.metrics.fid import fid_from_activations, kernel_inception_distance
+
+    real_acts = cached["real"] if cached["real"] is not None else np.concatenate(scan.feats["real"])
+    fake_acts = np.concatenate(scan.feats["fake"])
+    cached["computed"] = real_acts if cached["real"] is None else None
+    n, n_real, dims = len(fake_acts), len(real_acts), real_acts.shape[1]
+    rows = []
+    nan = {"std": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    if "fid" in nets.want:
+        value = fid_from_activations(real_acts, fake_acts) if min(n, n_real) >= 2 else math.nan
+        rows.append({"label": cfg.label, "metric": "fid", "mean": value, **nan, "n": n,
+                     "note": _set_metric_note("fid", n, n_real, dims)})
+    if "kid" in nets.want:
+        mean, std = kernel_inception_distance(real_acts, fake_acts, cfg.kid_subsets, cfg.kid_subset_size)
+        rows.append({"label": cfg.label, "metric": "kid", "mean": mean, **nan, "std": std, "n": n,
+                     "note": _set_metric_note("kid", n, n_real, dims, std)})
+    for m in ("fid", "kid"):
+        if m in nets.want and min(n, n_real) < 2:
+            nets.unavailable[m] = (f"needs at least 2 images on each side, got {min(n, n_real)}; fix: evaluate more "
+                                   f"images, or leave {m} out of --metrics")
+    return rows
+
+
+def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,
+                  ab: bool, with_input: bool, record: dict[str, Any] | None, base: tuple[np.ndarray, str] | None,
+                  device: torch.device) -> None:
+    """per_image.csv, summary.csv, fcn.csv, evaluate.json (with provenance), report.html/json."""
     cfg.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg.out / "per_image.csv", per_image.to_csv(index=False))
-    atomic_write_text(cfg.out / "summary.csv", summary.to_csv(index=False))
-    if fcn_table is not None:
-        atomic_write_text(cfg.out / "fcn.csv", fcn_table.to_csv(index=False))
-    confusion = (conf_fake, list(seg.class_names)) if seg is not None and conf_fake is not None else None
-    write_report_page(cfg.out, cfg.label, per_image, summary, with_input,
-                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None}, fcn_table, confusion)
+    atomic_write_text(cfg.out / "per_image.csv", result.per_image.to_csv(index=False))
+    atomic_write_text(cfg.out / "summary.csv", result.summary.to_csv(index=False))
+    if result.fcn is not None:
+        atomic_write_text(cfg.out / "fcn.csv", result.fcn.to_csv(index=False))
+    confusion = (scan.conf_fake, list(nets.seg.class_names)) if nets.seg is not None and scan.conf_fake is not None \
+        else None
+    prov = provenance(cfg, result, scan, nets, native, record, base, device)
+    write_report_page(cfg.out, cfg.label, result.per_image, result.summary, with_input,
+                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None}, result.fcn, confusion,
+                      baseline=None if base is None else base[1], provenance=prov, unavailable=result.unavailable,
+                      errors=result.errors)
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
         "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": ab,
-        "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(per_image),
+        "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(result.per_image),
         "pixel_scale": "all bands, each on 0-255 by the dataset's range (contract low/high), not clipped"
         if native is not None else "8-bit RGB",
-    }, indent=2) + "\n")
-    return EvalResult(per_image, summary, fcn_table, errors)
+        "run": (record or {}).get("run"), "checkpoint": (record or {}).get("checkpoint"),
+        "baseline": None if base is None else {"what": base[1], "colour": [round(float(v), 3) for v in base[0]]},
+        "unavailable": result.unavailable, "failed": [{"name": s, "error": e} for s, e in result.errors],
+        "provenance": prov,
+    }, indent=2, default=str) + "\n")
+
+
+def save_real_features(cfg: EvalConfig, cached: dict[str, Any]) -> None:
+    """Store the real set's FID features for ``--cache-stats`` (when they were computed this time)."""
+    if cached.get("computed") is None or not cached["key"] or cfg.cache_dir is None:
+        return
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, cached["computed"])
+    atomic_write_bytes(cfg.cache_dir / f"fid-{cached['key']}.npy", buf.getvalue())
+
+
+PREDICTION_RECORD = "predict.json"
+
+
+def apply_prediction_record(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any] | None]:
+    """Read ``FAKE/predict.json`` (what ``p2ptools predict`` wrote: run, checkpoint, direction, data
+    contract): the target half of an A|B ``--real`` follows the run's direction unless
+    ``--real-side`` is given (a different explicit value is warned about), and the label names the run.
+
+    Returns:
+        The configuration with ``real_side`` and ``label`` resolved, and the record (None without one).
+    """
+    import dataclasses
+
+    record = None
+    path = cfg.fake / PREDICTION_RECORD
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: not a readable prediction record (%s); ignored", path, exc)
+        if not isinstance(record, dict):
+            record = None
+    direction = (record or {}).get("direction")
+    from_record = "A" if direction == "BtoA" else "B" if direction == "AtoB" else None
+    side = cfg.real_side
+    if side is None:
+        side = from_record or "B"
+        if from_record == "A":
+            log.info("%s: the model translates BtoA, so the target of an A|B --real is its A half", path)
+    elif from_record is not None and side != from_record:
+        log.warning("--real-side %s, but %s says the model was trained %s (its targets are the %s half); scoring "
+                    "against the %s half as asked", side, path, direction, from_record, side)
+    label = cfg.label
+    if not label and record and record.get("run"):
+        label = Path(str(record["run"])).name
+    return dataclasses.replace(cfg, real_side=side, label=label or cfg.label), record
+
+
+def baseline_colour(cfg: EvalConfig, record: dict[str, Any] | None, pairs: list[tuple[str, Path, Path]], ab: bool,
+                    native: NativeSplit | None) -> tuple[np.ndarray, str] | None:
+    """The colour a model that learned nothing would paint everywhere: the training targets' mean
+    colour when the prediction record names the training dataset, else the real set's mean colour.
+    None for GeoTIFF splits (scored on all bands) or when no pixel metric is asked for."""
+    if native is not None or not set(cfg.metrics) & {"l1", "l2", "psnr", "ssim"}:
+        return None
+    train = _training_targets(record)
+    if train is not None:
+        files, side, root = train
+        return _mean_colour(files, side), f"mean colour of the {len(files)} training targets in {root}"
+    side = cfg.real_side if ab else None
+    return _mean_colour([r for _, r, _ in pairs], side), f"mean colour of the {len(pairs)} real images"
+
+
+def _training_targets(record: dict[str, Any] | None) -> tuple[list[Path], str, Path] | None:
+    """The training split's A|B files and the target half, from a prediction record."""
+    dataset = (record or {}).get("dataset")
+    if not dataset:
+        return None
+    root = Path(str(dataset)) / "train"
+    if not root.is_dir():
+        return None
+    from p2ptools.prep.images import IMAGE_EXTENSIONS
+
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        return None
+    return files, "A" if record.get("direction") == "BtoA" else "B", root.parent  # type: ignore[union-attr]
+
+
+def _mean_colour(files: list[Path], side: str | None, limit: int = 2000) -> np.ndarray:
+    """Per-channel mean over the pixels of ``files`` (their ``side`` half for A|B images; at most ``limit``
+    files, evenly spaced)."""
+    step = max(1, len(files) // limit)
+    total, count = np.zeros(3), 0
+    for p in files[::step]:
+        try:
+            img = load_rgb8(p)
+        except P2PError:
+            continue
+        if side is not None:
+            w = img.shape[1] // 2
+            img = img[:, :w] if side == "A" else img[:, w:]
+        total += img.reshape(-1, 3).sum(axis=0)
+        count += img.shape[0] * img.shape[1]
+    return total / max(count, 1)
+
+
+def _baseline_row(it: dict[str, Any], colour: np.ndarray, want: set[str]) -> dict[str, Any]:
+    """Pixel metrics of a constant image of ``colour`` against the real one."""
+    real = it["real"]
+    flat = np.broadcast_to(np.clip(np.rint(colour), 0, 255).astype(np.uint8), real.shape)
+    return {name: pixel.PIXEL_METRICS[name](real, np.ascontiguousarray(flat), it.get("mask"))
+            for name in ("l1", "l2", "psnr", "ssim") if name in want}
+
+
+def baseline_means(scan: Scan) -> dict[str, float]:
+    """The mean-colour baseline's mean per pixel metric, on the same images (summary.csv's ``baseline``)."""
+    table = pd.DataFrame(scan.base_rows)
+    return {col: summarize(table[col])["mean"] for col in table.columns}
+
+
+def provenance(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,
+               record: dict[str, Any] | None, base: tuple[np.ndarray, str] | None, device: torch.device
+               ) -> dict[str, Any]:
+    """What the numbers rest on: versions, weights (SHA-256), resizing, image counts, device, notes."""
+    import platform
+
+    import skimage
+
+    from p2ptools import __version__
+
+    n = len(result.per_image)
+    notes = []
+    if nets.fid is not None and n < 2048:
+        notes.append(f"FID/KID rest on {n} image(s), fewer than the 2048 dimensions of the Inception features: "
+                     "FID is biased upwards at this size; compare FID only between reports of equal n, prefer KID")
+    sizes = sorted({f"{s[1]}×{s[0]}" for s in scan.sizes})
+    return {
+        "p2ptools": __version__, "torch": torch.__version__, "numpy": np.__version__,
+        "scikit-image": skimage.__version__,
+        "python": platform.python_version(), "device": str(device), "precision": "fp32",
+        "weights": [{"file": k, "sha256": v} for k, v in nets.weights.items()],
+        "resize": {"pairs": cfg.resize, "filter": "bilinear (OpenCV INTER_LINEAR)" if cfg.resize != "none" else None,
+                   "fid_kid": "bilinear to 299×299 inside the Inception network (pytorch-fid)" if nets.fid is not None
+                   else None},
+        "images": {"pairs": len(scan.rows) + len(scan.errors), "scored": n, "failed": len(scan.errors),
+                   "sizes": sizes},
+        "model": {"run": (record or {}).get("run"), "checkpoint": (record or {}).get("checkpoint"),
+                  "direction": (record or {}).get("direction")} if record else None,
+        "baseline": base[1] if base is not None else None,
+        "notes": notes,
+    }
 
 
 def _set_metric_note(metric: str, n_fake: int, n_real: int, dims: int, std: float = 0.0) -> str:

@@ -71,14 +71,49 @@ def write_thumbs(out: Path, index: int, item: dict[str, Any]) -> None:
 
 
 def _summary_cards(summary: pd.DataFrame) -> str:
+    base = {r.metric: r.baseline for r in summary.itertuples()
+            if "baseline" in summary.columns and np.isfinite(r.baseline)}
     cards = []
     for r in summary.itertuples():
         ci = (f"95% CI {fmt(r.ci95_low)}–{fmt(r.ci95_high)}" if np.isfinite(r.ci95_low) else
               (f"± {fmt(r.std)}" if np.isfinite(r.std) else ""))
         arrow = "↑ better" if higher_is_better(r.metric) else "↓ better"
+        against = f"<span class=\"base\">baseline {fmt(base[r.metric])}</span>" if r.metric in base else ""
         cards.append(f"<div class=\"card\" title=\"{esc(r.note)}\"><span>{esc(r.metric)} · {arrow}</span>"
-                     f"<b>{fmt(r.mean)}</b><span>{ci} · n {int(r.n)}</span></div>")
+                     f"<b>{fmt(r.mean)}</b><span>{ci} · n {int(r.n)}</span>{against}</div>")
     return f"<div class=\"cards\">{''.join(cards)}</div>"
+
+
+_SUMMARY_SHOWN = ["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline", "note"]
+
+
+def _provenance(prov: dict[str, Any] | None, baseline: str | None, unavailable: dict[str, str] | None,
+                errors: list[tuple[str, str]] | None) -> str:
+    """What the numbers rest on, and what is missing, as a section of the page."""
+    parts = []
+    if unavailable:
+        parts.append("<h3>Not computed</h3><ul>" + "".join(f"<li><b>{esc(m)}</b>: {esc(why)}</li>"
+                                                            for m, why in unavailable.items()) + "</ul>")
+    if errors:
+        parts.append(f"<h3>Pairs left out ({len(errors)})</h3><ul>" + "".join(
+            f"<li>{esc(s)}: {esc(e)}</li>" for s, e in errors[:50]) + ("<li>…</li>" if len(errors) > 50 else "")
+            + "</ul>")
+    if baseline:
+        parts.append(f"<p class=\"note\">Baseline: every pixel the {esc(baseline)}, scored on the same images (what "
+                     "a model that learned nothing scores); a model should beat it clearly.</p>")
+    if prov:
+        rows = [("p2ptools", prov.get("p2ptools")), ("torch", prov.get("torch")), ("numpy", prov.get("numpy")),
+                ("scikit-image", prov.get("scikit-image")), ("device, precision",
+                                                             f"{prov.get('device')}, {prov.get('precision')}"),
+                ("images", ", ".join(f"{k} {v}" for k, v in (prov.get("images") or {}).items()))]
+        rows += [(f"weights {w['file']}", f"SHA-256 {w['sha256']}") for w in prov.get("weights", [])]
+        rows += [(f"resize ({k})", v) for k, v in (prov.get("resize") or {}).items() if v]
+        if prov.get("model"):
+            rows += [(f"model {k}", v) for k, v in prov["model"].items() if v]
+        notes = "".join(f"<p class=\"note\">{esc(n)}</p>" for n in prov.get("notes", []))
+        parts.append("<details><summary>provenance</summary>" + table(["what", "value"], rows, left=2) + notes
+                     + "</details>")
+    return "".join(parts)
 
 
 def _confusion(conf: np.ndarray, names: list[str]) -> str:
@@ -131,7 +166,9 @@ sortRows(); render();
 
 def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: pd.DataFrame, with_input: bool,
                       info: dict[str, Any], fcn: pd.DataFrame | None = None,
-                      confusion: tuple[np.ndarray, list[str]] | None = None) -> Path:
+                      confusion: tuple[np.ndarray, list[str]] | None = None, baseline: str | None = None,
+                      provenance: dict[str, Any] | None = None, unavailable: dict[str, str] | None = None,
+                      errors: list[tuple[str, str]] | None = None) -> Path:
     """Write ``out/report.html`` and ``out/report.json`` (rows with their thumbnails, for comparisons).
 
     ``per_image`` rows must be in the order their thumbnails were written (row ``i`` → index ``i``).
@@ -154,8 +191,9 @@ def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: p
     heads = "".join(f"<th>{esc(r)}</th>" for r in roles)
     sortable = "".join(f"<th class=\"sort\" data-key=\"{esc(m)}\">{esc(m)}</th>" for m in metrics)
     body = [f"<h2>Summary</h2>{_summary_cards(summary)}",
+            _provenance(provenance, baseline, unavailable, errors),
             f"<details><summary>summary table</summary>"
-            f"{table(['metric', 'mean', 'std', 'ci95_low', 'ci95_high', 'n', 'note'], summary[['metric', 'mean', 'std', 'ci95_low', 'ci95_high', 'n', 'note']].values.tolist())}"  # noqa: E501
+            f"{table(_SUMMARY_SHOWN, summary.reindex(columns=_SUMMARY_SHOWN).values.tolist())}"
             f"</details>"]
     if metrics:
         body.append(f"<h2>Distributions</h2><div class=\"charts\">{hists}</div>")

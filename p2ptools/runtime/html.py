@@ -23,7 +23,7 @@ th,td{padding:4px 8px;border-bottom:1px solid #e6eaef;text-align:right;vertical-
 th{background:#f4f6f8;position:sticky;top:0} th.sort{cursor:pointer;user-select:none} th.sort:hover{background:#e3e9f0}
 td.l,th.l{text-align:left} .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{border:1px solid #dde2e8;border-radius:6px;padding:8px 12px;min-width:150px}
-.card b{font-size:20px;display:block} .card span{color:#5b6773;font-size:12px}
+.card b{font-size:20px;display:block} .card span{color:#5b6773;font-size:12px} .card span.base{display:block;color:#8a5a00}
 .charts{display:flex;flex-wrap:wrap;gap:16px} figure{margin:0} figcaption{font-size:12px;color:#5b6773}
 img.t{height:96px;image-rendering:auto;border:1px solid #eee;background:#fafafa}
 .pager{margin:8px 0} .pager button{margin-right:6px} .mono{font-family:ui-monospace,monospace;font-size:12px}
