@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[str, ...] = ("label2photo", "photo2label")
 LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
-SPLIT_BY: tuple[str, ...] = ("scene", "block")
+SPLIT_BY: tuple[str, ...] = ("auto", "scene", "block")
 #: Image formats of written pairs → file extension.
 IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
 #: tile also writes georeferenced GeoTIFF pairs (OUT/<split>/A/… and B/…)
@@ -60,8 +60,9 @@ class TileConfig:
         format: ``png`` (lossless, default) or ``jpg``.
         jpeg_quality: JPEG quality 1–100.
         split: train/val/test fractions of scenes (or of blocks with ``split_by: block``).
-        split_by: ``scene`` (every tile of a scene in one split) or ``block`` (scenes cut into
-            ``block_size`` squares, each drawn into a split: for one or a few large scenes).
+        split_by: ``scene`` (every tile of a scene in one split), ``block`` (scenes cut into
+            ``block_size`` squares, each drawn into a split: for one or a few large scenes) or
+            ``auto`` (block for a single scene, which would fill one split only; else scene).
         block_size: side of the blocks in pixels (default 4 tiles).
         block_buffer: pixels between kept tiles of two splits; tiles closer to a block of
             another split are dropped (reason ``split_buffer``). Default one tile.
@@ -98,7 +99,7 @@ class TileConfig:
     format: str = "png"
     jpeg_quality: int = 95
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_by: str = "scene"
+    split_by: str = "auto"
     block_size: int | None = None
     block_buffer: int | None = None
     seed: int = 0

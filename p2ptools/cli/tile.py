@@ -23,7 +23,9 @@ from p2ptools.cli.options import (
 
 @click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
 @click.argument("paths", nargs=-1, metavar="[SRC] OUT", type=click.Path(path_type=Path))
-@click.option("--sample", is_flag=True, help="Tile the sample scene shipped with p2ptools (SpaceNet Atlanta, 900×900).")
+@click.option("--sample", is_flag=True,
+              help="Tile the sample scene shipped with p2ptools (SpaceNet Atlanta, 900×900) as the built-in recipe "
+                   "does: 128-px tiles, 2×2 blocks of 450 px drawn into train/val/test (other options override).")
 @click.option("--layout", type=click.Choice(["auto", "inria", "landcover", "generic"]), default=None,
               help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
 @click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
@@ -58,9 +60,10 @@ from p2ptools.cli.options import (
                    "bands), that open in place in QGIS.")
 @jpeg_quality_option
 @split_option
-@click.option("--split-by", type=click.Choice(["scene", "block"]), default=None,
-              help="scene: every tile of a scene in one split (default); block: cut scenes into --block-size "
-                   "squares drawn into splits (for one or a few large scenes).")
+@click.option("--split-by", type=click.Choice(["auto", "scene", "block"]), default=None,
+              help="scene: every tile of a scene in one split; block: cut scenes into --block-size squares drawn "
+                   "into splits (for one or a few large scenes); auto (default): block for a single scene "
+                   "(which would fill one split only), else scene.")
 @click.option("--block-size", type=click.IntRange(min=32), default=None,
               help="Block side in pixels for --split-by block (default 4 tiles).")
 @click.option("--block-buffer", type=click.IntRange(min=0), default=None,
@@ -115,6 +118,14 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
         if len(paths) != 1:
             raise click.UsageError("with --sample give OUT only")
         src, out = sample_root(), paths[0]
+        from p2ptools.recipe import load_recipe
+
+        # the built-in recipe's tiling (128 px, 2×2 blocks of 450 px into train/val/test) unless given
+        sized = options.get("size") is not None  # another tile size: blocks follow it (--split-by auto)
+        for key, value in load_recipe("sample").data.items():
+            name = key.replace("-", "_")
+            if key != "src" and options.get(name) is None and not (sized and key in ("block-size", "block-buffer")):
+                options[name] = tuple(value) if isinstance(value, list) else value
     elif len(paths) == 2:
         src, out = paths
     elif len(paths) == 1 and (options.get("images") or options.get("masks") or options.get("targets")):

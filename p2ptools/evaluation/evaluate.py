@@ -39,7 +39,7 @@ from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.evaluation.metrics import pixel
 from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
 from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
-from p2ptools.pix2pix.predict import detect_input_kind
+from p2ptools.pix2pix.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder
@@ -141,7 +141,11 @@ def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool, Na
     """
     native = find_native_split(cfg.real, cfg.real_side)
     real = images_by_stem(cfg.real / cfg.real_side) if native else images_by_stem(cfg.real)
+    if not real:
+        raise InputError(no_images_message(cfg.real))
     fake = images_by_stem(cfg.fake)
+    if not fake:
+        raise InputError(no_images_message(cfg.fake))
     only_r, only_f = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
     if only_r or only_f:
         parts = []
@@ -150,8 +154,6 @@ def match_pairs(cfg: EvalConfig) -> tuple[list[tuple[str, Path, Path]], bool, Na
         if only_f:
             parts.append(f"only in {cfg.fake} ({len(only_f)}): {', '.join(only_f[:20])}")
         raise InputError("real and fake images do not match by name; " + "; ".join(parts))
-    if not real:
-        raise InputError(f"{cfg.real}: no images")
     stems = sorted(real)
     ab = not native and (cfg.real_kind == "ab" or (
         cfg.real_kind == "auto" and detect_input_kind(cfg.real, [real[s] for s in stems]) == "ab"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -37,6 +38,7 @@ from p2ptools.runtime.output import (
     write_image,
 )
 from p2ptools.runtime.progress import bar as progress_bar
+from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
 
@@ -129,64 +131,125 @@ def predict_folder(
     from p2ptools.pix2pix.bands import is_tif_split
 
     if is_tif_split(input_dir):
-        return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress)
-    files = [p for p in list_images(input_dir, exclude=out_dir) if p.parent == input_dir]
-    if not files:
-        raise InputError(f"{input_dir}: no images")
+        return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress,
+                                 run_or_ckpt=run_or_ckpt)
+    files = input_images(input_dir, out_dir)
     kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
-    direction = meta["train_config"].get("direction", "AtoB")
-    size = mcfg.image_size
-    report = PredictReport(out_dir, meta["path"], kind)
     check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
-    planned = {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"}
-    claim_folder(out_dir, planned, inputs=[input_dir])
-
-    contract = from_checkpoint(meta.get("dataset"))
-    reads_labels = contract.roles(direction)[0] == "label" and contract.palette is not None
-
-    def load(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
-        if kind == "ab":
-            a, b = read_ab(p, direction)
-        else:
-            a, b = load_rgb8(p), None
-        if reads_labels:  # the data contract: a label → photo model reads label maps
-            check_label_image(a, contract.palette, str(p), meta["path"])  # type: ignore[arg-type]
-        return resize_square(a, size), (resize_square(b, size) if b is not None else None)
-
-    autocast = device_autocast(dev, resolve_amp(amp, dev))
+    claim_folder(out_dir, {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"},
+                 inputs=[input_dir])
+    job = _FolderJob(G, mcfg, meta, kind, dev, device_autocast(dev, resolve_amp(amp, dev)), side_by_side, out_dir)
+    report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
+           job.direction, mcfg.image_size, out_dir)
+    rep = PredictReport(out_dir, meta["path"], kind)
     with progress_bar(len(files), "predict", "img", progress) as bar:
         for start in range(0, len(files), batch_size):
-            chunk, inputs, targets = [], [], []
-            for p in files[start : start + batch_size]:
-                try:
-                    a, b = load(p)
-                except P2PError as exc:
-                    report.skipped.append((str(p), str(exc)))
-                    continue
-                chunk.append(p)
-                inputs.append(a)
-                targets.append(b)
-            if chunk:
-                x = torch.stack([to_tensor(a) for a in inputs]).to(dev)  # (N, 3, size, size)
-                with torch.inference_mode(), autocast:
-                    y = G(x)
-                for p, a, b, out in zip(chunk, inputs, targets, y, strict=True):
-                    img = to_image(out)
-                    write_image(out_dir / f"{p.stem}.png", img)
-                    if side_by_side:
-                        panels = [a, img] + ([b] if b is not None else [])
-                        write_image(out_dir / "side_by_side" / f"{p.stem}.png", np.concatenate(panels, axis=1))
-                    report.written += 1
-            bar.update(len(files[start : start + batch_size]))
+            chunk = files[start : start + batch_size]
+            job.run_batch(chunk, rep)
+            bar.update(len(chunk))
+    if job.resized:
+        report("predict: %d image(s) were not %d px (the model's size): translated at %d px and resized back to "
+               "their own size", job.resized, mcfg.image_size, mcfg.image_size)
+    write_prediction_record(out_dir, run_or_ckpt, meta, input=str(input_dir), input_kind=kind, dropout=dropout,
+                            batch_stats=batch_stats, image_size=mcfg.image_size, written=rep.written,
+                            resized_back=job.resized)
+    return rep
+
+
+def input_images(folder: Path, out_dir: Path | None = None) -> list[Path]:
+    """The images directly in ``folder`` (what predict translates).
+
+    Raises:
+        InputError: no images; for a dataset root, naming its split folders and the command to use.
+    """
+    files = [p for p in list_images(folder, exclude=out_dir) if p.parent == folder]
+    if not files:
+        raise InputError(no_images_message(folder))
+    return files
+
+
+def no_images_message(folder: Path) -> str:
+    """``folder: no images`` — and, for a dataset root, which split folders it has."""
+    from p2ptools.prep.images import IMAGE_EXTENSIONS
+
+    splits = [d.name for d in sorted(Path(folder).iterdir()) if d.is_dir() and d.name in ("train", "val", "test")
+              and any(p.suffix.lower() in IMAGE_EXTENSIONS or p.name in ("A", "B") for p in d.iterdir())] \
+        if Path(folder).is_dir() else []
+    if splits:
+        pick = "test" if "test" in splits else splits[-1]
+        return (f"{folder}: no images here, but it is a dataset with split folders {', '.join(s + '/' for s in splits)}"
+                f"; give one of them, e.g. {Path(folder) / pick}")
+    return f"{folder}: no images"
+
+
+@dataclass
+class _FolderJob:
+    """Translating batches of one folder: read (checked against the data contract) → run → write."""
+
+    G: nn.Module
+    mcfg: Any
+    meta: dict[str, Any]
+    kind: str
+    dev: torch.device
+    autocast: Any
+    side_by_side: bool
+    out_dir: Path
+    resized: int = 0
+
+    def __post_init__(self) -> None:
+        self.direction = self.meta["train_config"].get("direction", "AtoB")
+        self.contract = from_checkpoint(self.meta.get("dataset"))
+        self.reads_labels = self.contract.roles(self.direction)[0] == "label" and self.contract.palette is not None
+
+    def load(self, p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        """The input (and target) image of ``p`` at its own size (label maps checked against the palette)."""
+        a, b = read_ab(p, self.direction) if self.kind == "ab" else (load_rgb8(p), None)
+        if self.reads_labels:  # the data contract: a label → photo model reads label maps
+            check_label_image(a, self.contract.palette, str(p), self.meta["path"])  # type: ignore[arg-type]
+        return a, b
+
+    def run_batch(self, chunk: list[Path], rep: PredictReport) -> None:
+        """Translate ``chunk``; unreadable inputs go to ``rep.skipped``, outputs keep each input's size."""
+        size = self.mcfg.image_size
+        loaded = []
+        for p in chunk:
+            try:
+                loaded.append((p, *self.load(p)))
+            except P2PError as exc:
+                rep.skipped.append((str(p), str(exc)))
+        if not loaded:
+            return
+        x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded]).to(self.dev)  # (N, C, size, size)
+        with torch.inference_mode(), self.autocast:
+            y = self.G(x)  # (N, C, size, size) in [-1, 1]
+        for (p, a, b), out in zip(loaded, y, strict=True):
+            img = to_image(out)
+            if img.shape[:2] != a.shape[:2]:  # back to the input's own size (bicubic, as it was read)
+                img = cv2.resize(img, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_CUBIC)
+                self.resized += 1
+            write_image(self.out_dir / f"{p.stem}.png", img)
+            if self.side_by_side:
+                panels = [a, img] + ([b] if b is not None else [])
+                write_image(self.out_dir / "side_by_side" / f"{p.stem}.png", np.concatenate(panels, axis=1))
+            rep.written += 1
+
+
+def write_prediction_record(out_dir: Path, run_or_ckpt: Path, meta: dict[str, Any], **fields: Any) -> None:
+    """``OUT/predict.json``: the run, checkpoint, direction, training dataset and data contract of the
+    predictions, so ``evaluate`` knows the target half and the baseline (and names the run)."""
+    p = Path(run_or_ckpt)
+    run = p if p.is_dir() else (p.parent if (p.parent / "latest.pt").exists() or p.name.endswith(".pt") else None)
+    dataset = meta.get("dataset") or {}
     atomic_write_text(out_dir / "predict.json", json.dumps({
-        "checkpoint": meta["path"], "input": str(input_dir), "input_kind": kind, "direction": direction,
-        "dropout": dropout, "batch_stats": batch_stats, "image_size": size, "written": report.written,
-    }, indent=2) + "\n")
-    return report
+        "run": str(run) if run is not None else None, "checkpoint": meta["path"],
+        "direction": meta["train_config"].get("direction", "AtoB"), "dataset": meta["train_config"].get("dataset"),
+        "contract": dataset.get("contract"), **fields,
+    }, indent=2, default=str) + "\n")
 
 
 def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
-                      dev: torch.device, amp: str, progress: bool = True) -> PredictReport:
+                      dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None
+                      ) -> PredictReport:
     """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
     pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
     (labels as class values with the palette as colour table).
@@ -231,7 +294,6 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
                 write_geotiff(out_dir / f"{a.stem}.tif", values, {"compress": "deflate", **geo}, colormap)
                 report.written += 1
             bar.update(len(chunk))
-    atomic_write_text(out_dir / "predict.json", json.dumps({
-        "checkpoint": meta["path"], "input": str(input_dir), "input_kind": "tif", "direction": direction,
-        "image_size": mcfg.image_size, "written": report.written}, indent=2) + "\n")
+    write_prediction_record(out_dir, run_or_ckpt or Path(meta["path"]), meta, input=str(input_dir), input_kind="tif",
+                            image_size=mcfg.image_size, written=report.written)
     return report

@@ -599,6 +599,29 @@ class _Splitter:
         return tuple(self.scene_split.get(name) for _ in tiles)
 
 
+def resolve_split_by(cfg: TileConfig, found: Any) -> TileConfig:
+    """``--split-by auto``: by scene, except for a single scene that would leave splits empty: by
+    blocks then — of ``--block-size``, or, unset, of half the scene's shorter side (at most 4
+    tiles, at least one), so that one scene gives train, val and test."""
+    if cfg.split_by != "auto":
+        return cfg
+    if found.root is not None and read_split_lists(found.root) is not None:
+        return dataclasses.replace(cfg, split_by="scene")  # official lists decide
+    if len(found.pairs) != 1 or not empty_splits(1, cfg.split):
+        return dataclasses.replace(cfg, split_by="scene")
+    block = cfg.block_size
+    if block is None:
+        sides = []
+        for pair in found.pairs:
+            with contextlib.suppress(P2PError, RasterioError, OSError), open_raster(pair.image) as ds:
+                sides.append(min(ds.height, ds.width))
+        block = max(cfg.size, min(4 * cfg.size, min(sides, default=4 * cfg.size) // 2))
+    report("%d scene(s) cannot fill %s by scene: split by blocks of %d px (buffer %d px) instead "
+           "(--split-by scene to keep scenes whole)", len(found.pairs), "/".join(SPLITS), block,
+           cfg.size if cfg.block_buffer is None else cfg.block_buffer)
+    return dataclasses.replace(cfg, split_by="block", block_size=block)
+
+
 def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     """Tile every scene of a dataset into AB pairs (see the module docstring).
 
@@ -619,6 +642,7 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.targets if photo_pairs else cfg.masks,
                            cfg.mask_suffix)
     palette = resolve_palette(cfg.palette, found.layout)
+    cfg = resolve_split_by(cfg, found)
     out = Path(cfg.out)
     names = [p.name for p in found.pairs]
     params = {**cfg.output_params(), "inputs": inputs_digest(names)}

@@ -40,19 +40,20 @@ def test_sample_scene_end_to_end(tmp_path):
     out = tmp_path / "sample"
     res = run("--sample", out)
     assert res.exit_code == 0, res.output
-    assert f"16 pairs in {out}" in res.output
-    assert len(tiles(out)) == 16  # 900 px, 256 tiles, shift: ceil((900-256)/256)+1 = 4 per axis
+    # the built-in recipe's tiling: 128-px tiles, 2×2 blocks of 450 px drawn into train/val/test
+    assert f"29 pairs in {out} (train 14, val 8, test 7)" in res.output
+    assert len(tiles(out)) == 29 and "no georeference" not in res.output
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["complete"] and meta["A"] == "label" and meta["palette"]["name"] == "inria"
-    ab = read_image(out / "train" / "atlanta_1_1.png")
-    assert ab.shape == (256, 512, 3)
+    ab = read_image(sorted((out / "train").glob("*.png"))[0])
+    assert ab.shape == (128, 256, 3)
 
 
 def test_real_spacenet_pair_georeference_and_labels(tmp_path):
     """Real SpaceNet Atlanta image + its real building mask: each tile's georeference and label."""
     src = linked_scene(tmp_path / "src", "atl", *ATLANTA)
     out = tmp_path / "out"
-    res = run(src, out, "--size", 128, "--edge", "drop")
+    res = run(src, out, "--size", 128, "--edge", "drop", "--split-by", "scene")
     assert res.exit_code == 0, res.output
     man = pd.read_csv(out / "manifest.csv")
     assert len(man) == tile_count(900, 128, 128, "drop") ** 2 == 49
@@ -156,7 +157,8 @@ def test_min_foreground_and_keep_empty(inria_root, tmp_path):
 
 
 def _tiled(src: Path, out: Path, *args: object) -> Path:
-    res = run(src, out, "--size", 64, *args)
+    """Tile scenes whole (these tests look at tiles, not at splits)."""
+    res = run(src, out, "--size", 64, "--split-by", "scene", *args)
     assert res.exit_code == 0, res.output
     return out
 
@@ -389,7 +391,7 @@ def test_one_scene_split_by_scene_says_val_and_test_stay_empty(tmp_path):
     src = tmp_path / "one"
     write_tif(src / "images" / "scene.tif", photo(128, 128))
     write_tif(src / "gt" / "scene.tif", blocks_mask(128, 128, [255]))
-    res = CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "out"), "--size", "64"])
+    res = CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "out"), "--size", "64", "--split-by", "scene"])
     assert res.exit_code == 0
     assert "1 scene(s) split by scene leave val and test empty" in res.stderr and "--split-by block" in res.stderr
 
@@ -398,7 +400,7 @@ def test_rerun_statistics_are_true_and_no_pairs_is_an_error(tmp_path):
     out = tmp_path / "s"
     assert run("--sample", out).exit_code == 0
     res = run("--sample", out)
-    assert res.exit_code == 0 and "written now: 0, already there: 16" in res.output
+    assert res.exit_code == 0 and "written now: 0, already there: 29" in res.output
     res = CliRunner().invoke(cli, ["tile", "--sample", str(tmp_path / "big"), "--size", "2048"])
     assert res.exit_code == 1 and "no pairs" in res.output and "dropped 1 nodata" in res.output
     assert "smaller than --size 2048 (e.g. atlanta: 900×900)" in res.output

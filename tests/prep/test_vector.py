@@ -51,7 +51,7 @@ def test_real_spacenet_polygons_give_spacenet_mask(tmp_path):
     src = linked_scene(tmp_path / "src", "atlanta", ATLANTA[0], ("spacenet", "geotiff_labels.geojson"), "labels")
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["tile", "--images", str(src / "images"), "--labels", str(src / "labels"), str(out),
-                                   "--size", "128", "--keep-empty", "1"])
+                                   "--size", "128", "--keep-empty", "1", "--split-by", "scene"])
     assert res.exit_code == 0, res.output
     ref = rasterio.open(shared_path("spacenet", "sample_fp_mask_from_geojson.tif")).read(1)
     man = pd.read_csv(out / "manifest.csv")
