@@ -269,6 +269,8 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
     result = RunResult(recipe)
     order = ["data", "train", "fcn", "predict", "evaluate"]
     last = order.index(until) if until else len(order) - 1
+    report("recipe %s: stages %s, working in %s (data/, run/, predictions/, report/; rerun to continue)",
+           recipe.name, ", ".join(order[: last + 1]), recipe.workdir.resolve())
     book = _Book(recipe.workdir)
     stage = "data"
     again = command or f"p2ptools run {recipe.source}"

@@ -35,7 +35,8 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
              *[w for item in sets for w in ("--set", item)]]
     command = " ".join(shlex.quote(w) for w in words)
     result = run_recipe(rec, progress=True, until=until, command=command)
-    click.echo(f"recipe {rec.name}: " + ", ".join(f"{k} {v}" for k, v in result.stages.items()))
+    click.echo(f"recipe {rec.name}: " + ", ".join(f"{k} {v}" for k, v in result.stages.items())
+               + f"; work folder {rec.workdir}")
     if result.report is not None:
         click.echo(f"report: {result.report / 'summary.csv'} (per image: {result.report / 'per_image.csv'}); "
                    f"to look at: {result.report / 'report.html'}, {rec.workdir / 'run' / 'index.html'}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,8 @@ from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import Palette, decolorize, load_palette, palette_from_dict
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
+from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.progress import bar as progress_bar
-from p2ptools.runtime.progress import duration, report
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,9 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     weights = class_weights(train_ds, len(pal.classes)).to(dev)
     best: dict[str, Any] = {"per_pixel_acc": -1.0}
     best_state = None
+    report("train-fcn: %s on %d %s image(s) of %s (%d classes, %d px), %d epochs of %d steps, validated on %s, %s",
+           arch, len(train_files), "train", dataset, len(pal.classes), size, epochs,
+           math.ceil(len(train_files) / batch_size), "val" if val_files else "train", dev)
     bar = progress_bar(epochs, "train-fcn", "epoch", progress)
     times: list[float] = []
     for epoch in range(epochs):
@@ -268,11 +272,14 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
         train_ds.epoch = epoch
         net.train()
         g = torch.Generator().manual_seed(seed + epoch)
-        for x, y in DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers):
-            loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev), weight=weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        batches = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers)
+        with Ticker(len(batches), f"train-fcn epoch {epoch + 1}/{epochs}", "steps", steps=0) as ticker:
+            for x, y in batches:  # a line at least every minute within long epochs
+                loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev), weight=weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                ticker.update(1)
         sched.step()
         net.eval()
         conf = np.zeros((len(pal.classes),) * 2, dtype=np.int64)

@@ -56,8 +56,12 @@ def write_run_page(run_dir: Path, model_cfg: Any, train_cfg: Any, state: Any) ->
     if getattr(state, "early_stopped", False):
         status = "stopped early (patience)"
     cards = [("epoch", f"{state.epoch} / {epochs}"), ("steps", f"{state.global_step}"), ("status", status)]
-    if best:
+    validated = (run_dir / "val.csv").is_file() and (run_dir / "val.csv").stat().st_size > 0
+    if best > 0:
         cards.append(("best val L1 (0–255)", f"{fmt(best_l1)} at epoch {best}"))
+    elif not validated and state.epoch > 0:
+        cards.append(("validation", "none: the dataset has no val/ images, so nothing is validated and no "
+                                    "best.pt is written"))
     if "seconds" in ep and ep["seconds"].notna().any():
         cards.append(("time per epoch", f"{fmt(ep['seconds'].tail(5).mean(), 3)} s (last 5)"))
     body = ["<div class=\"cards\">" + "".join(f"<div class=\"card\"><span>{esc(k)}</span><b>{esc(v)}</b></div>"
@@ -73,7 +77,7 @@ def write_run_page(run_dir: Path, model_cfg: Any, train_cfg: Any, state: Any) ->
             l1["val L1 (0–255)"] = series("val_l1_255")
         charts = [
             line_chart({"G_GAN": series("loss_G_GAN"), "D": series("loss_D")}, "epoch", "GAN losses"),
-            line_chart(l1, "epoch", "L1", marker=(best, f"best {best}") if best else None),
+            line_chart(l1, "epoch", "L1", marker=(best, f"best {best}") if best > 0 else None),
             line_chart({"seconds": series("seconds")}, "epoch", "seconds per epoch"),
         ]
         body.append("<h2>Curves</h2><div class=\"charts\">" + "".join(f"<figure>{c}</figure>" for c in charts)

@@ -48,8 +48,8 @@ from p2ptools.pix2pix.run_page import write_run_page
 from p2ptools.runtime.device import autocast, resolve_amp, select_device
 from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
+from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.progress import bar as progress_bar
-from p2ptools.runtime.progress import duration, report
 from p2ptools.runtime.space import human_bytes
 
 __all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
@@ -490,7 +490,12 @@ class _Trainer:
         self.t_epoch = time.perf_counter()
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
-        t_last = time.perf_counter()
+        t_last, logged_step = time.perf_counter(), state.global_step
+        # a line at least every minute within an epoch (a 400-step epoch on a CPU takes minutes)
+        ticker = Ticker(len(sampler), f"epoch {state.epoch + 1}/{tcfg.epochs}", "steps", steps=0,
+                        every=60.0 if self.main else 0.0,
+                        extra=lambda: " ".join(f"{k.removeprefix('loss_')} {self.sums[k] / self.counts[k] * (127.5 if k == 'loss_G_L1' else 1):.3f}"  # noqa: E501
+                                               for k in ("loss_G_GAN", "loss_D", "loss_G_L1") if k in self.sums))
         for batch in _loader(self.train_ds, tcfg, sampler, tcfg.seed + state.epoch):
             if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
                 self.stopped_by = "max_steps"
@@ -509,12 +514,14 @@ class _Trainer:
             state.step_in_epoch += 1
             state.global_step += 1
             self.bar.update(1)
-            if state.global_step % tcfg.log_every == 0 and self.main:
+            ticker.update(1)
+            last_of_epoch = state.step_in_epoch == self.steps_per_epoch
+            if (state.global_step % tcfg.log_every == 0 or last_of_epoch) and self.main:  # a row per epoch at least
                 now = time.perf_counter()
                 self.logs.add(self.logs.losses, LOSS_COLUMNS, {
                     "epoch": state.epoch + 1, "step": state.global_step, "lr": m.opt_G.param_groups[0]["lr"],
-                    **losses, "sec_per_step": (now - t_last) / tcfg.log_every})
-                t_last = now
+                    **losses, "sec_per_step": (now - t_last) / max(1, state.global_step - logged_step)})
+                t_last, logged_step = now, state.global_step
                 self.bar.set_postfix(D=f"{losses['loss_D']:.3f}", L1=f"{losses['loss_G_L1']:.3f}")
             if state.global_step - self.saved_step >= tcfg.save_every:
                 self.save("latest")
@@ -574,9 +581,22 @@ class _Trainer:
         if val is not None:
             parts.append(f"val L1 {val['val_l1_255']:.2f} (best {state.best_val_l1:.2f} at epoch {state.best_epoch})")
         left = tcfg.epochs - state.epoch
-        recent = self.epoch_times[-5:]
-        parts.append(f"ETA {duration(left * sum(recent) / len(recent))}" if left else "done")
+        parts.append(f"ETA {duration(left * epoch_seconds(self.epoch_times, tcfg.epochs))}" if left else "done")
         return " · ".join(parts)
+
+
+def epoch_seconds(times: list[float], epochs: int) -> float:
+    """The expected time of the coming epochs, for the ETA: the mean of the recent epochs (the last
+    tenth of the run, at least 10), leaving out the first epoch once there are others (start-up)
+    and epochs over 3× the median (another program's burst, a slow disk): periodic costs such as
+    snapshots stay in the mean, one-off stalls do not swing the estimate."""
+    if not times:
+        return 0.0
+    usable = times[1:] if len(times) > 1 else times
+    recent = usable[-max(10, epochs // 10):]
+    median = float(np.median(recent))
+    kept = [t for t in recent if t <= 3 * median] or recent
+    return sum(kept) / len(kept)
 
 
 def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device:

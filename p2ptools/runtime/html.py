@@ -91,9 +91,19 @@ def json_script(name: str, data: Any) -> str:
 
 
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    if hi <= lo:
+    """About ``n`` round tick values (1, 2, 2.5 or 5 × 10^k apart) within ``[lo, hi]``."""
+    if not hi > lo:
         return [lo]
-    return [lo + (hi - lo) * i / n for i in range(n + 1)]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    t = first
+    while t <= hi + 1e-9 * step:
+        ticks.append(round(t, 12))
+        t += step
+    return ticks or [lo]
 
 
 def line_chart(series: dict[str, Sequence[tuple[float, float]]], xlabel: str, ylabel: str, width: int = 460,
@@ -113,12 +123,17 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], xlabel: str, yl
         x1 = x0 + 1
     if y1 == y0:
         y1 = y0 + 1
+    yticks = _ticks(y0, y1)
+    if len(yticks) > 1:  # the axis from one round value to another
+        step = yticks[1] - yticks[0]
+        y0, y1 = min(y0, yticks[0] - step * (yticks[0] > y0)), max(y1, yticks[-1] + step * (yticks[-1] < y1))
+        yticks = _ticks(y0, y1)
     L, R, T, B = 52, 10, 10, 34
     sx = lambda x: L + (x - x0) / (x1 - x0) * (width - L - R)  # noqa: E731
     sy = lambda y: height - B - (y - y0) / (y1 - y0) * (height - T - B)  # noqa: E731
     out = [f"<svg width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{esc(ylabel)}\" "
            f"style=\"font:11px sans-serif\">"]
-    for t in _ticks(y0, y1):
+    for t in yticks:
         out.append(f"<line x1=\"{L}\" x2=\"{width - R}\" y1=\"{sy(t):.1f}\" y2=\"{sy(t):.1f}\" stroke=\"#eee\"/>"
                    f"<text x=\"{L - 4}\" y=\"{sy(t) + 4:.1f}\" text-anchor=\"end\">{fmt(t, 3)}</text>")
     xt = _ticks(x0, x1)

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -307,6 +308,10 @@ def refuse_foreign(out: Path, foreign: list[str]) -> None:
     """
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        runs = [f for f in foreign if re.fullmatch(r"(latest|best|epoch_\d+)\.pt", f)]
+        if runs:  # p2ptools wrote them, as a training run: this command's outputs go elsewhere
+            raise OutputError(f"{out}: is a p2ptools training run folder ({', '.join(runs[:3])}); it is not an output "
+                              "folder of this command: write to another folder (e.g. beside it)")
         raise OutputError(f"{out}: holds {len(foreign)} file(s) p2ptools did not write ({shown}); p2ptools never "
                           "removes or overwrites them: use another (or an empty) output folder, or move them away")
 

@@ -61,32 +61,43 @@ class TqdmHandler(logging.StreamHandler):
 
 
 class Ticker:
-    """A progress line at every tenth of a long job (whatever the terminal): ``what: 300/1000 img (30%),
-    12s elapsed, ETA 28s``, and with ``show_bar`` a progress bar as well (drawn only on a terminal).
-    A context manager: leaving it closes the bar."""
+    """A progress line at every tenth of a long job and at least every ``every`` seconds (whatever the
+    terminal): ``what: 300/1000 img (30%), 12s elapsed, ETA 28s``, and with ``show_bar`` a progress
+    bar as well (drawn only on a terminal). A context manager: leaving it closes the bar.
 
-    def __init__(self, total: int, what: str, unit: str, steps: int = 10, show_bar: bool = False) -> None:
+    ``steps=0`` gives no lines per tenth (only the timed ones, ``every=0`` none at all).
+    """
+
+    def __init__(self, total: int, what: str, unit: str, steps: int = 10, show_bar: bool = False,
+                 every: float = 60.0, extra: Any = None) -> None:
         import time
 
-        self.total, self.what, self.unit, self.steps = total, what, unit, steps  # steps 0: no lines
+        self.total, self.what, self.unit, self.steps, self.every = total, what, unit, steps, every
+        self.extra = extra  # a callable giving text appended to each line (current losses …)
         self.bar = bar(total, what, unit, show_bar)
         self.done = 0
         self._next = 1
         self._clock = time.perf_counter
-        self._start = self._clock()
+        self._start = self._last = self._clock()
 
     def update(self, n: int) -> None:
-        """Count ``n`` more units done; log a line when a new tenth is reached."""
+        """Count ``n`` more units done; log a line when a new tenth is reached or ``every`` seconds passed."""
         self.bar.update(n)
         self.done += n
-        if self.total <= 0 or self.steps <= 0 or self.done * self.steps < self._next * self.total:
+        now = self._clock()
+        tenth = self.total > 0 and self.steps > 0 and self.done * self.steps >= self._next * self.total
+        timed = self.every > 0 and now - self._last >= self.every and self.done < self.total
+        if not (tenth or timed):
             return
-        while self._next * self.total <= self.done * self.steps:
+        while self.total > 0 and self.steps > 0 and self._next * self.total <= self.done * self.steps:
             self._next += 1
-        spent = self._clock() - self._start
+        self._last = now
+        spent = now - self._start
         left = spent * (self.total - self.done) / max(self.done, 1)
-        report("%s: %d/%d %s (%d%%), %s elapsed, ETA %s", self.what, self.done, self.total, self.unit,
-               100 * self.done // self.total, duration(spent), duration(left) if self.done < self.total else "0s")
+        more = f" · {self.extra()}" if self.extra is not None else ""
+        report("%s: %d/%d %s (%d%%), %s elapsed, ETA %s%s", self.what, self.done, self.total, self.unit,
+               100 * self.done // max(self.total, 1), duration(spent),
+               duration(left) if self.done < self.total else "0s", more)
 
     def close(self) -> None:
         """Close the bar."""
