@@ -553,7 +553,8 @@ def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Network
         else None
     prov = provenance(cfg, result, scan, nets, native, record, base, device)
     write_report_page(cfg.out, cfg.label, result.per_image, result.summary, with_input,
-                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None}, result.fcn, confusion,
+                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None,
+                       "model": (record or {}).get("run") or (record or {}).get("checkpoint")}, result.fcn, confusion,
                       baseline=None if base is None else base[1], provenance=prov, unavailable=result.unavailable,
                       errors=result.errors)
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
@@ -611,10 +612,7 @@ def apply_prediction_record(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any]
     elif from_record is not None and side != from_record:
         log.warning("--real-side %s, but %s says the model was trained %s (its targets are the %s half); scoring "
                     "against the %s half as asked", side, path, direction, from_record, side)
-    label = cfg.label
-    if not label and record and record.get("run"):
-        label = Path(str(record["run"])).name
-    return dataclasses.replace(cfg, real_side=side, label=label or cfg.label), record
+    return dataclasses.replace(cfg, real_side=side), record
 
 
 def baseline_colour(cfg: EvalConfig, record: dict[str, Any] | None, pairs: list[tuple[str, Path, Path]], ab: bool,

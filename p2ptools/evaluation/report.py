@@ -211,7 +211,8 @@ def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: p
         f"<table id=\"rows\"><thead><tr><th class=\"l sort\" data-key=\"name\">name</th>{heads}{sortable}</tr></thead>"
         f"<tbody></tbody></table>")
     sub = (f"real <span class=\"mono\">{esc(info.get('real', ''))}</span> · fake "
-           f"<span class=\"mono\">{esc(info.get('fake', ''))}</span> · {len(rows)} images")
+           f"<span class=\"mono\">{esc(info.get('fake', ''))}</span> · {len(rows)} images"
+           + (f" · model <span class=\"mono\">{esc(info['model'])}</span>" if info.get("model") else ""))
     script = (json_script("ROWS", rows) + json_script("METRICS", metrics) + json_script("ROLES", roles)
               + json_script("HIGHER", [m for m in metrics if higher_is_better(m)])
               + json_script("DEFAULT_SORT", default_sort) + f"const PAGE_ROWS = {PAGE_ROWS};\n" + TABLE_SCRIPT)

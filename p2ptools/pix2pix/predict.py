@@ -172,9 +172,9 @@ def no_images_message(folder: Path) -> str:
     """``folder: no images`` — and, for a dataset root, which split folders it has."""
     from p2ptools.prep.images import IMAGE_EXTENSIONS
 
-    splits = [d.name for d in sorted(Path(folder).iterdir()) if d.is_dir() and d.name in ("train", "val", "test")
-              and any(p.suffix.lower() in IMAGE_EXTENSIONS or p.name in ("A", "B") for p in d.iterdir())] \
-        if Path(folder).is_dir() else []
+    root = Path(folder)
+    splits = [s for s in ("train", "val", "test") if (root / s).is_dir()
+              and any(p.suffix.lower() in IMAGE_EXTENSIONS or p.name in ("A", "B") for p in (root / s).iterdir())]
     if splits:
         pick = "test" if "test" in splits else splits[-1]
         return (f"{folder}: no images here, but it is a dataset with split folders {', '.join(s + '/' for s in splits)}"
