@@ -294,9 +294,14 @@ def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, p
     data_dir = recipe.data_dir
     if recipe.data_kind == "dataset":
         if not (data_dir / "train").is_dir():
-            raise ConfigError(f"{recipe.source}: data.dataset {data_dir} has no train/ folder")
+            raise ConfigError(f"{recipe.source}: data.dataset {data_dir} has no train/ folder; "
+                              + where_to_get(recipe.name, "data.dataset"))
         result.stages["data"] = "given"
         return book.done("data", {"dataset": str(Path(data_dir).resolve())})
+    src = recipe.data.get("src")
+    if src is not None and "://" not in str(src) and not Path(str(src)).exists():
+        raise ConfigError(f"{recipe.source}: data.{recipe.data_kind}.src {src} does not exist; "
+                          + where_to_get(recipe.name, f"data.{recipe.data_kind}.src"))
     cls = TileConfig if recipe.data_kind == "tile" else InpaintConfig
     cfg = from_mapping(cls, {**recipe.data, "out": data_dir}, f"data.{recipe.data_kind}")
     settings = cfg.output_params()
@@ -349,6 +354,26 @@ def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, 
         fit(recipe.model, tcfg, resume=resume, progress=progress)
         result.stages["train"] = "resumed" if resume else "ran"
     return book.data["train"]["digest"]
+
+
+#: where the bundled recipes' data comes from (what a user must fetch, and how to point the recipe at it)
+DATA_SOURCES: dict[str, str] = {
+    "facades": "the pix2pix CMP facades archive (http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz, "
+               "about 30 MB); unpack it and give the facades/ folder",
+    "maps": "the pix2pix maps archive (http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz, about "
+            "250 MB); unpack it and give the maps/ folder",
+    "inria": "the Inria Aerial Image Labeling dataset (https://project.inria.fr/aerialimagelabeling/, free after "
+             "registration, about 20 GB); unpack it and give AerialImageDataset/train",
+    "landcover": "LandCover.ai (https://landcover.ai.linuxpolska.com/, free download, about 1.5 GB); unpack it and "
+                 "give the folder holding images/ and masks/",
+}
+
+
+def where_to_get(name: str, key: str) -> str:
+    """``get … and point the recipe at it: p2ptools run NAME --set KEY=PATH`` for a bundled recipe."""
+    how = DATA_SOURCES.get(name)
+    start = f"get {how}, then" if how else "point the recipe at your data:"
+    return f"{start} p2ptools run {name} --set {key}=PATH"
 
 
 def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
