@@ -641,8 +641,45 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     photo_pairs = cfg.targets is not None  # photo → photo: a second photo of each scene as the target
     found = discover_pairs(cfg.src, cfg.layout, cfg.images, cfg.targets if photo_pairs else cfg.masks,
                            cfg.mask_suffix)
-    palette = resolve_palette(cfg.palette, found.layout)
     cfg = resolve_split_by(cfg, found)
+    job = _start_output(cfg, found, resolve_palette(cfg.palette, found.layout), photo_pairs)
+    scenes = _inspect_scenes(cfg, found, job)
+    tasks = _plan_chunks(cfg, found, job, scenes)
+    _run_chunks(cfg, tasks, job, scenes, progress)
+    return _finish(cfg, found, job, scenes)
+
+
+@dataclass
+class _TileJob:
+    """One tiling run's output side: the folder, its dataset.json, the report, the label rules."""
+
+    out: Path
+    meta: dict[str, Any]
+    report: TileReport
+    palette: Palette
+    photo_pairs: bool
+    label_is_a: bool
+    before: dict[str, Any] | None  # the contract of an earlier run (resume)
+    vspec: Any
+    splitter: Any
+
+
+@dataclass
+class _Scenes:
+    """What the inspection of the scenes found: the ones to tile now, and the ones done before."""
+
+    infos: dict[str, SceneInfo] = field(default_factory=dict)
+    targets: dict[str, SceneInfo] = field(default_factory=dict)
+    grids: dict[str, list[TileWindow]] = field(default_factory=dict)
+    done_before: set[str] = field(default_factory=set)
+    done_infos: dict[str, SceneInfo] = field(default_factory=dict)  # for the dataset stretch
+    done_targets: dict[str, SceneInfo] = field(default_factory=dict)
+    earlier_stretch: dict[str, Any] = field(default_factory=dict)
+    stretches: dict[str, Any] = field(default_factory=dict)
+
+
+def _start_output(cfg: TileConfig, found: Any, palette: Palette, photo_pairs: bool) -> _TileJob:
+    """Claim OUT (resume, refuse or --overwrite), write the first dataset.json, prepare the split."""
     out = Path(cfg.out)
     names = [p.name for p in found.pairs]
     params = {**cfg.output_params(), "inputs": inputs_digest(names)}
@@ -651,107 +688,113 @@ def tile_dataset(cfg: TileConfig, progress: bool = True) -> TileReport:
     label_is_a = cfg.direction == "label2photo" and not photo_pairs
     before = (read_dataset_json(out) or {}).get("contract") if resumed else None
     meta: dict[str, Any] = {
-        "kind": "tiles",
-        "params": params,
-        "A": "label" if label_is_a else "photo",
-        "B": "photo" if label_is_a or photo_pairs else "label",
-        "palette": palette.to_dict(),
-        "complete": False,
-        "input_names": names,
-        **({"contract": before} if before else {}),
+        "kind": "tiles", "params": params, "A": "label" if label_is_a else "photo",
+        "B": "photo" if label_is_a or photo_pairs else "label", "palette": palette.to_dict(), "complete": False,
+        "input_names": names, **({"contract": before} if before else {}),
     }
     write_dataset_json(out, meta)
     for m in found.orphan_masks:
         log.warning("%s: mask without a photo; ignored", m)
+    report("tile: %d scene(s) of %s → %s (%d px, split by %s)", len(names), cfg.src or cfg.images, out, cfg.size,
+           cfg.split_by)
+    return _TileJob(out, meta, TileReport(out=out, layout=found.layout, resumed=resumed), palette, photo_pairs,
+                    label_is_a, before, vector_spec(palette, cfg.label_field, cfg.all_touched),
+                    _Splitter(cfg, names, found.root))
 
-    vspec = vector_spec(palette, cfg.label_field, cfg.all_touched)
-    splitter = _Splitter(cfg, [p.name for p in found.pairs], found.root)
-    report = TileReport(out=out, layout=found.layout, resumed=resumed)
-    infos: dict[str, SceneInfo] = {}
-    targets: dict[str, SceneInfo] = {}
-    grids: dict[str, list[TileWindow]] = {}
-    tasks: list[ChunkTask] = []
-    done_before: set[str] = set()
-    done_infos: dict[str, SceneInfo] = {}  # scenes of an earlier run, for the dataset stretch
-    done_targets: dict[str, SceneInfo] = {}
-    earlier_stretch = ((before or {}).get("photo") or {}).get("dataset_stretch") or {}
+
+def _inspect_scenes(cfg: TileConfig, found: Any, job: _TileJob) -> _Scenes:
+    """Open every scene not done before (done ones too when the dataset stretch must be recomputed);
+    a scene that fails is reported and the others go on."""
+    sc = _Scenes(earlier_stretch=((job.before or {}).get("photo") or {}).get("dataset_stretch") or {})
     for pair in found.pairs:
-        done = _scene_state(out, pair.name).is_file()
+        done = _scene_state(job.out, pair.name).is_file()
         if done:
-            report.scenes.append(pair.name)
-            done_before.add(pair.name)
-            if cfg.stretch_scope != "dataset" or earlier_stretch:  # inspected again only to recompute the stretch
+            job.report.scenes.append(pair.name)
+            sc.done_before.add(pair.name)
+            if cfg.stretch_scope != "dataset" or sc.earlier_stretch:  # inspected again only to recompute it
                 continue
         try:
-            if photo_pairs:
+            if job.photo_pairs:
                 from p2ptools.prep.targets import inspect_target_pair
 
                 info, target = inspect_target_pair(pair, cfg.bands, cfg.stretch)
-                (done_targets if done else targets)[pair.name] = target
+                (sc.done_targets if done else sc.targets)[pair.name] = target
             else:
-                info = inspect_scene(pair, cfg.bands, cfg.stretch, vspec, palette.background)
+                info = inspect_scene(pair, cfg.bands, cfg.stretch, job.vspec, job.palette.background)
         except P2PError as exc:
             if not done:
-                report.failures.append((str(pair.image), str(exc)))
+                job.report.failures.append((str(pair.image), str(exc)))
             continue
         if done:
-            done_infos[pair.name] = info
+            sc.done_infos[pair.name] = info
             continue
-        infos[pair.name] = info
+        sc.infos[pair.name] = info
         grid = tile_grid(info.height, info.width, cfg.size, cfg.step, cfg.edge)  # type: ignore[arg-type]
-        grids[pair.name] = grid
+        sc.grids[pair.name] = grid
         if not grid:
             log.warning("%s: %d×%d is smaller than one %d tile; no tiles with --edge drop",
                         pair.image, info.width, info.height, cfg.size)
+    return sc
 
-    stretches: dict[str, Any] = {}
+
+def _plan_chunks(cfg: TileConfig, found: Any, job: _TileJob, sc: _Scenes) -> list[ChunkTask]:
+    """The dataset stretch, the block draw, the work units (balanced chunks of tiles) and the
+    recorded plan of the files they will write."""
     if cfg.stretch_scope == "dataset":
-        stretches = _dataset_stretch(cfg, infos, targets, done_infos, done_targets, earlier_stretch)
+        sc.stretches = _dataset_stretch(cfg, sc.infos, sc.targets, sc.done_infos, sc.done_targets, sc.earlier_stretch)
     if cfg.split_by == "block":
-        splitter.add_scenes(_scene_shapes(found.pairs, infos))
-    for name, grid in grids.items():
-        for chunk in _chunks(grid):
-            tasks.append(ChunkTask(infos[name], tuple(chunk), splitter(infos[name], chunk), palette.to_dict(),
-                                   str(out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata,
-                                   label_is_a, cfg.format, cfg.jpeg_quality, cfg.seed, vspec, cfg.bands,
-                                   targets.get(name)))
-    record_plan(out, (p.relative_to(out).as_posix() for task in tasks
-                      for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
-                      for p in tile_paths(out, split, task.info.pair.name, t, cfg.format)))
-    scenes = _SceneBook(out, cfg.format, report, infos, grids)
+        job.splitter.add_scenes(_scene_shapes(found.pairs, sc.infos))
+    tasks = [ChunkTask(sc.infos[name], tuple(chunk), job.splitter(sc.infos[name], chunk), job.palette.to_dict(),
+                       str(job.out), cfg.size, cfg.min_foreground, cfg.keep_empty, cfg.max_nodata, job.label_is_a,
+                       cfg.format, cfg.jpeg_quality, cfg.seed, job.vspec, cfg.bands, sc.targets.get(name))
+             for name, grid in sc.grids.items() for chunk in _chunks(grid)]
+    record_plan(job.out, (p.relative_to(job.out).as_posix() for task in tasks
+                          for t, split in zip(task.tiles, task.splits, strict=True) if split in SPLITS
+                          for p in tile_paths(job.out, split, task.info.pair.name, t, cfg.format)))
+    return tasks
+
+
+def _run_chunks(cfg: TileConfig, tasks: list[ChunkTask], job: _TileJob, sc: _Scenes, progress: bool) -> None:
+    """Run the chunks (in process, on workers or on Dask), recording each scene once all its chunks are in."""
+    book = _SceneBook(job.out, cfg.format, job.report, sc.infos, sc.grids)
     bar = progress_bar(sum(len(t.tiles) for t in tasks), "tile", "tile", progress)
     try:
         for res in _run(tasks, cfg.workers, cfg.dask):
             bar.update(res.tiles)
-            scenes.add(res)
+            book.add(res)
     finally:
         bar.close()
-    scenes.finish_empty()
+    book.finish_empty()
 
+
+def _finish(cfg: TileConfig, found: Any, job: _TileJob, sc: _Scenes) -> TileReport:
+    """manifest.csv of every scene, the final dataset.json (counts, failures, data contract), the report.
+
+    Raises:
+        NoPairs: when nothing was kept, with the reasons.
+    """
+    out, rep, meta = job.out, job.report, job.meta
     header, rows = _assemble_manifest(out, [p.name for p in found.pairs])
     kept = Counter(r["split"] for r in rows if r["kept"] == "True")
-    report.existing += sum(1 for r in rows if r["kept"] == "True" and r["scene"] in done_before)
-    report.kept = {s: kept.get(s, 0) for s in SPLITS}
-    report.dropped = dict(sorted(Counter(r["reason"] for r in rows if r["kept"] != "True").items()))
+    rep.existing += sum(1 for r in rows if r["kept"] == "True" and r["scene"] in sc.done_before)
+    rep.kept = {s: kept.get(s, 0) for s in SPLITS}
+    rep.dropped = dict(sorted(Counter(r["reason"] for r in rows if r["kept"] != "True").items()))
     atomic_write_text(out / MANIFEST_FILE, csv_text(rows, header))
     meta.update({
-        "layout": found.layout,
-        "split_source": splitter.source,
-        "counts": report.kept,
-        "scenes": sorted(report.scenes),
-        "failed": [{"file": f, "reason": r} for f, r in report.failures],
-        "complete": not report.failures,
-        "contract": _contract(cfg, meta, palette, infos, before,
-                              [] if photo_pairs else [p for p in found.pairs if p.name in done_before],
-                              stretches).to_dict(),
+        "layout": found.layout, "split_source": job.splitter.source, "counts": rep.kept,
+        "scenes": sorted(rep.scenes), "failed": [{"file": f, "reason": r} for f, r in rep.failures],
+        "complete": not rep.failures,
+        "contract": _contract(cfg, meta, job.palette, sc.infos, job.before,
+                              [] if job.photo_pairs else [p for p in found.pairs if p.name in sc.done_before],
+                              sc.stretches).to_dict(),
     })
     if cfg.format == "tif":
-        meta["contract"]["tif"] = _tif_record(out, rows, (meta["A"], meta["B"]), infos, meta["contract"].get("tif"))
+        meta["contract"]["tif"] = _tif_record(out, rows, (meta["A"], meta["B"]), sc.infos, meta["contract"].get("tif"))
     write_dataset_json(out, meta)
-    report.scenes.sort()
-    if not sum(report.kept.values()) and report.scenes:
-        raise NoPairs(f"{out}: no pairs: {no_pairs_reasons(report, cfg, infos)}", report.summary())
-    return report
+    rep.scenes.sort()
+    if not sum(rep.kept.values()) and rep.scenes:
+        raise NoPairs(f"{out}: no pairs: {no_pairs_reasons(rep, cfg, sc.infos)}", rep.summary())
+    return rep
 
 
 def no_pairs_reasons(report: TileReport, cfg: TileConfig, infos: dict[str, SceneInfo]) -> str:
