@@ -44,6 +44,7 @@ from p2ptools.runtime.output import (
 )
 from p2ptools.runtime.parallel import imap_unordered
 from p2ptools.runtime.progress import bar as progress_bar
+from p2ptools.runtime.progress import report as say
 
 log = logging.getLogger(__name__)
 
@@ -297,14 +298,46 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
     rels = [str(p.relative_to(cfg.src)) for p in files]
     names = _names(rels)
     check_distinct_outputs(cfg.out, names.items())
+    meta = _start_output(cfg, rels)
+    scans = _scan(cfg, rels, progress)
+    report = InpaintReport(out=cfg.out)
+    plan = _plan_pairs(cfg, rels, scans, report)
+    _write_pairs(cfg, plan, names, report, progress)
+    rows = _manifest_rows(cfg, rels, names, scans, plan)
+    atomic_write_text(cfg.out / MANIFEST_FILE, csv_text(rows))
+    report.skipped = [(str(cfg.src / rel), plan.reasons[rel]) for rel in rels if rel in plan.reasons]
+    counts = Counter(r["split"] for r in rows if r["status"] == "ok")
+    report.pairs = {s: counts.get(s, 0) for s in SPLITS}
+    meta.update({"counts": report.pairs, "skipped": [{"file": f, "reason": r} for f, r in report.skipped],
+                 "duplicates": report.duplicates, "complete": not report.skipped})
+    write_dataset_json(cfg.out, meta)
+    return report
+
+
+def _start_output(cfg: InpaintConfig, rels: list[str]) -> dict[str, Any]:
+    """Claim OUT (resume, refuse or --overwrite) and write the first dataset.json; returns it."""
     params = {**cfg.output_params(), "inputs": inputs_digest(rels)}
     prepare_output(cfg.out, "inpaint", params, cfg.overwrite, inputs=[cfg.src], input_names=rels)
     contract = DataContract(kind="inpaint", a="photo with hole", b="photo", size=cfg.size)
     meta: dict[str, Any] = {"kind": "inpaint", "params": params, "A": "photo with hole", "B": "photo",
                             "complete": False, "input_names": rels, "contract": contract.to_dict()}
     write_dataset_json(cfg.out, meta)
-    scans = _scan(cfg, rels, progress)
-    report = InpaintReport(out=cfg.out)
+    say("make-inpaint: %d image(s) of %s → %s (%d px, %s holes)", len(rels), cfg.src, cfg.out, cfg.size, cfg.hole)
+    return meta
+
+
+@dataclass
+class _PairPlan:
+    """Which inputs make pairs, their split (duplicates together), and why the others do not."""
+
+    good: list[str]
+    split_of: dict[str, str]
+    groups: dict[str, list[str]]
+    reasons: dict[str, str]
+
+
+def _plan_pairs(cfg: InpaintConfig, rels: list[str], scans: dict[str, Any], report: InpaintReport) -> _PairPlan:
+    """Leave out unreadable and too-small images; split by content so duplicates share a split."""
     side = hole_side(cfg.size, cfg.hole_area)
     good: list[str] = []
     reasons: dict[str, str] = {}
@@ -322,51 +355,47 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
         groups[scans[rel].sha1].append(rel)
     report.duplicates = [g for g in groups.values() if len(g) > 1]
     group_split = assign_splits(list(groups), cfg.split, cfg.seed)
-    split_of = {rel: group_split[scans[rel].sha1] for rel in good}
+    return _PairPlan(good, {rel: group_split[scans[rel].sha1] for rel in good}, groups, reasons)
 
-    record_plan(cfg.out, (f"{d}{split_of[rel]}/{names[rel]}.{ext}" for rel in good
+
+def _write_pairs(cfg: InpaintConfig, plan: _PairPlan, names: dict[str, str], report: InpaintReport,
+                 progress: bool) -> None:
+    """Record the plan, then write the pairs not already there (workers or Dask); failures go to reasons."""
+    record_plan(cfg.out, (f"{d}{plan.split_of[rel]}/{names[rel]}.{ext}" for rel in plan.good
                           for d, ext in (("", cfg.format), (f"{MASK_DIR}/", "png"))))
     tasks = []
-    for rel in good:
-        out_file = cfg.out / split_of[rel] / f"{names[rel]}.{cfg.format}"
-        mask_file = cfg.out / MASK_DIR / split_of[rel] / f"{names[rel]}.png"
+    for rel in plan.good:
+        out_file = cfg.out / plan.split_of[rel] / f"{names[rel]}.{cfg.format}"
+        mask_file = cfg.out / MASK_DIR / plan.split_of[rel] / f"{names[rel]}.png"
         if out_file.exists() and (not cfg.save_masks or mask_file.exists()):
             report.existing += 1
         else:
-            tasks.append(_WriteTask(str(cfg.src), rel, names[rel], split_of[rel], cfg))
+            tasks.append(_WriteTask(str(cfg.src), rel, names[rel], plan.split_of[rel], cfg))
     with progress_bar(len(tasks), "make-inpaint", "pair", progress) as bar:
         for rel, error in imap_unordered(_write_one, tasks, cfg.workers, cfg.dask,
                                          on_error=lambda task, exc: (task.rel, f"task failed: {exc!r}")):
             bar.update(1)
             if error:
-                reasons[rel] = error
+                plan.reasons[rel] = error
             else:
                 report.written += 1
 
+
+def _manifest_rows(cfg: InpaintConfig, rels: list[str], names: dict[str, str], scans: dict[str, Any],
+                   plan: _PairPlan) -> list[dict[str, Any]]:
+    """A manifest row per input: its pair (split, hole boxes, hole fraction) or why it was skipped."""
     rows = []
     for rel in rels:
         s, name = scans[rel], names[rel]
-        ok = rel in split_of and rel not in reasons
+        ok = rel in plan.split_of and rel not in plan.reasons
         boxes = hole_boxes(cfg.hole, cfg.size, cfg.hole_area, pair_rng(cfg.seed, name)) if ok else []
-        group = groups.get(s.sha1, []) if ok else []
+        group = plan.groups.get(s.sha1, []) if ok else []
         rows.append({
-            "source": rel,
-            "name": name if ok else "",
-            "split": split_of.get(rel, "") if ok else "",
-            "src_width": s.width,
-            "src_height": s.height,
-            "hole": "; ".join(map(str, boxes)),
+            "source": rel, "name": name if ok else "", "split": plan.split_of.get(rel, "") if ok else "",
+            "src_width": s.width, "src_height": s.height, "hole": "; ".join(map(str, boxes)),
             "hole_fraction": round(float(hole_mask(cfg.size, boxes).mean()), 6) if ok else "",
             "duplicate_of": group[0] if ok and group[0] != rel else "",
-            "status": "ok" if ok else "skipped",
-            "reason": reasons.get(rel, ""),
-            "file": f"{split_of[rel]}/{name}.{cfg.format}" if ok else "",
+            "status": "ok" if ok else "skipped", "reason": plan.reasons.get(rel, ""),
+            "file": f"{plan.split_of[rel]}/{name}.{cfg.format}" if ok else "",
         })
-    atomic_write_text(cfg.out / MANIFEST_FILE, csv_text(rows))
-    report.skipped = [(str(cfg.src / rel), reasons[rel]) for rel in rels if rel in reasons]
-    counts = Counter(r["split"] for r in rows if r["status"] == "ok")
-    report.pairs = {s: counts.get(s, 0) for s in SPLITS}
-    meta.update({"counts": report.pairs, "skipped": [{"file": f, "reason": r} for f, r in report.skipped],
-                 "duplicates": report.duplicates, "complete": not report.skipped})
-    write_dataset_json(cfg.out, meta)
-    return report
+    return rows
