@@ -68,9 +68,11 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
     click.echo(shown.to_string(index=False))
     click.echo(f"reports: {out / 'per_image.csv'}, {out / 'summary.csv'}" + (
         f", {out / 'fcn.csv'}" if result.fcn is not None else ""))
-    problems = [(f"metric {m}", why) for m, why in result.unavailable.items()] + result.errors
-    if problems:  # everything else was scored and written; what is missing is listed and the exit is 1
-        from p2ptools.errors import SceneFailures
-
-        raise SceneFailures(problems, f"{len(result.per_image)} pair(s) scored; {len(result.unavailable)} metric(s) "
-                                      f"not computed, {len(result.errors)} pair(s) left out")
+    if result.unavailable or result.errors:  # everything else was scored and written; the exit is 1
+        lines = [f"  metric {m} not computed: {why}" for m, why in result.unavailable.items()]
+        lines += [f"  {name}: {error}" for name, error in result.errors[:30]]
+        if len(result.errors) > 30:
+            lines.append(f"  … and {len(result.errors) - 30} more (evaluate.json lists them all)")
+        raise click.ClickException(f"{len(result.per_image)} pair(s) scored and written; {len(result.unavailable)} "
+                                   f"metric(s) not computed, {len(result.errors)} pair(s) left out:\n"
+                                   + "\n".join(lines))
