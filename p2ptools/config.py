@@ -425,7 +425,8 @@ class ModelConfig:
 
     Args:
         name: the preset's name.
-        generator: registered generator name (``unet``).
+        generator: registered generator name: ``unet`` (the paper) or ``resnet`` (Johnson et al.,
+            the official ``resnet_9blocks``/``resnet_6blocks``).
         in_channels: channels of A.
         out_channels: channels of B.
         num_downs: U-Net downsamplings (8 for 256-px images, 9 for 512).
@@ -433,6 +434,7 @@ class ModelConfig:
         g_norm: generator normalisation: ``batch`` (paper), ``instance``, ``none``.
         dropout: dropout in the innermost decoder blocks.
         g_block: ``conv`` (paper) or ``se_res`` (residual squeeze-and-excitation blocks).
+        n_blocks: residual blocks of the ``resnet`` generator (9 for 256 px, 6 for 128).
         discriminator: registered discriminator name: ``patch`` or ``pixel`` (1×1).
         ndf: discriminator filters in the first layer.
         n_layers: PatchGAN stride-2 layers: 1 → 16×16 patches, 3 → 70×70, 5 → 286×286.
@@ -451,6 +453,7 @@ class ModelConfig:
     g_norm: str = "batch"
     dropout: float = 0.5
     g_block: str = "conv"
+    n_blocks: int = 9
     discriminator: str = "patch"
     ndf: int = 64
     n_layers: int = 3
@@ -473,7 +476,11 @@ class ModelConfig:
         for name in ("g_norm", "d_norm"):
             if getattr(self, name) not in NORMS:
                 raise ConfigError(f"{name} must be one of {', '.join(NORMS)}, got {getattr(self, name)!r}")
-        if self.image_size % 2**self.num_downs:
+        if self.generator == "resnet":
+            if self.image_size % 4:
+                raise ConfigError(f"image_size {self.image_size} is not a multiple of 4 (the ResNet generator "
+                                  "downsamples twice)")
+        elif self.image_size % 2**self.num_downs:
             raise ConfigError(
                 f"image_size {self.image_size} is not a multiple of 2**num_downs = {2**self.num_downs}; "
                 f"use num_downs={(self.image_size & -self.image_size).bit_length() - 1} or fewer for "
@@ -488,9 +495,12 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
     def generator_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of the generator."""
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "num_downs": self.num_downs,
-                "ngf": self.ngf, "norm": self.g_norm, "dropout": self.dropout, "block": self.g_block}
+        """Constructor arguments of the generator (each generator takes its own)."""
+        common = {"in_channels": self.in_channels, "out_channels": self.out_channels, "ngf": self.ngf,
+                  "norm": self.g_norm, "dropout": self.dropout}
+        if self.generator == "resnet":
+            return {**common, "n_blocks": self.n_blocks}
+        return {**common, "num_downs": self.num_downs, "block": self.g_block}
 
     def discriminator_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the discriminator (it sees A and B concatenated)."""
@@ -634,7 +644,13 @@ def check_model_and_training(mcfg: ModelConfig, tcfg: TrainConfig) -> None:
                     "(RMSProp, n_critic 5): see the wgan preset")
 
 
-PRESET_NAMES: tuple[str, ...] = ("pix2pix", "pix2pix-512", "se-resunet", "wgan", "tiny")
+def _preset_names() -> tuple[str, ...]:
+    """The bundled presets: the YAML files of :func:`presets_dir`, the paper's first."""
+    try:
+        names = sorted(p.stem for p in presets_dir().glob("*.yaml"))
+    except OSError:  # pragma: no cover
+        names = []
+    return tuple(sorted(names, key=lambda n: (n != "pix2pix", n)))
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -667,12 +683,15 @@ def presets_dir() -> Path:
     return bundled_dir("models")
 
 
+PRESET_NAMES: tuple[str, ...] = _preset_names()
+
+
 def load_preset(spec: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a model preset: a YAML file with ``model:`` and ``train:`` mappings.
 
     Args:
-        spec: a path, or the name of a bundled preset (``pix2pix``, ``pix2pix-512``, ``se-resunet``,
-            ``wgan``, ``tiny``) looked up in :func:`presets_dir`.
+        spec: a path, or the name of a bundled preset (:data:`PRESET_NAMES`: the YAML files of
+            :func:`presets_dir`) looked up there.
 
     Returns:
         The ``model`` and ``train`` mappings (not yet validated).

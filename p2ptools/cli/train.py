@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from p2ptools.cli.options import parse_assignments
+from p2ptools.config import PRESET_NAMES
 
 EXPECTED = "model.FIELD=VALUE or train.FIELD=VALUE"
 
@@ -41,7 +42,7 @@ def _preset_default(field: str) -> str:
 @click.command(short_help="Train a pix2pix model on an aligned A|B dataset.")
 @click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "preset", default=None, show_default="pix2pix",
-              help="Model preset: a YAML file or a bundled name (pix2pix, pix2pix-512, se-resunet, wgan, tiny). "
+              help=f"Model preset: a YAML file or a bundled name ({', '.join(PRESET_NAMES)}). "
                    "With --resume it must be the run's own.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (checkpoints, logs, samples).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),

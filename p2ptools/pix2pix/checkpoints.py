@@ -205,6 +205,9 @@ def resolve_checkpoint(run_or_file: Path, which: str = "latest") -> Path:
     if not p.is_dir():
         raise InputError(f"{p}: no such run folder or checkpoint file")
     target = p / f"{which}.pt"
+    official = p / f"{which}_net_G.pth"  # a checkpoints/NAME folder of the official code
+    if not target.is_file() and official.is_file():
+        return official
     if not target.is_file():
         have = ", ".join(sorted(c.stem for c in p.glob("*.pt"))) or "none"
         raise InputError(f"{p}: has no {which}.pt (checkpoints there: {have})")
@@ -220,13 +223,20 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
         ``path``, ``train_config``, ``state`` and ``dataset`` (palette and halves, or None).
     """
     path = resolve_checkpoint(run_or_file, which)
+    from p2ptools.pix2pix.official import is_official_checkpoint, load_official_generator
+
+    if is_official_checkpoint(path):  # a generator of the official pix2pix/CycleGAN code
+        return load_official_generator(path, device)
     ckpt = load_checkpoint(path)
     mcfg = ModelConfig(**ckpt["model_config"])
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
     G.load_state_dict(ckpt["G"])
     G.to(device).eval()
-    return G, mcfg, {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
-                     "dataset": ckpt.get("dataset")}
+    meta = {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
+            "dataset": ckpt.get("dataset")}
+    if ckpt.get("official"):  # imported from the official code: its uint8 conversion, for equal outputs
+        meta["official"] = ckpt["official"]
+    return G, mcfg, meta
 
 
 def run_files(run_dir: Path) -> list[Path]:

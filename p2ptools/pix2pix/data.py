@@ -69,12 +69,13 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
-def to_image(t: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped). Other channel
-    counts are shown as their first three channels (RGB of RGBN), or one channel as gray."""
+def to_image(t: torch.Tensor, truncate: bool = False) -> np.ndarray:
+    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped; ``truncate``: rounded
+    down, as the official pix2pix code's ``tensor2im`` does). Other channel counts are shown as their
+    first three channels (RGB of RGBN), or one channel as gray."""
     t = t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
     arr = (t.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5
-    return arr.round().byte().permute(1, 2, 0).numpy()
+    return (arr if truncate else arr.round()).byte().permute(1, 2, 0).numpy()
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:

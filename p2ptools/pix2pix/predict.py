@@ -200,6 +200,7 @@ class _FolderJob:
         self.direction = self.meta["train_config"].get("direction", "AtoB")
         self.contract = from_checkpoint(self.meta.get("dataset"))
         self.reads_labels = self.contract.roles(self.direction)[0] == "label" and self.contract.palette is not None
+        self.official = bool(self.meta.get("official"))
 
     def load(self, p: Path) -> tuple[np.ndarray, np.ndarray | None]:
         """The input (and target) image of ``p`` at its own size (label maps checked against the palette)."""
@@ -223,7 +224,7 @@ class _FolderJob:
         with torch.inference_mode(), self.autocast:
             y = self.G(x)  # (N, C, size, size) in [-1, 1]
         for (p, a, b), out in zip(loaded, y, strict=True):
-            img = to_image(out)
+            img = to_image(out, truncate=self.official)  # official generators: as their test.py writes
             if img.shape[:2] != a.shape[:2]:  # back to the input's own size (bicubic, as it was read)
                 img = cv2.resize(img, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_CUBIC)
                 self.resized += 1

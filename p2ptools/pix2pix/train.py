@@ -641,7 +641,7 @@ def _leave_out_unreadable(ds: AlignedDataset, split: str) -> None:
 def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> RunState:
     """Load the full state of ``path`` into ``m``; the learning rate follows today's schedule."""
     ckpt = load_checkpoint(path)
-    if ckpt["model_config"] != dataclasses.asdict(mcfg):
+    if dataclasses.asdict(ModelConfig(**ckpt["model_config"])) != dataclasses.asdict(mcfg):
         raise ConfigError(f"{path}: was trained with another model configuration")
     if not ckpt.get("full"):
         raise ConfigError(f"{path}: is a generator-only snapshot; --resume needs a full latest.pt")
@@ -753,6 +753,10 @@ def resume_configs(run_dir: Path, model_overrides: dict[str, Any], train_overrid
     from p2ptools.config import changed_settings, format_change, from_mapping, plain
 
     ckpt = load_checkpoint(Path(run_dir) / "latest.pt")
+    if not ckpt.get("full"):
+        what = "an imported official generator" if ckpt.get("official") else "a generator-only checkpoint"
+        raise ConfigError(f"{run_dir}: latest.pt is {what}, without the discriminator and optimizer states "
+                          "that --resume continues; train a new run (its predictions work as they are)")
     mcfg = ModelConfig(**ckpt["model_config"])
     data_set = {"in_channels", "out_channels"}  # set from the data when training started, not by a preset
     given = {k: v for k, v in model_overrides.items() if not (preset and k in data_set)}

@@ -95,7 +95,7 @@ def test_pixelgan_sees_one_pixel():
 
 
 def test_registry_errors_list_names():
-    with pytest.raises(ConfigError, match="choose one of unet"):
+    with pytest.raises(ConfigError, match="choose one of resnet, unet"):
         build_generator("resnet_9blocks", {})
     with pytest.raises(ConfigError, match="patch, pixel"):
         build_discriminator("global", {})

@@ -13,9 +13,10 @@ from torch import nn
 from p2ptools.errors import ConfigError
 from p2ptools.pix2pix.nets.blocks import ResidualSEBlock, SqueezeExcitation, init_weights
 from p2ptools.pix2pix.nets.patchgan import PatchDiscriminator, PixelDiscriminator, receptive_field
+from p2ptools.pix2pix.nets.resnet import ResnetGenerator
 from p2ptools.pix2pix.nets.unet import UNetGenerator
 
-GENERATORS: dict[str, type[nn.Module]] = {"unet": UNetGenerator}
+GENERATORS: dict[str, type[nn.Module]] = {"unet": UNetGenerator, "resnet": ResnetGenerator}
 DISCRIMINATORS: dict[str, type[nn.Module]] = {"patch": PatchDiscriminator, "pixel": PixelDiscriminator}
 
 
@@ -45,6 +46,7 @@ __all__ = [
     "PatchDiscriminator",
     "PixelDiscriminator",
     "ResidualSEBlock",
+    "ResnetGenerator",
     "SqueezeExcitation",
     "UNetGenerator",
     "build_discriminator",
