@@ -33,7 +33,7 @@ def _sigterm_as_interrupt() -> None:
 COMMANDS: dict[str, str] = {
     "tile": "tile", "make-inpaint": "make_inpaint", "pair": "pair", "unpair": "unpair", "train": "train",
     "predict": "predict", "train-fcn": "train_fcn", "evaluate": "evaluate", "run": "run", "weights": "weights",
-    "import": "import_official",
+    "import": "import_official", "export": "export",
 }
 
 
