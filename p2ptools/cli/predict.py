@@ -43,10 +43,13 @@ from p2ptools.cli.options import dask_option
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
               help="Precision: auto = bf16 where the device runs it natively, else fp32.")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="What runs the network: torch, or ONNX Runtime (fp32, CPU; pip install 'p2ptools[onnx]'); auto = "
+                   "torch on a GPU or with native bf16, else ONNX Runtime where installed (it says what it chose).")
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
             palette: str | None, bands: str | None, overviews: bool, rgb: bool, scenes: bool, workers: int,
-            dask: str | None) -> None:
+            dask: str | None, engine: str) -> None:
     """Translate INPUT with the generator of RUN_DIR_OR_CKPT.
 
     INPUT is a folder of A images or a split of an aligned dataset (A|B images: A is translated,
@@ -81,7 +84,7 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
         from p2ptools.pix2pix.scenes import SceneOptions, predict_scenes
 
         options = SceneOptions(which, overlap, blend, batch_size, device, amp, input_kind, palette, band_list,
-                               overviews, rgb)
+                               overviews, rgb, engine)
         many = predict_scenes(run, input_dir, out, options, workers, dask)
         summary = (f"{many.count('written')} scene(s) translated, {many.count('existing')} already there, "
                    f"into {out} from {many.checkpoint}")
@@ -97,14 +100,14 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
 
         with file_lock(out):
             rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
-                                input_kind, palette, band_list, overviews, rgb=rgb)
+                                input_kind, palette, band_list, overviews, rgb=rgb, engine=engine)
         click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
                    f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
         return
     if input_kind in ("labels", "rgb"):
         raise click.UsageError("--input-kind labels/rgb are for a raster INPUT; use a or ab for a folder")
     report = predict_folder(run, input_dir, out, which, input_kind, dropout == "on", batch_stats == "on",
-                            side_by_side, batch_size, device, amp)
+                            side_by_side, batch_size, device, amp, engine=engine)
     summary = f"{report.written} images from {report.checkpoint} ({report.input_kind} input) in {out}"
     if report.skipped:
         raise SceneFailures(report.skipped, summary)

@@ -57,6 +57,7 @@ from p2ptools.contract import DataContract, PhotoSpec, check_scene_input, from_c
 from p2ptools.errors import ConfigError, InputError, OutputError
 from p2ptools.pix2pix.bands import HalfSpec, half_specs
 from p2ptools.pix2pix.checkpoints import load_generator, resolve_checkpoint
+from p2ptools.pix2pix.engine import make_engine
 from p2ptools.pix2pix.predict import set_inference_mode
 from p2ptools.prep.labels import Palette, check_values, load_palette, palette_from_dict
 from p2ptools.prep.raster import (
@@ -76,8 +77,7 @@ from p2ptools.prep.raster import (
 )
 from p2ptools.prep.sources import is_remote
 from p2ptools.prep.tiling import axis_offsets
-from p2ptools.runtime.device import autocast as device_autocast
-from p2ptools.runtime.device import resolve_amp, select_device
+from p2ptools.runtime.device import select_device
 from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.space import disk_full, is_disk_full
 
@@ -267,6 +267,7 @@ def predict_scene(
     pad: int | None = None,
     tags: dict[str, str] | None = None,
     window_lines: bool = True,
+    engine: str = "auto",
 ) -> MosaicReport:
     """Translate a whole raster (see the module docstring).
 
@@ -350,7 +351,7 @@ def predict_scene(
         width_p = src.width + 2 * plan.pad
         bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
         total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
-        autocast = device_autocast(dev, resolve_amp(amp, dev))
+        run = make_engine(G, meta, mcfg.in_channels, T, dev, engine, amp, channels_last=dev.type in ("cpu", "cuda"))
         try:
             profile = _output_profile(src, plan)
             with warnings.catch_warnings():
@@ -365,7 +366,7 @@ def predict_scene(
                              show_bar=progress) as bar:
                 for b0, b1 in bands_x:
                     band_xs = [x for x in plan.xs if x < b1 and x + T > b0]
-                    _predict_band(G, src, dst, info, plan, band_xs, b0, b1, batch_size, dev, autocast, bar)
+                    _predict_band(run, src, dst, info, plan, band_xs, b0, b1, batch_size, bar)
                 dst.close()
             if overviews:
                 with rasterio.open(tmp, "r+") as dst:
@@ -497,8 +498,8 @@ def read_bands(ds: rasterio.io.DatasetReader, info: SceneInfo, y: int, x: int, h
     return ds.read(list(info.bands), window=win)
 
 
-def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: int, b1: int, batch_size: int,
-                  dev: torch.device, autocast, bar) -> None:
+def _predict_band(run, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: int, b1: int, batch_size: int,
+                  bar) -> None:
     """Accumulate and write one vertical band ``[b0, b1)`` (padded coordinates) of the scene, top to bottom.
 
     Rows and columns are in the coordinates of the scene mirrored by ``plan.pad`` pixels on every
@@ -521,9 +522,7 @@ def _predict_band(G, src, dst, info: SceneInfo, plan: _Plan, xs: list[int], b0: 
         for i in range(0, len(xs), batch_size):
             group = xs[i : i + batch_size]
             batch = torch.stack([torch.from_numpy(net[:, x - x0 : x - x0 + T]).permute(2, 0, 1) for x in group])
-            with torch.inference_mode(), autocast:
-                outs = G(batch.to(dev).contiguous(memory_format=torch.channels_last)).float()
-            outs = outs.clamp(-1, 1).cpu().numpy()  # (N, C, T, T) in [-1, 1]
+            outs = run(batch).clamp(-1, 1).cpu().numpy()  # (N, C, T, T) in [-1, 1], by the chosen engine
             for x, o in zip(group, outs, strict=True):
                 lo, hi = max(x, b0), min(x + T, b1)  # the part of this window inside the band
                 sl = slice(lo - x, hi - x)

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from p2ptools.contract import check_label_image, from_checkpoint
-from p2ptools.errors import InputError, P2PError
+from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
+from p2ptools.pix2pix.engine import make_engine
 from p2ptools.prep.images import image_size, list_images, load_rgb8
-from p2ptools.runtime.device import autocast as device_autocast
-from p2ptools.runtime.device import resolve_amp, select_device
+from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import (
     DATASET_FILE,
     atomic_write_text,
@@ -100,6 +100,7 @@ def predict_folder(
     device: str = "auto",
     amp: str = "auto",
     progress: bool = True,
+    engine: str = "auto",
 ) -> PredictReport:
     """Translate every image of ``input_dir`` and write ``out_dir/<stem>.png``.
 
@@ -115,6 +116,7 @@ def predict_folder(
         batch_size: images per forward pass.
         device: ``auto`` or a torch device string.
         amp: ``none``, ``bf16`` or ``fp16`` autocast.
+        engine: ``auto``, ``torch`` or ``onnxruntime`` (:mod:`p2ptools.pix2pix.engine`).
         progress: show a progress bar.
 
     Raises:
@@ -132,13 +134,18 @@ def predict_folder(
 
     if is_tif_split(input_dir):
         return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress,
-                                 run_or_ckpt=run_or_ckpt)
+                                 run_or_ckpt=run_or_ckpt, engine=engine)
     files = input_images(input_dir, out_dir)
     kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
     check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
     claim_folder(out_dir, {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"},
                  inputs=[input_dir])
-    job = _FolderJob(G, mcfg, meta, kind, dev, device_autocast(dev, resolve_amp(amp, dev)), side_by_side, out_dir)
+    if dropout or batch_stats:  # training-mode layers: only torch runs them
+        if engine == "onnxruntime":
+            raise ConfigError("--dropout on and --batch-stats on run the network in training mode: use --engine torch")
+        engine = "torch"
+    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
+    job = _FolderJob(G, mcfg, meta, kind, dev, run, side_by_side, out_dir)
     report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
            job.direction, mcfg.image_size, out_dir)
     rep = PredictReport(out_dir, meta["path"], kind)
@@ -191,7 +198,7 @@ class _FolderJob:
     meta: dict[str, Any]
     kind: str
     dev: torch.device
-    autocast: Any
+    engine: Any
     side_by_side: bool
     out_dir: Path
     resized: int = 0
@@ -221,8 +228,7 @@ class _FolderJob:
         if not loaded:
             return
         x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded]).to(self.dev)  # (N, C, size, size)
-        with torch.inference_mode(), self.autocast:
-            y = self.G(x)  # (N, C, size, size) in [-1, 1]
+        y = self.engine(x)  # (N, C, size, size) in [-1, 1]
         for (p, a, b), out in zip(loaded, y, strict=True):
             img = to_image(out, truncate=self.official)  # official generators: as their test.py writes
             if img.shape[:2] != a.shape[:2]:  # back to the input's own size (bicubic, as it was read)
@@ -249,8 +255,8 @@ def write_prediction_record(out_dir: Path, run_or_ckpt: Path, meta: dict[str, An
 
 
 def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
-                      dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None
-                      ) -> PredictReport:
+                      dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None,
+                      engine: str = "auto") -> PredictReport:
     """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
     pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
     (labels as class values with the palette as colour table).
@@ -272,7 +278,7 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
     claim_folder(out_dir, planned, inputs=[input_dir])
     out_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport(out_dir, meta["path"], "tif")
-    autocast = device_autocast(dev, resolve_amp(amp, dev))
+    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
     with progress_bar(len(pairs), "predict", "tile", progress) as bar:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
@@ -286,8 +292,7 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
                 geos.append(geo)
             x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
                              for i in inputs]).to(dev)
-            with torch.inference_mode(), autocast:
-                y = G(x).float().cpu().numpy()
+            y = run(x).float().cpu().numpy()  # (N, C, size, size) in [-1, 1]
             for (a, _), out, geo in zip(chunk, y, geos, strict=True):
                 label = specs[dst].role == "label"
                 colormap = {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]} if label else None

@@ -53,6 +53,7 @@ class SceneOptions:
     bands: tuple[int, ...] | None = None
     overviews: bool = False
     rgb: bool = False
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def predict_one(task: SceneTask) -> SceneResult:
         rep = predict_scene(Path(task.checkpoint), RemotePath(task.scene) if is_remote(task.scene) else
                             Path(task.scene), Path(task.out), o.which, o.overlap, o.blend, o.batch_size, o.device,
                             o.amp, o.input_kind, o.palette, o.bands, o.overviews, progress=False, rgb=o.rgb,
-                            tags={PREDICTION_TAG: task.tag}, window_lines=False)
+                            tags={PREDICTION_TAG: task.tag}, window_lines=False, engine=o.engine)
     except DiskFullError:
         raise  # the output's disk, not this scene: the run stops, finished scenes stay
     except P2PError as exc:
