@@ -119,7 +119,8 @@ def make_engine(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int,
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    precision = resolve_amp(amp, dev)
+    # ONNX Runtime runs fp32: no torch precision to choose (nor a line about one)
+    precision = "none" if engine == "onnxruntime" and amp in ("auto", "none") else resolve_amp(amp, dev)
     if engine == "auto":
         if dev.type != "cpu" or precision != "none" or not _has_onnxruntime():
             engine, why = "torch", ("a GPU" if dev.type != "cpu" else f"native {precision}" if precision != "none"
@@ -131,7 +132,7 @@ def make_engine(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int,
     if engine == "onnxruntime":
         if dev.type != "cpu":
             raise ConfigError(f"--engine onnxruntime runs on the CPU; the device is {dev} (use --engine torch)")
-        if amp not in ("auto", "none"):
+        if precision != "none":
             raise ConfigError(f"--engine onnxruntime runs fp32; --amp {amp} is for --engine torch")
         if not _has_onnxruntime():
             raise ConfigError("--engine onnxruntime needs onnxruntime: pip install 'p2ptools[onnx]'")
