@@ -326,60 +326,21 @@ def predict_scene(
                         "without one", scene)
         plan = _plan(src, scene, contract, direction, meta["path"], input_kind, palette, rgb, T, overlap, blend,
                      T // 4 if pad is None else pad)
-        photo = contract.photo
-        if plan.kind == "native":
-            if bands:
-                raise ConfigError("--bands: a model trained on GeoTIFF tiles reads all bands of the raster, as tiled")
-            chosen = colour_bands(src)
-        else:
-            chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
-        info = SceneInfo(
-            pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
-            crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
-            stretch=scene_stretch(src, chosen, photo) if plan.kind == "rgb" else None,
-            has_nodata=has_nodata(src),
-            mask_dtype=src.dtypes[0],
-        )
-        try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise disk_full(out, None) from None
-            raise
-        os.close(fd)
-        tmp = Path(tmp_name)
+        info = _scene_info(src, scene, plan, contract.photo, bands)
         width_p = src.width + 2 * plan.pad
         bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
         total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
         run = make_engine(G, meta, mcfg.in_channels, T, dev, engine, amp, channels_last=dev.type in ("cpu", "cuda"))
+        tmp = _temp_output(out)
         try:
             profile = _output_profile(src, plan)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
-                dst = rasterio.open(tmp, "w", **profile)
-            dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}", **(tags or {}))
-            if plan.writes == "classes":
-                assert plan.palette is not None
-                dst.write_colormap(1, {c.value: (*c.color, 255) for c in plan.palette.classes})
-                dst.update_tags(1, **{f"class_{c.value}": c.name for c in plan.palette.classes})
-            with dst, Ticker(total, f"predict {scene.name}", "windows", steps=10 if window_lines else 0,
-                             show_bar=progress) as bar:
-                for b0, b1 in bands_x:
-                    band_xs = [x for x in plan.xs if x < b1 and x + T > b0]
-                    _predict_band(run, src, dst, info, plan, band_xs, b0, b1, batch_size, bar)
-                dst.close()
-            if overviews:
-                with rasterio.open(tmp, "r+") as dst:
-                    factors = [2**k for k in range(1, 12) if max(src.width, src.height) / 2**k >= 256]
-                    if factors:
-                        dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes"
-                                            else Resampling.average)
-            final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
-            floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
-            rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
-                            tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
-                            bigtiff="if_safer")
-            os.replace(final_tmp, out)
+            with _open_output(tmp, profile, plan, tags) as dst, \
+                    Ticker(total, f"predict {scene.name}", "windows", steps=10 if window_lines else 0,
+                           show_bar=progress) as bar:
+                for b0, b1 in bands_x:  # vertical bands of the (mirrored) scene, each top to bottom
+                    _predict_band(run, src, dst, info, plan, [x for x in plan.xs if x < b1 and x + T > b0], b0, b1,
+                                  batch_size, bar)
+            _finish_output(tmp, out, src, plan, profile, overviews)
         except Exception as exc:
             if is_disk_full(exc):  # the output's disk, never the scene's fault
                 raise disk_full(out, None) from None
@@ -396,6 +357,68 @@ def predict_scene(
 
 
 SOFTWARE_TAG = "p2ptools"
+
+
+def _scene_info(src: rasterio.io.DatasetReader, scene: Path, plan: _Plan, photo: PhotoSpec | None,
+                bands: tuple[int, ...] | None) -> SceneInfo:
+    """What is read of the scene: its bands (by the plan and the contract), grid, stretch and nodata.
+
+    Raises:
+        ConfigError: ``--bands`` for a model that reads every band (GeoTIFF tiles).
+    """
+    if plan.kind == "native":
+        if bands:
+            raise ConfigError("--bands: a model trained on GeoTIFF tiles reads all bands of the raster, as tiled")
+        chosen = colour_bands(src)
+    else:
+        chosen = choose_bands(src, bands or (photo.bands if photo else None)) if plan.kind == "rgb" else (1,)
+    return SceneInfo(
+        pair=ScenePair(scene.stem, scene, None), height=src.height, width=src.width, bands=chosen,
+        crs=src.crs.to_string() if src.crs else "", transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
+        stretch=scene_stretch(src, chosen, photo) if plan.kind == "rgb" else None,
+        has_nodata=has_nodata(src), mask_dtype=src.dtypes[0],
+    )
+
+
+def _temp_output(out: Path) -> Path:
+    """A temporary file beside ``out`` for the rows as they are finished (a full disk said as such)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(out, None) from None
+        raise
+    os.close(fd)
+    return Path(name)
+
+
+def _open_output(tmp: Path, profile: dict[str, Any], plan: _Plan, tags: dict[str, str] | None) -> Any:
+    """The output raster, open for writing: p2ptools' tag (and the caller's), the palette as colour table."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a scene without georeference
+        dst = rasterio.open(tmp, "w", **profile)
+    dst.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_TAG} {__version__}", **(tags or {}))
+    if plan.writes == "classes":
+        assert plan.palette is not None
+        dst.write_colormap(1, {c.value: (*c.color, 255) for c in plan.palette.classes})
+        dst.update_tags(1, **{f"class_{c.value}": c.name for c in plan.palette.classes})
+    return dst
+
+
+def _finish_output(tmp: Path, out: Path, src: rasterio.io.DatasetReader, plan: _Plan, profile: dict[str, Any],
+                   overviews: bool) -> None:
+    """Overviews if asked, then a tiled, compressed copy renamed into place (atomic)."""
+    if overviews:
+        with rasterio.open(tmp, "r+") as dst:
+            factors = [2**k for k in range(1, 12) if max(src.width, src.height) / 2**k >= 256]
+            if factors:
+                dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes" else Resampling.average)
+    final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
+    floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
+    rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
+                    tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
+                    bigtiff="if_safer")
+    os.replace(final_tmp, out)
 
 
 def prepared_generator(run_or_ckpt: Path, which: str, dev: torch.device) -> tuple[Any, Any, dict[str, Any]]:
