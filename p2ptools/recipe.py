@@ -269,8 +269,9 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
     result = RunResult(recipe)
     order = ["data", "train", "fcn", "predict", "evaluate"]
     last = order.index(until) if until else len(order) - 1
-    report("recipe %s: stages %s, working in %s (data/, run/, predictions/, report/; rerun to continue)",
-           recipe.name, ", ".join(order[: last + 1]), recipe.workdir.resolve())
+    stages = [s for s in order[: last + 1] if s != "fcn" or recipe.fcn is not None]
+    report("recipe %s: stages %s, working in %s (rerun the same command to continue)", recipe.name,
+           ", ".join(stages), recipe.workdir.resolve())
     book = _Book(recipe.workdir)
     stage = "data"
     again = command or f"p2ptools run {recipe.source}"

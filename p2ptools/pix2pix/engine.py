@@ -15,6 +15,7 @@ which runtime computes them stays behind it:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -138,3 +139,33 @@ def make_engine(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int,
             raise ConfigError("--engine onnxruntime needs onnxruntime: pip install 'p2ptools[onnx]'")
         return OnnxRuntimeEngine(G, meta, in_channels, size)
     return TorchEngine(G, dev, precision, channels_last)
+
+
+def prepared_generator(run_or_ckpt: Path, which: str, dev: torch.device) -> tuple[Any, Any, dict[str, Any]]:
+    """The generator of a checkpoint ready for whole scenes (eval mode, BatchNorm folded into the
+    convolutions, channels-last), its model config and checkpoint metadata; loaded once per process
+    and checkpoint file version, so many scenes in one worker share it."""
+    from p2ptools.pix2pix.checkpoints import resolve_checkpoint
+
+    path = resolve_checkpoint(run_or_ckpt, which)
+    st = path.stat()
+    return _prepared(str(path.resolve()), st.st_mtime_ns, st.st_size, str(dev))
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared(path: str, mtime_ns: int, size: int, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    dev = torch.device(device)
+    from p2ptools.pix2pix.checkpoints import load_generator
+    from p2ptools.pix2pix.predict import set_inference_mode
+
+    G, mcfg, meta = load_generator(Path(path), device=dev)
+    set_inference_mode(G)
+    if mcfg.g_norm == "instance":
+        log.warning("%s: the generator uses instance normalisation, so each window is normalised by its own "
+                    "statistics and neighbouring windows can differ in tone; the blending hides most of it, a "
+                    "larger --overlap more", meta["path"])
+    if hasattr(G, "fold_batchnorm"):
+        G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
+    if dev.type in ("cpu", "cuda"):
+        G = G.to(memory_format=torch.channels_last)
+    return G, mcfg, meta
