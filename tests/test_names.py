@@ -33,7 +33,9 @@ NAMES = st.text(alphabet=st.one_of(st.sampled_from(_AWKWARD),
                                                  blacklist_characters="/\\\0")),
                 min_size=1, max_size=12).filter(_valid)
 NAME_SETS = st.lists(NAMES, min_size=1, max_size=3, unique_by=lambda s: s.casefold())
-SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# CI draws the same examples every time (a red CI must be reproducible); a developer's run explores new ones
+SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+                    derandomize=bool(os.environ.get("CI")))
 
 
 def _tree(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
@@ -98,7 +100,7 @@ def test_predict_and_evaluate_keep_names(tiny_run, names, folder):
         shutil.rmtree(root)
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=4, deadline=None, derandomize=bool(os.environ.get("CI")))
 @given(names=NAME_SETS, folder=NAMES)
 def test_tile_keeps_scene_names(names, folder):
     root = Path(tempfile.mkdtemp())
