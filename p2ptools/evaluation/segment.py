@@ -258,12 +258,13 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
     train_ds = _SegData(train_files, pal, side, size, True, seed)
-    weights = class_weights(train_ds, len(pal.classes)).to(dev)
-    best: dict[str, Any] = {"per_pixel_acc": -1.0}
-    best_state = None
     report("train-fcn: %s on %d %s image(s) of %s (%d classes, %d px), %d epochs of %d steps, validated on %s, %s",
            arch, len(train_files), "train", dataset, len(pal.classes), size, epochs,
            math.ceil(len(train_files) / batch_size), "val" if val_files else "train", dev)
+    # class frequencies: one pass over the training labels before the first epoch
+    weights = class_weights(train_ds, len(pal.classes)).to(dev)
+    best: dict[str, Any] = {"per_pixel_acc": -1.0}
+    best_state = None
     bar = progress_bar(epochs, "train-fcn", "epoch", progress)
     times: list[float] = []
     for epoch in range(epochs):
