@@ -76,9 +76,7 @@ def _cache_dir() -> Path:
 
 def _cached_onnx(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int) -> Path:
     """The ONNX file of ``G``: exported once per checkpoint file version (path, size, mtime)."""
-    import io
-    import warnings
-
+    from p2ptools.pix2pix.export import onnx_graph
     from p2ptools.runtime.output import atomic_write_bytes
 
     src = Path(meta["path"])
@@ -91,14 +89,7 @@ def _cached_onnx(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int
     fold = getattr(G, "fold_batchnorm", None)
     if fold is not None and any(isinstance(m, nn.BatchNorm2d) for m in G.modules()):
         fold()
-    axes = {0: "batch", 2: "height", 3: "width"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(G.cpu().eval(), (torch.zeros(1, in_channels, size, size),), buf, dynamo=False,
-                          input_names=["input"], output_names=["output"], dynamic_axes={"input": axes, "output": axes},
-                          opset_version=17)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, onnx_graph(G.cpu().eval(), in_channels, size))
     return path
 
 

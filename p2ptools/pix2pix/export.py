@@ -11,9 +11,9 @@ against torch on a random input, and the largest difference is reported.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +50,21 @@ def _require_onnx() -> Any:
     return onnx
 
 
+def onnx_graph(G: torch.nn.Module, in_channels: int, size: int, opset: int = 17) -> bytes:
+    """``G`` (already in eval mode, BatchNorm folded as wanted) as an ONNX model: input ``input`` and
+    output ``output`` with dynamic batch, height and width, traced on one ``size``² example."""
+    axes = {0: "batch", 2: "height", 3: "width"}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the exporter's notes (legacy exporter, constant folding of reflection-pad slices, instance norm
+        # exported in its train form, which is the same computation without running statistics) are not
+        # the user's concern: callers measure the result
+        warnings.simplefilter("ignore")
+        torch.onnx.export(G, (torch.zeros(1, in_channels, size, size),), buf, dynamo=False, input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": axes, "output": axes}, opset_version=opset)
+    return buf.getvalue()
+
+
 def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int = 17, check: bool = True
                 ) -> ExportReport:
     """Write the generator of a run, checkpoint or official file as ONNX.
@@ -81,17 +96,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
         G.fold_batchnorm()
     multiple = int(getattr(G, "multiple", 1))
     size = max(mcfg.image_size, multiple)
-    example = torch.zeros(1, mcfg.in_channels, size, size)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # the exporter's notes (legacy exporter, constant folding of reflection-pad slices, instance norm
-        # exported in its train form, which is the same computation without running statistics) are not
-        # the user's concern: the check below measures the result
-        warnings.simplefilter("ignore")
-        path = Path(tmp) / "model.onnx"
-        torch.onnx.export(G, (example,), str(path), dynamo=False, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": axes, "output": axes}, opset_version=opset)
-        model = onnx.load(str(path))
+    model = onnx.load_from_string(onnx_graph(G, mcfg.in_channels, size, opset))
     info = {
         "p2ptools_version": __version__, "checkpoint": meta["path"],
         "direction": meta["train_config"].get("direction", "AtoB"), "normalisation": NORMALISATION,

@@ -145,7 +145,7 @@ def predict_folder(
             raise ConfigError("--dropout on and --batch-stats on run the network in training mode: use --engine torch")
         engine = "torch"
     run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
-    job = _FolderJob(G, mcfg, meta, kind, dev, run, side_by_side, out_dir)
+    job = _FolderJob(mcfg, meta, kind, run, side_by_side, out_dir)
     report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
            job.direction, mcfg.image_size, out_dir)
     rep = PredictReport(out_dir, meta["path"], kind)
@@ -193,11 +193,9 @@ def no_images_message(folder: Path) -> str:
 class _FolderJob:
     """Translating batches of one folder: read (checked against the data contract) → run → write."""
 
-    G: nn.Module
     mcfg: Any
     meta: dict[str, Any]
     kind: str
-    dev: torch.device
     engine: Any
     side_by_side: bool
     out_dir: Path
@@ -227,7 +225,7 @@ class _FolderJob:
                 rep.skipped.append((str(p), str(exc)))
         if not loaded:
             return
-        x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded]).to(self.dev)  # (N, C, size, size)
+        x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded])  # (N, C, size, size)
         y = self.engine(x)  # (N, C, size, size) in [-1, 1]
         for (p, a, b), out in zip(loaded, y, strict=True):
             img = to_image(out, truncate=self.official)  # official generators: as their test.py writes

@@ -146,7 +146,3 @@ def hold(folder: Path) -> Path:
     """
     return _PROCESS_LOCKS.enter_context(folder_lock(folder))
 
-
-def hold_file(out_file: Path) -> Path:
-    """Take the lock of a single output file for the rest of this process's life (see :func:`file_lock`)."""
-    return _PROCESS_LOCKS.enter_context(file_lock(out_file))

@@ -182,6 +182,16 @@ def _umask() -> int:
     return mask
 
 
+def escapes_lexically(rel: str | Path) -> bool:
+    """Whether a recorded path leaves its folder by its spelling alone: absolute, empty, the folder
+    itself, or climbing out with ``..`` once normalised (the cheap part of :func:`contained`, which
+    also follows symlinks)."""
+    if not str(rel) or Path(rel).is_absolute():
+        return True
+    norm = os.path.normpath(str(rel))
+    return norm == "." or norm == ".." or norm.startswith(".." + os.sep)
+
+
 def contained(out: Path, rel: str | Path) -> Path | None:
     """``out/rel`` when it lies inside ``out`` once resolved (``..``, absolute paths and symlinks
     followed), else None: the one rule for every path read from a record, a manifest or a run folder
@@ -195,10 +205,9 @@ def contained(out: Path, rel: str | Path) -> Path | None:
         The path to touch (``out/rel``, not its resolution, so a link is removed, never its target),
         or None when it would reach outside ``out`` or names ``out`` itself.
     """
-    rel = Path(rel)
-    if rel.is_absolute() or not str(rel) or str(rel) == ".":
+    if escapes_lexically(rel):
         return None
-    path = out / rel
+    path = out / Path(rel)
     base = out.resolve()
     try:
         # the folder the entry sits in, resolved (a link to elsewhere in between leaves OUT), and the entry itself
@@ -278,7 +287,9 @@ def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
             _, rows = read_csv_rows(manifest)
             for row in rows:
                 owned.update(row[k] for k in ("file", "mask_file") if row.get(k))
-    outside = sorted(rel for rel in owned if contained(out, rel) is None)
+    # spelling only (no file-system calls per path: records list every tile of a dataset); removals
+    # check each path again with symlinks followed (remove_inside)
+    outside = sorted(rel for rel in owned if escapes_lexically(rel))
     if outside:
         shown = ", ".join(repr(r) for r in outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
         log.warning("%s: its records name %d path(s) outside the folder (%s): skipped, p2ptools never touches "
@@ -383,11 +394,10 @@ def prepare_output(
         OutputError: if ``out`` holds a different dataset or foreign files.
     """
     check_not_inside(out, inputs)
-    _check_folder(out, owned_files(out) if (out / DATASET_FILE).is_file() else {DATASET_FILE, MANIFEST_FILE})
-    hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
     existing = read_dataset_json(out) if out.is_dir() else None
     owned = owned_files(out) if existing is not None else {DATASET_FILE, MANIFEST_FILE}
     _check_folder(out, owned)
+    hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
     if overwrite and existing is not None:
         remove_owned(out, owned)
         existing = None
@@ -414,7 +424,6 @@ def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None
     check_not_inside(out, inputs)
     _check_folder(out, owned_files(out) | planned)
     hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
-    _check_folder(out, owned_files(out) | planned)
     out.mkdir(parents=True, exist_ok=True)
     record_plan(out, planned)
 

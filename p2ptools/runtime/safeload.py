@@ -14,7 +14,6 @@ nothing else. New checkpoints hold those states as plain lists.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,12 @@ class UnsafeFileError(InputError):
     """A ``torch.save`` file that needs more than tensors and plain data to load (refused, nothing run)."""
 
 
-def _what_it_needs(source: Path | bytes) -> str:
+def _what_it_needs(path: Path) -> str:
     """The Python objects a file's pickle names beyond the allowed ones (for the message)."""
     from torch.serialization import get_unsafe_globals_in_checkpoint
 
     try:
-        names = get_unsafe_globals_in_checkpoint(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+        names = get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # the file may be damaged as well
         return ""
     allowed = {f"{getattr(o, '__module__', '')}.{getattr(o, '__name__', '')}" if not isinstance(o, tuple) else o[1]

@@ -52,7 +52,7 @@ def test_two_trainings_into_one_run_folder(tmp_path):
 
     data = small_pairs(tmp_path / "ds", n_train=40)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "p2ptools", "train", str(data), "--out", str(run), "--epochs", "50", *SMALL_TRAIN]
+    cmd = [sys.executable, "-m", "p2ptools", "train", str(data), "--out", str(run), "--epochs", "5000", *SMALL_TRAIN]
     first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -91,3 +91,16 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+def fold_batchnorm_into(seq: nn.Sequential) -> None:
+    """Fold every eval-mode BatchNorm of ``seq`` into the (transposed) convolution right before it, in
+    place (the BatchNorm becomes an Identity): inference with running statistics only."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    layers = list(seq)
+    for i in range(len(layers) - 1):
+        conv, bn = layers[i], layers[i + 1]
+        if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
+            seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+            seq[i + 1] = nn.Identity()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from p2ptools.errors import ConfigError
-from p2ptools.pix2pix.nets.blocks import norm_layer
+from p2ptools.pix2pix.nets.blocks import fold_batchnorm_into, norm_layer
 
 
 class ResnetBlock(nn.Module):
@@ -80,17 +79,10 @@ class ResnetGenerator(nn.Module):
 
     def fold_batchnorm(self) -> ResnetGenerator:
         """Fold eval-mode BatchNorm into the convolution before it (inference only; no-op for instance norm)."""
-        def fold(seq: nn.Sequential) -> None:
-            for i in range(len(seq) - 1):
-                conv, bn = seq[i], seq[i + 1]
-                if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
-                    seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
-                    seq[i + 1] = nn.Identity()
-
-        fold(self.model)
+        fold_batchnorm_into(self.model)
         for m in self.model:
             if isinstance(m, ResnetBlock):
-                fold(m.conv_block)
+                fold_batchnorm_into(m.conv_block)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from p2ptools.errors import ConfigError
-from p2ptools.pix2pix.nets.blocks import ResidualSEBlock, norm_layer
+from p2ptools.pix2pix.nets.blocks import ResidualSEBlock, fold_batchnorm_into, norm_layer
 
 
 class UNetGenerator(nn.Module):
@@ -85,12 +84,7 @@ class UNetGenerator(nn.Module):
         float rounding (~1e-6) and runs ~10% faster in bf16 on CPU. Training after folding is wrong.
         """
         for seq in [*self.down, *self.up]:
-            layers = list(seq)
-            for i in range(len(layers) - 1):
-                conv, bn = layers[i], layers[i + 1]
-                if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
-                    seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
-                    seq[i + 1] = nn.Identity()
+            fold_batchnorm_into(seq)
         return self
 
     @property
