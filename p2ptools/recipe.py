@@ -4,7 +4,7 @@ A recipe (``recipes/*.yaml``) holds every parameter of a dataset's pipeline::
 
     name: inria
     workdir: runs/inria              # where every stage writes (relative to the current folder)
-    data:                            # exactly one of: tile, make_inpaint, dataset
+    data:                            # exactly one of: tile, make_inpaint, dataset (+ download: facades|maps)
       tile: {src: data/AerialImageDataset/train, size: 256}
     train: {model: pix2pix, augment: d4, set: {model: {ngf: 64}}}
     fcn: {epochs: 20}                # optional: a segmenter for the fcn metric
@@ -14,7 +14,9 @@ A recipe (``recipes/*.yaml``) holds every parameter of a dataset's pipeline::
 Stages write to ``WORKDIR/data``, ``WORKDIR/run``, ``WORKDIR/seg``, ``WORKDIR/predictions/<split>``
 and ``WORKDIR/report``. Each stage is skipped when its output is complete and newer than its
 input, and resumes when it was interrupted, so rerunning a recipe continues where it stopped.
-``{sample}`` in a path stands for the labelled sample scene shipped with p2ptools.
+``{sample}`` in a path stands for the labelled sample scene shipped with p2ptools. A ``dataset``
+with ``download: NAME`` (facades, maps) is fetched and checked on first use when its folder does
+not exist yet (:mod:`p2ptools.prep.archives`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Recipe:
     fcn: dict[str, Any] | None = None
     description: str = ""
     source: str = ""
+    offline: bool | None = None  # data downloads: never (True), or as P2PTOOLS_OFFLINE says (None)
 
     @property
     def data_dir(self) -> Path:
@@ -138,8 +141,17 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     wd = Path(workdir) if workdir is not None else Path(doc.get("workdir", f"runs/{name}"))
     data = doc.get("data") or {}
     kinds = [k for k in ("tile", "make_inpaint", "dataset") if k in data]
-    if len(kinds) != 1 or set(data) - {"tile", "make_inpaint", "dataset"}:
+    if len(kinds) != 1 or set(data) - {"tile", "make_inpaint", "dataset", "download"}:
         raise ConfigError(f"{src}: data needs exactly one of tile, make_inpaint, dataset")
+    if "download" in data:
+        from p2ptools.prep.archives import known_archive
+
+        if kinds != ["dataset"]:
+            raise ConfigError(f"{src}: data.download goes with data.dataset (the folder the archive becomes)")
+        try:
+            known_archive(str(data["download"]))
+        except P2PError as exc:
+            raise ConfigError(f"{src}: data.download: {exc}") from None
     kind = kinds[0]
     if kind == "tile":
         from_mapping(TileConfig, {**data["tile"], "out": wd / "data"}, f"{src}: data.tile")
@@ -148,14 +160,17 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
         from_mapping(InpaintConfig, {**data["make_inpaint"], "out": wd / "data"}, f"{src}: data.make_inpaint")
         stage_data = dict(data["make_inpaint"])
     else:
-        stage_data = {"dataset": data["dataset"]}
+        stage_data = {"dataset": data["dataset"], **({"download": str(data["download"])} if "download" in data else {})}
     train = dict(doc.get("train") or {})
     preset = train.pop("model", "pix2pix")
     overrides = train.pop("set", {}) or {}
     model_map, train_map = load_preset(preset)
-    model_map.update(overrides.get("model", {}) or {})
-    train_map.update(overrides.get("train", {}) or {})
-    train_map.update(train)
+    def snake(mapping: dict[str, Any]) -> dict[str, Any]:  # a recipe's option names, as the presets spell them
+        return {str(k).replace("-", "_"): v for k, v in (mapping or {}).items()}
+
+    model_map.update(snake(overrides.get("model", {})))
+    train_map.update(snake(overrides.get("train", {})))
+    train_map.update(snake(train))
     mcfg = from_mapping(ModelConfig, model_map, f"{src}: train (model {preset})")
     probe = from_mapping(TrainConfig, {**train_map, "dataset": ".", "out": "."}, f"{src}: train")
     try:
@@ -294,8 +309,13 @@ def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, p
 
     data_dir = recipe.data_dir
     if recipe.data_kind == "dataset":
+        if not (data_dir / "train").is_dir() and _can_fetch(recipe, data_dir):
+            from p2ptools.prep.archives import fetch_dataset, known_archive
+
+            fetch_dataset(known_archive(recipe.data["download"]), data_dir, offline=recipe.offline, progress=progress)
         if not (data_dir / "train").is_dir():
-            raise ConfigError(f"{recipe.source}: data.dataset {data_dir} has no train/ folder; "
+            busy = " and is not empty, so the archive is not unpacked there" if "download" in recipe.data else ""
+            raise ConfigError(f"{recipe.source}: data.dataset {data_dir} has no train/ folder{busy}; "
                               + where_to_get(recipe.name, "data.dataset"))
         result.stages["data"] = "given"
         return book.done("data", {"dataset": str(Path(data_dir).resolve())})
@@ -325,6 +345,11 @@ def _data_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, p
         raise SceneFailures(failed, (rep if recipe.data_kind == "tile" else rep2).summary())
     result.stages["data"] = "ran" if written or changes else "up to date"
     return book.done("data", settings)
+
+
+def _can_fetch(recipe: Recipe, data_dir: Path) -> bool:
+    """Whether the recipe names an archive and ``data_dir`` is free for it (absent, or an empty folder)."""
+    return "download" in recipe.data and (not data_dir.exists() or (data_dir.is_dir() and not any(data_dir.iterdir())))
 
 
 def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:

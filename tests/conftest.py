@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +221,22 @@ def tiny_run(tmp_path_factory) -> Path:
     res = CliRunner().invoke(cli, ["train", str(data), "--out", str(root / "run"), "--epochs", "1", *SMALL_TRAIN])
     assert res.exit_code == 0, res.output
     return root / "run"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/served; yields (base URL, served dir, request log)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
+    httpd.shutdown()
+    httpd.server_close()

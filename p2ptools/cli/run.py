@@ -17,10 +17,14 @@ from p2ptools.cli.options import parse_assignments
               help="Override a recipe field, e.g. --set train.epochs=5 --set data.tile.src=/data/inria.")
 @click.option("--until", type=click.Choice(["data", "train", "fcn", "predict", "evaluate"]),
               help="Stop after this stage.")
-def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None) -> None:
+@click.option("--offline", is_flag=True, default=None,
+              help="Never download (a recipe's dataset archive); also P2PTOOLS_OFFLINE=1.")
+def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None, offline: bool | None) -> None:
     """Run RECIPE: a YAML file, or a bundled recipe (sample, inria, landcover, maps, facades, inpaint).
 
     Every stage is skipped when its output is already complete, so rerunning continues a recipe.
+    The facades and maps recipes download their pix2pix archive into data/ on first use (checked
+    against the files p2ptools knows; P2PTOOLS_DATA_URL names a mirror).
 
     \b
     Examples:
@@ -31,6 +35,7 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
     from p2ptools.recipe import load_recipe, run_recipe
 
     rec = load_recipe(recipe, workdir, parse_assignments(sets))
+    rec.offline = offline
     words = ["p2ptools", "run", recipe, *(["--workdir", str(workdir)] if workdir else []),
              *[w for item in sets for w in ("--set", item)]]
     command = " ".join(shlex.quote(w) for w in words)

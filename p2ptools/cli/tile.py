@@ -24,8 +24,9 @@ from p2ptools.cli.options import (
 @click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
 @click.argument("paths", nargs=-1, metavar="[SRC] OUT", type=click.Path(path_type=Path))
 @click.option("--sample", is_flag=True,
-              help="Tile the sample scene shipped with p2ptools (SpaceNet Atlanta, 900×900) as the built-in recipe "
-                   "does: 128-px tiles, 2×2 blocks of 450 px drawn into train/val/test (other options override).")
+              help="Tile the built-in demo's scene as its recipe does (NAIP 2018: its panchromatic band → its "
+                   "colour photo, 128-px tiles at stride 64, blocks of 320 px drawn into train/val/test; other "
+                   "options override).")
 @click.option("--layout", type=click.Choice(["auto", "inria", "landcover", "generic"]), default=None,
               help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
 @click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
@@ -112,19 +113,21 @@ def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **opti
     from p2ptools.config import TileConfig
     from p2ptools.errors import SceneFailures
     from p2ptools.prep.tiler import tile_dataset
-    from p2ptools.recipe import sample_root
-
     if sample:
         if len(paths) != 1:
             raise click.UsageError("with --sample give OUT only")
-        src, out = sample_root(), paths[0]
         from p2ptools.recipe import load_recipe
 
-        # the built-in recipe's tiling (128 px, 2×2 blocks of 450 px into train/val/test) unless given
+        # the built-in recipe's data and tiling (its scenes, 128 px, blocks into train/val/test) unless given
+        data = load_recipe("sample").data
+        src, out = (Path(data["src"]) if data.get("src") else None), paths[0]
         sized = options.get("size") is not None  # another tile size: blocks follow it (--split-by auto)
-        for key, value in load_recipe("sample").data.items():
+        for key, value in data.items():
             name = key.replace("-", "_")
-            if key != "src" and options.get(name) is None and not (sized and key in ("block-size", "block-buffer")):
+            if key in ("images", "targets", "masks"):
+                options[name] = Path(value)
+            elif key != "src" and options.get(name) is None and not (sized and key in ("block-size", "block-buffer",
+                                                                                     "stride")):
                 options[name] = tuple(value) if isinstance(value, list) else value
     elif len(paths) == 2:
         src, out = paths

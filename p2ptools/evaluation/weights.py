@@ -17,17 +17,15 @@ touches the network and says which files are missing and where to put them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import sys
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from p2ptools.errors import P2PError
+from p2ptools.runtime.download import DownloadFailed, fetch, is_offline, part_path, sha256_of, trusted_transport
 from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
@@ -94,26 +92,10 @@ def search_dirs(weights_dir: Path | None = None) -> list[Path]:
     return dirs
 
 
-def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` when given, else whether ``P2PTOOLS_OFFLINE`` is set to 1/true/yes."""
-    if offline is not None:
-        return offline
-    return os.environ.get("P2PTOOLS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def download_url(spec: WeightsFile) -> str:
     """Where ``spec`` is downloaded from: ``$P2PTOOLS_WEIGHTS_URL/<name>`` when set, else its URL."""
     base = os.environ.get("P2PTOOLS_WEIGHTS_URL", "").strip()
     return f"{base.rstrip('/')}/{spec.name}" if base else spec.url
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, in hex."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def locate(filename: str, weights_dir: Path | None = None) -> Path | None:
@@ -155,26 +137,24 @@ def download(spec: WeightsFile, progress: bool | None = None) -> Path:
             to put the file by hand; no file is left in the cache.
     """
     url = download_url(spec)
-    if len(spec.sha256) < 64 and not _trusted_transport(url):
+    if len(spec.sha256) < 64 and not trusted_transport(url):
         raise WeightsDownloadError(f"{spec.name}: refused to download from {url}: only a prefix of this file's SHA-256 "
                                    "is known, so it is fetched over https (or from this machine) only; download it "
                                    f"by hand and put it in {cache_dir()} (or --weights-dir / P2PTOOLS_WEIGHTS)")
     dest_dir = cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    part = dest_dir / f".{spec.name}.{os.getpid()}.part"
+    dest = dest_dir / spec.name
+    part = part_path(dest)
     by_hand = f"download it by hand and put it in {dest_dir} (or --weights-dir / P2PTOOLS_WEIGHTS)"
     report("downloading %s (%s) from %s to %s", spec.name, spec.what, url, dest_dir)
     try:
-        torch.hub.download_url_to_file(url, str(part), progress=sys.stderr.isatty() if progress is None else progress)
+        fetch(url, part, progress)
         got = sha256_of(part)
         if not digest_matches(spec, got):
             raise WeightsDownloadError(f"{spec.name}: the file from {url} is not the expected one (SHA-256 "
                                        f"{got}, expected {expected_text(spec)}); nothing was kept; {by_hand}")
-        os.replace(part, dest_dir / spec.name)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
-            getattr(exc, "reason", None) or exc
-        raise WeightsDownloadError(f"{spec.name}: cannot download from {url} ({reason}); {by_hand}") from exc
+        os.replace(part, dest)
+    except DownloadFailed as exc:
+        raise WeightsDownloadError(f"{spec.name}: cannot download from {url} ({exc}); {by_hand}") from exc
     finally:
         part.unlink(missing_ok=True)
     return dest_dir / spec.name
@@ -209,15 +189,6 @@ def digest_matches(spec: WeightsFile, digest: str) -> bool:
 def expected_text(spec: WeightsFile) -> str:
     """The expected digest as printed (a prefix gets an ellipsis)."""
     return spec.sha256 + ("" if len(spec.sha256) == 64 else "…")
-
-
-def _trusted_transport(url: str) -> bool:
-    """https, a local file, or a server on this machine (a test, a mirror on localhost)."""
-    from urllib.parse import urlparse
-
-    u = urlparse(url)
-    return u.scheme in ("https", "file") or (u.scheme == "http" and (u.hostname or "") in ("localhost", "127.0.0.1",
-                                                                                             "::1"))
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}

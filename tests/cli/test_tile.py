@@ -40,13 +40,31 @@ def test_sample_scene_end_to_end(tmp_path):
     out = tmp_path / "sample"
     res = run("--sample", out)
     assert res.exit_code == 0, res.output
-    # the built-in recipe's tiling: 128-px tiles, 2×2 blocks of 450 px drawn into train/val/test
-    assert f"29 pairs in {out} (train 14, val 8, test 7)" in res.output
-    assert len(tiles(out)) == 29 and "no georeference" not in res.output
+    # the built-in recipe's data and tiling: NAIP pan → colour, 128 px at stride 64, blocks of 320 px
+    assert f"58 pairs in {out} (train 32, val 18, test 8)" in res.output
+    assert len(tiles(out)) == 58 and "no georeference" not in res.output
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["complete"] and meta["A"] == "label" and meta["palette"]["name"] == "inria"
+    assert meta["complete"] and meta["A"] == "photo" and meta["B"] == "photo"
     ab = read_image(sorted((out / "train").glob("*.png"))[0])
-    assert ab.shape == (128, 256, 3)
+    a, b = split_ab(ab)
+    assert ab.shape == (128, 256, 3) and (a[..., 0] == a[..., 2]).all() and not (b[..., 0] == b[..., 2]).all()
+    # A is the mean of B's bands (the shipped pan band), to rounding
+    assert np.abs(b.astype(float).mean(2) - a[..., 0]).max() <= 0.5 + 1e-9
+
+
+def test_labelled_sample_scene_as_its_recipe_tiles_it(tmp_path):
+    """The labelled SpaceNet Atlanta scene of the package: scene + mask → label|photo pairs by blocks."""
+    from p2ptools.recipe import load_recipe, sample_root
+
+    data = load_recipe("atlanta").data
+    opts = [w for k, v in data.items() if k != "src"
+            for w in (f"--{k}", ",".join(map(str, v)) if isinstance(v, list) else v)]
+    out = tmp_path / "atl"
+    res = run(sample_root(), out, *opts)
+    assert res.exit_code == 0, res.output
+    assert f"29 pairs in {out} (train 14, val 8, test 7)" in res.output and "no georeference" not in res.output
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["A"] == "label" and meta["palette"]["name"] == "inria"
 
 
 def test_real_spacenet_pair_georeference_and_labels(tmp_path):
@@ -400,10 +418,10 @@ def test_rerun_statistics_are_true_and_no_pairs_is_an_error(tmp_path):
     out = tmp_path / "s"
     assert run("--sample", out).exit_code == 0
     res = run("--sample", out)
-    assert res.exit_code == 0 and "written now: 0, already there: 29" in res.output
+    assert res.exit_code == 0 and "written now: 0, already there: 58" in res.output
     res = CliRunner().invoke(cli, ["tile", "--sample", str(tmp_path / "big"), "--size", "2048"])
     assert res.exit_code == 1 and "no pairs" in res.output and "dropped 1 nodata" in res.output
-    assert "smaller than --size 2048 (e.g. atlanta: 900×900)" in res.output
+    assert "smaller than --size 2048 (e.g. naip: 934×724)" in res.output
 
 
 def test_a_non_raster_is_one_clean_line(tmp_path):

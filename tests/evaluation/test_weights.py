@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import socket
-import threading
 
 import pytest
 import torch
@@ -14,25 +11,6 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.evaluation import weights as W
-
-
-@pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/served; yields (base URL, served dir, request log)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    requests: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            requests.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture

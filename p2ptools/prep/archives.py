@@ -1,0 +1,274 @@
+"""Dataset archives p2ptools knows (the pix2pix facades and maps): downloaded on first use, checked.
+
+``p2ptools run facades`` (and ``maps``) finds ``data/facades`` missing and fetches the archive the
+official pix2pix code downloads, then unpacks it there. The fetch goes through the machinery the
+pretrained weights use (:mod:`p2ptools.runtime.download`): ``$P2PTOOLS_DATA_URL/<archive name>``
+replaces the location (an internal mirror, a test server), ``--offline`` / ``P2PTOOLS_OFFLINE=1``
+never touches the network and says what to fetch by hand.
+
+What is checked, before anything is moved into place:
+
+- the archive's SHA-256 when the entry pins one (``sha256``);
+- every member: a regular file or folder under the archive's one top folder; links, devices,
+  absolute names and ``..`` are refused (nothing is written outside the destination);
+- the layout: each split's image count (facades 400/100/106, maps 1096/1098);
+- every image decodes and has the dataset's size (facades 512×256, maps 1200×600);
+- the SHA-256 of every file listed in the bundled manifest (``archive_manifests/NAME.sha256``,
+  ``sha256sum`` format), taken from copies of the distributed files.
+
+The publishers give no checksum for these archives, so the entries pin the content p2ptools has
+seen (400 of facades' 606 files, 400 of maps' 2194) rather than the archive's bytes; the archive's
+own SHA-256 and size are printed and kept in ``DEST/.p2ptools/source.json`` so that a maintainer
+can pin them. The archive is unpacked into a hidden folder beside the destination and renamed into
+place only when every check passed; the downloaded archive is deleted afterwards (``keep_archive``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from p2ptools.errors import P2PError
+from p2ptools.runtime.download import DownloadFailed, fetch, is_offline, part_path, sha256_of
+from p2ptools.runtime.output import STATE_DIR, atomic_write_text
+from p2ptools.runtime.progress import report
+from p2ptools.runtime.space import free_bytes, human_bytes
+
+log = logging.getLogger(__name__)
+
+MANIFEST_DIR = Path(__file__).parent / "archive_manifests"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class ArchiveError(P2PError):
+    """A dataset archive could not be fetched, or is not the expected archive."""
+
+
+@dataclass(frozen=True)
+class DatasetArchive:
+    """A dataset archive p2ptools can fetch.
+
+    Args:
+        name: the dataset's name (``facades``); also the archive's top folder.
+        what: what it is, in words.
+        url: where it is downloaded from.
+        file: the archive's file name (under ``$P2PTOOLS_DATA_URL``).
+        approx_bytes: about how big the archive is (for the free-space check and messages).
+        splits: expected image count per split folder.
+        image_size: ``(width, height)`` of every image (the AB pair side by side).
+        sha256: the archive's full SHA-256 when pinned; None: the content is checked instead.
+        manifest: ``sha256sum``-format file of known members, or None.
+    """
+
+    name: str
+    what: str
+    url: str
+    file: str
+    approx_bytes: int
+    splits: dict[str, int] = field(default_factory=dict)
+    image_size: tuple[int, int] = (0, 0)
+    sha256: str | None = None
+    manifest: Path | None = None
+
+
+_BERKELEY = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"
+
+KNOWN_ARCHIVES: dict[str, DatasetArchive] = {a.name: a for a in (
+    DatasetArchive("facades", "the CMP facades as distributed for pix2pix (photo | label colours)",
+                   _BERKELEY + "facades.tar.gz", "facades.tar.gz", 30_000_000,
+                   {"train": 400, "val": 100, "test": 106}, (512, 256), manifest=MANIFEST_DIR / "facades.sha256"),
+    DatasetArchive("maps", "the pix2pix maps dataset (aerial photo | Google map, 600×600 halves)",
+                   _BERKELEY + "maps.tar.gz", "maps.tar.gz", 250_000_000,
+                   {"train": 1096, "val": 1098}, (1200, 600), manifest=MANIFEST_DIR / "maps.sha256"),
+)}
+
+
+def known_archive(name: str) -> DatasetArchive:
+    """The archive called ``name``.
+
+    Raises:
+        ArchiveError: listing the known names.
+    """
+    if name not in KNOWN_ARCHIVES:
+        raise ArchiveError(f"unknown dataset archive {name!r}; known: {', '.join(KNOWN_ARCHIVES)}")
+    return KNOWN_ARCHIVES[name]
+
+
+def archive_url(spec: DatasetArchive) -> str:
+    """``$P2PTOOLS_DATA_URL/<file>`` when set, else the archive's URL."""
+    base = os.environ.get("P2PTOOLS_DATA_URL", "").strip()
+    return f"{base.rstrip('/')}/{spec.file}" if base else spec.url
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """``{member name: sha256}`` from a ``sha256sum`` file (``HEX  name`` per line)."""
+    out = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            out[name.lstrip("*")] = digest.lower()
+    return out
+
+
+def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None, keep_archive: bool = False,
+                  progress: bool | None = None) -> Path:
+    """Download ``spec``, check it, and unpack it so that ``dest`` holds its split folders.
+
+    Args:
+        spec: the archive.
+        dest: the dataset folder to create (``data/facades``); it must not hold a dataset yet.
+        offline: never touch the network (default: ``P2PTOOLS_OFFLINE``).
+        keep_archive: keep the downloaded archive beside ``dest`` instead of deleting it.
+        progress: a download progress bar (default: on a terminal).
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        ArchiveError: offline, the download failed, or the archive is not the expected one; nothing
+            is left in ``dest``'s folder but what was there before.
+    """
+    dest = Path(dest)
+    url = archive_url(spec)
+    by_hand = (f"download {url} by hand, unpack it, and give the {spec.name}/ folder "
+               f"(p2ptools run {spec.name} --set data.dataset=PATH)")
+    if is_offline(offline):
+        raise ArchiveError(f"{dest} does not exist and nothing is downloaded offline (--offline / P2PTOOLS_OFFLINE); "
+                           + by_hand)
+    _check_space(spec, dest)
+    made_parent = not dest.parent.exists()
+    archive = dest.parent / spec.file
+    part = part_path(archive)
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.unpacking"
+    report("downloading %s (%s, about %s) from %s", spec.file, spec.what, human_bytes(spec.approx_bytes), url)
+    try:
+        fetch(url, part, progress)
+        digest, size = sha256_of(part), part.stat().st_size
+        if spec.sha256 and digest != spec.sha256:
+            raise ArchiveError(f"{spec.file} from {url} is not the expected archive (SHA-256 {digest}, expected "
+                               f"{spec.sha256}); nothing was kept; {by_hand}")
+        checked = unpack_checked(spec, part, staging, url)
+        _write_source(staging, spec, url, digest, size, checked)
+        os.replace(staging, dest)
+        if keep_archive:
+            os.replace(part, archive)
+    except DownloadFailed as exc:
+        raise ArchiveError(f"{spec.file}: cannot download from {url} ({exc}); {by_hand}") from exc
+    finally:
+        part.unlink(missing_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        if made_parent and dest.parent.is_dir() and not any(dest.parent.iterdir()):
+            dest.parent.rmdir()  # the folder this call made for a download that did not happen
+    pinned = "" if spec.sha256 else " (not pinned by p2ptools: no checksum is published; kept in .p2ptools/source.json)"
+    report("%s: %s, SHA-256 %s%s; %s checked against the known copies, every image decoded at %d×%d; unpacked in %s",
+           spec.file, human_bytes(size), digest, pinned, checked["known_files"], *spec.image_size, dest)
+    return dest
+
+
+def _check_space(spec: DatasetArchive, dest: Path) -> None:
+    free = free_bytes(dest.parent)
+    need = 2 * spec.approx_bytes  # the archive and its unpacked files, at once
+    if free is not None and free < need:
+        from p2ptools.errors import DiskFullError
+
+        raise DiskFullError(f"{dest.parent}: {human_bytes(free)} free; {spec.file} needs about {human_bytes(need)} "
+                            "while it is unpacked (the archive is deleted afterwards): free some space or give "
+                            f"another folder (p2ptools run {spec.name} --set data.dataset=PATH)")
+
+
+def _safe_members(tar: tarfile.TarFile, top: str, source: str) -> list[tarfile.TarInfo]:
+    """The archive's members, each a file or folder under ``top/``; anything else is refused."""
+    members = tar.getmembers()
+    for m in members:
+        p = PurePosixPath(m.name)
+        if p.is_absolute() or ".." in p.parts or (p.parts[:1] != (top,)) or not (m.isfile() or m.isdir()):
+            kind = "a link" if (m.issym() or m.islnk()) else "a special file" if not (m.isfile() or m.isdir()) else \
+                "outside its top folder"
+            raise ArchiveError(f"{source}: member {m.name!r} is {kind}; a {top} archive holds only files and folders "
+                               f"under {top}/, so nothing was unpacked")
+    return members
+
+
+def unpack_checked(spec: DatasetArchive, archive: Path, staging: Path, source: str) -> dict[str, int]:
+    """Unpack ``archive`` into ``staging`` (which becomes the dataset folder) and check its content.
+
+    Returns:
+        ``{"files": n, "known_files": k}``: images found, and those checked against the manifest.
+
+    Raises:
+        ArchiveError: naming the first problem (a member, a count, an image, a digest).
+    """
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ArchiveError(f"{source}: not a readable tar archive ({exc})") from None
+    work = staging.with_name(staging.name + ".tmp")
+    with tar:
+        members = _safe_members(tar, spec.name, source)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(work, members=members, **kwargs)  # noqa: S202 (members checked above)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise ArchiveError(f"{source}: the archive is damaged ({exc})") from None
+    try:
+        root = work / spec.name
+        checked = check_content(spec, root, source)
+        os.replace(root, staging)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return checked
+
+
+def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, int]:
+    """Check an unpacked dataset folder against ``spec``: split counts, image sizes, known digests.
+
+    Raises:
+        ArchiveError: naming the split, the file and what is wrong.
+    """
+    images: list[Path] = []
+    for split, count in spec.splits.items():
+        found = sorted(p for p in (root / split).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if (root / split).is_dir() else []
+        if len(found) != count:
+            raise ArchiveError(f"{source}: {spec.name}/{split} has {len(found)} images; the {spec.name} archive has "
+                               f"{count}, so this is not it (or it is incomplete)")
+        images += found
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for path, problem in zip(images, pool.map(lambda p: _image_problem(p, spec.image_size), images), strict=True):
+            if problem:
+                raise ArchiveError(f"{source}: {path.relative_to(root.parent)}: {problem}")
+    known = read_manifest(spec.manifest) if spec.manifest else {}
+    for name, digest in known.items():
+        path = root.parent / name
+        got = sha256_of(path) if path.is_file() else "missing"
+        if got != digest:
+            raise ArchiveError(f"{source}: {name} is not the distributed file (SHA-256 {got}, expected {digest})")
+    return {"files": len(images), "known_files": len(known)}
+
+
+def _image_problem(path: Path, size: tuple[int, int]) -> str:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return "cannot be decoded as an image"
+    if (img.shape[1], img.shape[0]) != tuple(size):
+        return f"is {img.shape[1]}×{img.shape[0]}, every image of this dataset is {size[0]}×{size[1]}"
+    return ""
+
+
+def _write_source(root: Path, spec: DatasetArchive, url: str, digest: str, size: int, checked: dict[str, int]) -> None:
+    record = {"dataset": spec.name, "url": url, "archive": spec.file, "sha256": digest, "bytes": size,
+              "sha256_pinned": bool(spec.sha256), "images": checked["files"],
+              "checked_against_manifest": checked["known_files"], "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_text(root / STATE_DIR / "source.json", json.dumps(record, indent=2) + "\n")
