@@ -157,8 +157,11 @@ def upgrade_train_config(tc: dict[str, Any]) -> dict[str, Any]:
     return tc
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
+
+    ``mmap``: map the file, so that only the tensors used are read (prediction needs the generator
+    alone, a third of a full checkpoint).
 
     The file is read as data only (tensors and plain values; :mod:`p2ptools.runtime.safeload`):
     a checkpoint whose pickle names any other Python object is refused and nothing in it runs.
@@ -167,7 +170,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         InputError: if the file is missing, unreadable, unsafe or not a p2ptools checkpoint.
     """
     path = Path(path)
-    ckpt = load_torch_file(path, map_location, what="checkpoint")
+    ckpt = load_torch_file(path, map_location, what="checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a p2ptools checkpoint")
     ckpt["train_config"] = upgrade_train_config(ckpt["train_config"])
@@ -227,7 +230,7 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
 
     if is_official_checkpoint(path):  # a generator of the official pix2pix/CycleGAN code
         return load_official_generator(path, device)
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, mmap=True)  # the discriminator and optimiser states stay on disk
     mcfg = ModelConfig(**ckpt["model_config"])
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
     G.load_state_dict(ckpt["G"])

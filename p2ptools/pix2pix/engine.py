@@ -8,9 +8,10 @@ which runtime computes them stays behind it:
 * ``onnxruntime``: the network exported to ONNX (:mod:`p2ptools.pix2pix.export`, BatchNorm folded)
   and run by ONNX Runtime in fp32 on the CPU; the export is cached per checkpoint version in
   ``~/.cache/p2ptools/onnx`` (``$P2PTOOLS_CACHE``);
-* ``auto``: torch on a GPU, and on a CPU whose bf16 is native (AMX, AVX-512 BF16), else ONNX
-  Runtime fp32 where it is installed (1.6× torch fp32 on an AVX2/AVX-512 EPYC for the paper's U-Net),
-  else torch fp32. It says what it chose.
+* ``auto``: torch on a GPU, and on a CPU whose bf16 is native (AMX, AVX-512 BF16: 1.74× torch fp32
+  on a 2-core Zen 4, the network at 95 % of its bf16 peak), else ONNX Runtime fp32 where it is
+  installed (2.3× torch fp32 per window on an AVX2-only EPYC; on the Zen 4 both fp32 engines run at
+  the fp32 peak and tie), else torch fp32. It says what it chose (the model card has the table).
 """
 
 from __future__ import annotations

@@ -192,5 +192,5 @@ def _finish_output(tmp: Path, out: Path, src: rasterio.io.DatasetReader, plan: _
     floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
     rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
                     tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
-                    bigtiff="if_safer")
+                    bigtiff="if_safer", num_threads="ALL_CPUS")  # deflate on every core
     os.replace(final_tmp, out)

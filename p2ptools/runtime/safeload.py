@@ -14,6 +14,7 @@ nothing else. New checkpoints hold those states as plain lists.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,17 @@ def _what_it_needs(path: Path) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
-def load_torch_file(path: Path, map_location: str | torch.device = "cpu", what: str = "file") -> Any:
+def load_torch_file(path: Path, map_location: str | torch.device = "cpu", what: str = "file",
+                    mmap: bool = False) -> Any:
     """``torch.load`` a file as data only (``weights_only=True``, numpy number arrays allowed).
 
     Args:
         path: the file.
         map_location: where tensors go.
         what: what the file should be, for messages (``checkpoint``, ``segmenter``, ``weights file``).
+        mmap: map the file instead of reading it: only the tensors used are read from disk (the
+            generator of a full checkpoint, a third of its bytes); files in torch's legacy format are
+            read whole.
 
     Returns:
         The loaded object (dicts, lists, tensors, numbers, strings).
@@ -84,6 +89,8 @@ def load_torch_file(path: Path, map_location: str | torch.device = "cpu", what: 
         raise InputError(f"{path}: no such {what}")
     try:
         with torch.serialization.safe_globals(_numpy_allowlist()):
+            if mmap and zipfile.is_zipfile(path):  # the zip format torch has written since 1.6
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or refused file
         needs = _what_it_needs(path)
