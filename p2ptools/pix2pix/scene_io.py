@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import tempfile
 import warnings
@@ -190,7 +191,10 @@ def _finish_output(tmp: Path, out: Path, src: rasterio.io.DatasetReader, plan: _
                 dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes" else Resampling.average)
     final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
     floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
+    # deflate on every core (0.75 → 0.40 s for 4096² RGB), but only in the command's own process: a
+    # worker forked after GDAL started its thread pool would wait forever on threads it does not have
+    threads = {"num_threads": "ALL_CPUS"} if multiprocessing.parent_process() is None else {}
     rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
                     tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
-                    bigtiff="if_safer", num_threads="ALL_CPUS")  # deflate on every core
+                    bigtiff="if_safer", **threads)
     os.replace(final_tmp, out)
