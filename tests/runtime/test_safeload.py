@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
+from p2ptools.errors import InputError
 from p2ptools.pix2pix.checkpoints import load_checkpoint, set_rng_states
 from p2ptools.runtime.safeload import UnsafeFileError, load_torch_file
 from tests.conftest import small_pairs
@@ -86,3 +87,26 @@ def test_damaged_file_is_one_line_without_torch_advice(tmp_path):
     with pytest.raises(Exception) as err:
         load_checkpoint(bad)
     assert "cannot read this checkpoint" in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_prediction_maps_checkpoints_and_reads_the_legacy_format_whole(tiny_run, tmp_path):
+    """load_generator maps the file (only the generator's bytes are read); a checkpoint in torch's
+    pre-1.6 format cannot be mapped and is read whole; both give the same generator, and a crafted
+    legacy file is refused like any other."""
+    from p2ptools.pix2pix.checkpoints import load_generator
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.load(tiny_run / "latest.pt", weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    mapped, _, _ = load_generator(tiny_run / "latest.pt")
+    whole, _, _ = load_generator(legacy)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(mapped(x), whole(x))
+    assert all(torch.equal(a, b) for a, b in zip(mapped.state_dict().values(), whole.state_dict().values(),
+                                                 strict=True))
+    ckpt = torch.load(tiny_run / "latest.pt", weights_only=True)
+    ckpt["extra"] = _Payload(tmp_path / "code-ran")
+    torch.save(ckpt, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputError, match="not tensors and plain data|refused"):  # refused, never run
+        load_torch_file(legacy, mmap=True)
+    assert not (tmp_path / "code-ran").exists()
