@@ -94,7 +94,7 @@ class Recipe:
     fcn: dict[str, Any] | None = None
     description: str = ""
     source: str = ""
-    offline: bool | None = None  # data downloads: never (True), or as P2PTOOLS_OFFLINE says (None)
+    offline: bool | None = None  # downloads (data, weights): never (True), or as P2PTOOLS_OFFLINE says (None)
 
     @property
     def data_dir(self) -> Path:
@@ -215,6 +215,7 @@ class RunResult:
     recipe: Recipe
     stages: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
+    incomplete: list[str] = field(default_factory=list)  # metrics not computed, pairs left out
 
 
 class RecipeInterrupted(P2PError):
@@ -454,6 +455,8 @@ def _evaluate_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: st
     options = {k: v for k, v in recipe.evaluate.items() if k != "metrics"}
     options.setdefault("real_side", "B" if direction == "AtoB" else "A")
     options.setdefault("label", recipe.name)
+    if recipe.offline is not None:  # run --offline: no weights download either
+        options["offline"] = recipe.offline
     settings = {"predict": upstream, "evaluate": recipe.evaluate}
     changes = book.changes("evaluate", settings)
     if changes == [] and _newer(report_dir / "summary.csv", pred_dir / "predict.json"):
@@ -464,7 +467,13 @@ def _evaluate_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: st
         cfg = EvalConfig(real=recipe.data_dir / split, fake=pred_dir, out=report_dir,
                          metrics=tuple(recipe.evaluate["metrics"]), real_kind="ab", resize="real",
                          segmenter=recipe.workdir / "seg" if recipe.fcn is not None else None, **options)
-        evaluate(cfg, progress=progress)
+        ev = evaluate(cfg, progress=progress)
+        result.incomplete = [f"metric {m} not computed: {why}" for m, why in ev.unavailable.items()]
+        result.incomplete += [f"{name}: {error}" for name, error in ev.errors]
+        if result.incomplete:  # what was scored is written; a rerun evaluates again (after the fix)
+            book.forget("evaluate")
+            result.stages["evaluate"] = "ran, incomplete"
+            return ""
         result.stages["evaluate"] = "ran"
     return book.done("evaluate", settings)
 

@@ -70,3 +70,22 @@ def test_the_demo_learns_colour_on_the_shipped_scene(tmp_path):
     assert l1 < grey, (l1, grey)
     doc = json.loads((wd / "report" / "evaluate.json").read_text())
     assert "training targets" in doc["baseline"]["what"]
+
+
+def test_run_offline_reaches_the_metrics_weights_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
+    monkeypatch.setenv("P2PTOOLS_OFFLINE", "0")
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", "http://127.0.0.1:9")  # were anything fetched, it would fail here
+    tiny = "train.set={model: {image_size: 32, load_size: 36, num_downs: 5, ngf: 8, ndf: 8}}"
+    res = CliRunner().invoke(cli, ["run", "sample", "--workdir", str(tmp_path / "wd"), "--set", "train.epochs=1",
+                                   "--set", tiny, "--set", "evaluate.metrics=[l1,vgg]", "--offline"])
+    assert res.exit_code == 1, res.output
+    assert "vgg19-dcbb9e9d.pth" in res.output and "offline" in res.output
+    assert "127.0.0.1:9" not in res.output.split("offline")[0]  # said as offline, not as a failed download
+    summary = pd.read_csv(tmp_path / "wd" / "report" / "summary.csv").set_index("metric")
+    assert "l1" in summary.index and "vgg" not in summary.index
+    assert "the report is incomplete" in res.output and "metric vgg not computed" in res.output
+    res = CliRunner().invoke(cli, ["run", "sample", "--workdir", str(tmp_path / "wd"), "--set", "train.epochs=1",
+                                   "--set", tiny, "--set", "evaluate.metrics=[l1,vgg]", "--offline"])
+    assert res.exit_code == 1 and "train up to date, predict up to date, evaluate ran, incomplete" in res.output

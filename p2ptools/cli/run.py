@@ -18,7 +18,7 @@ from p2ptools.cli.options import parse_assignments
 @click.option("--until", type=click.Choice(["data", "train", "fcn", "predict", "evaluate"]),
               help="Stop after this stage.")
 @click.option("--offline", is_flag=True, default=None,
-              help="Never download (a recipe's dataset archive); also P2PTOOLS_OFFLINE=1.")
+              help="Never download (a recipe's dataset archive, the metrics' weights); also P2PTOOLS_OFFLINE=1.")
 def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None, offline: bool | None) -> None:
     """Run RECIPE: a YAML file, or a bundled recipe (sample, inria, landcover, maps, facades, inpaint).
 
@@ -45,3 +45,8 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
     if result.report is not None:
         click.echo(f"report: {result.report / 'summary.csv'} (per image: {result.report / 'per_image.csv'}); "
                    f"to look at: {result.report / 'report.html'}, {rec.workdir / 'run' / 'index.html'}")
+    if result.incomplete:  # everything else was scored and written; the exit is 1, as evaluate's
+        shown = result.incomplete[:30] + ([f"… and {len(result.incomplete) - 30} more (evaluate.json lists them)"]
+                                          if len(result.incomplete) > 30 else [])
+        raise click.ClickException("the report is incomplete; fix what is listed and rerun the same command:\n"
+                                   + "\n".join(f"  {line}" for line in shown))
