@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
@@ -43,6 +44,12 @@ def test_walk_through_as_written(tmp_path):
     doc = json.loads((rep / "evaluate.json").read_text())
     assert "training targets" in doc["baseline"]["what"] and doc["run"] == str(runs)
     assert doc["provenance"]["images"]["scored"] == len(out) and doc["provenance"]["torch"]
+    from p2ptools.recipe import sample_root
+
+    res = run("predict", runs, sample_root() / "naip" / "pan" / "naip.tif", tmp_path / "colour.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "colour.tif") as ds, rasterio.open(sample_root() / "naip" / "rgb" / "naip.tif") as t:
+        assert (ds.count, ds.dtypes[0], ds.crs, ds.transform, ds.shape) == (3, "uint8", t.crs, t.transform, t.shape)
 
 
 def test_outputs_keep_the_inputs_size_and_say_so(tmp_path):
