@@ -180,3 +180,27 @@ def test_bundled_manifests_are_the_distributed_files(name, folders):
     width, height = A.KNOWN_ARCHIVES[name].image_size
     first = cv2.imread(str(root.parent / next(iter(manifest))))
     assert first.shape[:2] == (height, width)
+
+
+def test_the_facades_entry_takes_the_distributed_files(tmp_path, monkeypatch, server):
+    """The real ``facades`` entry end to end: an archive of the 400 distributed train images (from
+    ../shared/data) plus stand-ins for val/test, served on 127.0.0.1; one train image changed is refused."""
+    base, served, requests = server
+    root = shared_path("facades", "train")
+    files = {f"facades/train/{p.name}": p.read_bytes() for p in root.glob("*.jpg")}
+    k = 0
+    for split, n in (("val", 100), ("test", 106)):
+        for i in range(1, n + 1):
+            k += 1
+            img = np.full((256, 512, 3), k % 255, np.uint8)
+            files[f"facades/{split}/{i}.jpg"] = cv2.imencode(".jpg", img)[1].tobytes()
+    _tar(served / "facades.tar.gz", files)
+    monkeypatch.setenv("P2PTOOLS_DATA_URL", base)
+    dest = A.fetch_dataset(A.known_archive("facades"), tmp_path / "data" / "facades", offline=False, progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == [".p2ptools", "test", "train", "val"]
+    assert json.loads((dest / ".p2ptools" / "source.json").read_text())["checked_against_manifest"] == 400
+    files["facades/train/17.jpg"] = files["facades/val/1.jpg"]
+    _tar(served / "facades.tar.gz", files)
+    with pytest.raises(A.ArchiveError, match="facades/train/17.jpg is not the distributed file"):
+        A.fetch_dataset(A.known_archive("facades"), tmp_path / "other" / "facades", offline=False, progress=False)
+    assert not (tmp_path / "other").exists()
