@@ -222,11 +222,23 @@ def unpack_checked(spec: DatasetArchive, archive: Path, staging: Path, source: s
             raise ArchiveError(f"{source}: the archive is damaged ({exc})") from None
     try:
         root = work / spec.name
+        _follow_umask(root)
         checked = check_content(spec, root, source)
         os.replace(root, staging)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return checked
+
+
+def _follow_umask(root: Path) -> None:
+    """Give the unpacked files and folders the modes this user's umask gives new ones (the archive's
+    own modes are the publisher's)."""
+    from p2ptools.runtime.output import current_umask
+
+    mask = current_umask()
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, int]:

@@ -55,7 +55,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise disk_full(path, len(data)) from None
         raise
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
+        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -169,7 +169,7 @@ PLANS_DIR = "written"
 
 
 @functools.lru_cache(maxsize=1)
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask (read once, without changing it where /proc tells it)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -204,3 +204,27 @@ def test_the_facades_entry_takes_the_distributed_files(tmp_path, monkeypatch, se
     with pytest.raises(A.ArchiveError, match="facades/train/17.jpg is not the distributed file"):
         A.fetch_dataset(A.known_archive("facades"), tmp_path / "other" / "facades", offline=False, progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_unpacked_files_follow_the_umask_not_the_archive(mini, tmp_path):
+    import os
+
+    served, requests, files, recipe = mini
+    with tarfile.open(served / "mini.tar.gz", "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o777  # the publisher's modes: everyone may write
+            tar.addfile(info, io.BytesIO(data))
+    from p2ptools.runtime.output import current_umask
+
+    old = os.umask(0o027)
+    current_umask.cache_clear()  # read once per process: this test changes it
+    try:
+        res = _run(recipe)
+    finally:
+        os.umask(old)
+        current_umask.cache_clear()
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "data" / "mini"
+    assert (root / "train" / "1.jpg").stat().st_mode & 0o777 == 0o640
+    assert (root / "train").stat().st_mode & 0o777 == 0o750 and root.stat().st_mode & 0o777 == 0o750
