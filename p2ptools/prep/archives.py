@@ -156,7 +156,14 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
                                f"{spec.sha256}); nothing was kept; {by_hand}")
         checked = unpack_checked(spec, part, staging, url)
         _write_source(staging, spec, url, digest, size, checked)
-        os.replace(staging, dest)
+        try:
+            os.replace(staging, dest)
+        except OSError:
+            if not (dest / next(iter(spec.splits))).is_dir():
+                raise ArchiveError(f"{dest}: appeared while {spec.file} was unpacked and is not a {spec.name} "
+                                   "dataset; nothing was written into it") from None
+            report("%s: another command unpacked %s first; using it", dest, spec.file)  # ours is removed below
+            return dest
         if keep_archive:
             os.replace(part, archive)
     except DownloadFailed as exc:

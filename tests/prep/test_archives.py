@@ -228,3 +228,27 @@ def test_unpacked_files_follow_the_umask_not_the_archive(mini, tmp_path):
     root = tmp_path / "data" / "mini"
     assert (root / "train" / "1.jpg").stat().st_mode & 0o777 == 0o640
     assert (root / "train").stat().st_mode & 0o777 == 0o750 and root.stat().st_mode & 0o777 == 0o750
+
+
+@pytest.mark.parametrize("theirs", ["dataset", "other"])
+def test_another_command_unpacking_first(mini, tmp_path, monkeypatch, theirs):
+    """Two recipes in two work folders fetch the same data/mini: the one that finishes second keeps
+    the first one's folder; a folder of something else that appears meanwhile is never written into."""
+    served, requests, files, recipe = mini
+    _tar(served / "mini.tar.gz", files)
+    real = A.check_content
+
+    def meanwhile(spec, root, source):
+        checked = real(spec, root, source)
+        (tmp_path / "data" / "mini" / ("train" if theirs == "dataset" else "x")).mkdir(parents=True)
+        (tmp_path / "data" / "mini" / "theirs.txt").write_text("theirs")
+        return checked
+
+    monkeypatch.setattr(A, "check_content", meanwhile)
+    res = _run(recipe)
+    assert (tmp_path / "data" / "mini" / "theirs.txt").read_text() == "theirs"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mini"]  # no staging folder left
+    if theirs == "dataset":
+        assert "another command unpacked mini.tar.gz first" in res.output
+    else:
+        assert res.exit_code == 1 and "appeared while mini.tar.gz was unpacked" in res.output
