@@ -20,11 +20,12 @@ The publishers give no checksum for these archives, so the entries pin the conte
 seen (400 of facades' 606 files, 400 of maps' 2194) rather than the archive's bytes; the archive's
 own SHA-256 and size are printed and kept in ``DEST/.p2ptools/source.json`` so that a maintainer
 can pin them. The archive is unpacked into a hidden folder beside the destination and renamed into
-place only when every check passed; the downloaded archive is deleted afterwards (``keep_archive``).
+place only when every check passed; the downloaded archive is deleted afterwards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -117,7 +118,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     return out
 
 
-def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None, keep_archive: bool = False,
+def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
                   progress: bool | None = None) -> Path:
     """Download ``spec``, check it, and unpack it so that ``dest`` holds its split folders.
 
@@ -125,7 +126,6 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
         spec: the archive.
         dest: the dataset folder to create (``data/facades``); it must not hold a dataset yet.
         offline: never touch the network (default: ``P2PTOOLS_OFFLINE``).
-        keep_archive: keep the downloaded archive beside ``dest`` instead of deleting it.
         progress: a download progress bar (default: on a terminal).
 
     Returns:
@@ -144,9 +144,8 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
                            + by_hand)
     _check_space(spec, dest)
     made_parent = not dest.parent.exists()
-    archive = dest.parent / spec.file
-    part = part_path(archive)
-    staging = dest.parent / f".{dest.name}.{os.getpid()}.unpacking"
+    part = part_path(dest.parent / spec.file)
+    work = dest.parent / f".{dest.name}.{os.getpid()}.unpacking"  # the archive's top folder goes here first
     report("downloading %s (%s, about %s) from %s", spec.file, spec.what, human_bytes(spec.approx_bytes), url)
     try:
         fetch(url, part, progress)
@@ -154,24 +153,21 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
         if spec.sha256 and digest != spec.sha256:
             raise ArchiveError(f"{spec.file} from {url} is not the expected archive (SHA-256 {digest}, expected "
                                f"{spec.sha256}); nothing was kept; {by_hand}")
-        checked = unpack_checked(spec, part, staging, url)
-        _write_source(staging, spec, url, digest, size, checked)
+        checked = unpack_checked(spec, part, work, url)
+        _write_source(work / spec.name, spec, url, digest, size, checked)
         try:
-            os.replace(staging, dest)
+            os.replace(work / spec.name, dest)
         except OSError:
             if not (dest / next(iter(spec.splits))).is_dir():
                 raise ArchiveError(f"{dest}: appeared while {spec.file} was unpacked and is not a {spec.name} "
                                    "dataset; nothing was written into it") from None
             report("%s: another command unpacked %s first; using it", dest, spec.file)  # ours is removed below
             return dest
-        if keep_archive:
-            os.replace(part, archive)
     except DownloadFailed as exc:
         raise ArchiveError(f"{spec.file}: cannot download from {url} ({exc}); {by_hand}") from exc
     finally:
         part.unlink(missing_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         if made_parent and dest.parent.is_dir() and not any(dest.parent.iterdir()):
             dest.parent.rmdir()  # the folder this call made for a download that did not happen
     pinned = "" if spec.sha256 else " (not pinned by p2ptools: no checksum is published; kept in .p2ptools/source.json)"
@@ -204,8 +200,8 @@ def _safe_members(tar: tarfile.TarFile, top: str, source: str) -> list[tarfile.T
     return members
 
 
-def unpack_checked(spec: DatasetArchive, archive: Path, staging: Path, source: str) -> dict[str, int]:
-    """Unpack ``archive`` into ``staging`` (which becomes the dataset folder) and check its content.
+def unpack_checked(spec: DatasetArchive, archive: Path, work: Path, source: str) -> dict[str, int]:
+    """Unpack ``archive`` into ``work`` (its top folder, ``work/NAME``, becomes the dataset) and check it.
 
     Returns:
         ``{"files": n, "known_files": k}``: images found, and those checked against the manifest.
@@ -217,7 +213,6 @@ def unpack_checked(spec: DatasetArchive, archive: Path, staging: Path, source: s
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"{source}: not a readable tar archive ({exc})") from None
-    work = staging.with_name(staging.name + ".tmp")
     with tar:
         members = _safe_members(tar, spec.name, source)
         work.mkdir(parents=True, exist_ok=True)
@@ -225,16 +220,9 @@ def unpack_checked(spec: DatasetArchive, archive: Path, staging: Path, source: s
             kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(work, members=members, **kwargs)  # noqa: S202 (members checked above)
         except (tarfile.TarError, OSError, EOFError) as exc:
-            shutil.rmtree(work, ignore_errors=True)
             raise ArchiveError(f"{source}: the archive is damaged ({exc})") from None
-    try:
-        root = work / spec.name
-        _follow_umask(root)
-        checked = check_content(spec, root, source)
-        os.replace(root, staging)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return checked
+    _follow_umask(work / spec.name)
+    return check_content(spec, work / spec.name, source)
 
 
 def _follow_umask(root: Path) -> None:
@@ -262,28 +250,36 @@ def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, in
             raise ArchiveError(f"{source}: {spec.name}/{split} has {len(found)} images; the {spec.name} archive has "
                                f"{count}, so this is not it (or it is incomplete)")
         images += found
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for path, problem in zip(images, pool.map(lambda p: _image_problem(p, spec.image_size), images), strict=True):
-            if problem:
-                raise ArchiveError(f"{source}: {path.relative_to(root.parent)}: {problem}")
     known = read_manifest(spec.manifest) if spec.manifest else {}
+    names = [path.relative_to(root.parent).as_posix() for path in images]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        inspected = pool.map(lambda p, n: _inspect(p, spec.image_size, n in known), images, names)
+        digests = {}
+        for name, (problem, digest) in zip(names, inspected, strict=True):
+            if problem:
+                raise ArchiveError(f"{source}: {name}: {problem}")
+            digests[name] = digest
     for name, digest in known.items():
-        path = root.parent / name
-        got = sha256_of(path) if path.is_file() else "missing"
+        got = digests.get(name, "missing")
         if got != digest:
             raise ArchiveError(f"{source}: {name} is not the distributed file (SHA-256 {got}, expected {digest})")
     return {"files": len(images), "known_files": len(known)}
 
 
-def _image_problem(path: Path, size: tuple[int, int]) -> str:
+def _inspect(path: Path, size: tuple[int, int], digest: bool) -> tuple[str, str]:
+    """``(problem, SHA-256)`` of one image, read once: the problem is "" when it decodes at ``size``;
+    the digest is "" unless asked for."""
     import cv2
+    import numpy as np
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    sha = hashlib.sha256(data).hexdigest() if digest else ""
     if img is None:
-        return "cannot be decoded as an image"
+        return "cannot be decoded as an image", sha
     if (img.shape[1], img.shape[0]) != tuple(size):
-        return f"is {img.shape[1]}×{img.shape[0]}, every image of this dataset is {size[0]}×{size[1]}"
-    return ""
+        return f"is {img.shape[1]}×{img.shape[0]}, every image of this dataset is {size[0]}×{size[1]}", sha
+    return "", sha
 
 
 def _write_source(root: Path, spec: DatasetArchive, url: str, digest: str, size: int, checked: dict[str, int]) -> None:
