@@ -14,7 +14,7 @@ memory stays flat while the scene grows 16×.
 
 ``--engines``: the same blended scene per engine and precision instead — torch fp32 (the baseline),
 torch bf16, ONNX Runtime fp32 — with each one's MPix/s, its ratio to torch fp32 in the same run, and
-the network alone per window in the same process (its GFLOP/s against the CPU's fp32 or bf16 peak,
+the network alone per window in a fresh process (its GFLOP/s against the CPU's fp32 or bf16 peak,
 reckoned by ``common.cpu_peak_gflops`` or given with ``--peak-gflops``; 12.1 GFLOP per 256² window of
 the paper's U-Net, counted by :func:`unet_gflop`), the seconds outside the network, and the ceiling
 the peak puts on a blended scene's MPix/s.
@@ -61,13 +61,6 @@ def unet_gflop(size: int = 256) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def windows(size: int, tile: int = 256, overlap: int = 64) -> int:
-    """Windows a blended scene of ``size``² takes (the scene mirrored by a quarter tile on each side)."""
-    padded, step = size + 2 * (tile // 4), tile - overlap
-    per_axis = -(-(padded - tile) // step) + 1
-    return per_axis * per_axis
-
-
 def network_ms(ckpt: Path, engine: str, amp: str, batch: int = 8, repeats: int = 5) -> float:
     """Milliseconds per 256² window of the network alone at the scenes' batch size, the engine as
     ``predict`` builds it (BatchNorm folded, channels-last for torch); the fastest of ``repeats``
@@ -89,7 +82,7 @@ def network_ms(ckpt: Path, engine: str, amp: str, batch: int = 8, repeats: int =
 
 def engines(args: argparse.Namespace, ckpt: Path) -> None:
     """The engine table: one blended scene per engine and precision (a fresh ``predict`` process each),
-    ratios to torch fp32 in the same run, the network alone in this process, and the time outside it."""
+    ratios to torch fp32 in the same run, the network alone in a fresh process, and the time outside it."""
     import re
 
     from common import cpu_peak_gflops
@@ -107,8 +100,10 @@ def engines(args: argparse.Namespace, ckpt: Path) -> None:
                    "--palette", "inria", "--amp", amp, "--engine", engine]
             measured = [run_measured(cmd) for _ in range(args.repeats)]
             wall, mem, said = min(measured)  # the fastest run: the others met the machine's other work
-            found = re.search(r"\((\d+) windows", said)
-            n = int(found.group(1)) if found else windows(size)
+            found = re.search(r"\((\d+) windows", said)  # predict's own count
+            if not found:
+                sys.exit(f"predict did not say how many windows it ran: {said[-500:]}")
+            n = int(found.group(1))
             peak = peak16 if amp == "bf16" else peak32
             net_gflops = gflop / (ms / 1000)
             rows.append(dict(scene=f"{size}²", engine=engine, precision="fp32" if amp == "none" else amp,
@@ -123,7 +118,7 @@ def engines(args: argparse.Namespace, ckpt: Path) -> None:
     table["vs_torch_fp32"] = [round(r.mpix_per_s / base[r.scene], 2) for r in table.itertuples()]
     table.to_csv(args.out / "predict_engines.csv", index=False)
     print(f"\nnetwork: {gflop:.1f} GFLOP per 256² window; peak: fp32 {peak32 or '?'} GFLOP/s, bf16 {peak16 or '?'} "
-          f"GFLOP/s ({how}); net_*: the network alone at batch 8 in this process; outside_network_s: the "
+          f"GFLOP/s ({how}); net_*: the network alone at batch 8 in a fresh process; outside_network_s: the "
           "scene's seconds minus windows × net_ms (start-up, reads, blending, writes)")
     if peak16 or peak32:
         best = max(peak16 or 0, peak32 or 0)

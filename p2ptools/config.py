@@ -379,6 +379,11 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     return value
 
 
+def option_names(mapping: dict[str, Any] | None) -> dict[str, Any]:
+    """``mapping`` with its keys spelt as the config fields are (``jpeg-quality`` → ``jpeg_quality``)."""
+    return {str(k).replace("-", "_"): v for k, v in (mapping or {}).items()}
+
+
 def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     """Build a config dataclass from a mapping (YAML, recipe, command line), rejecting unknown keys.
 
@@ -398,7 +403,7 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of options")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    data = option_names(data)
     for old, advice in RENAMED.items():
         if old in data and old not in fields:
             raise ConfigError(f"{source}: {old} was renamed: {advice}")

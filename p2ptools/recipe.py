@@ -41,6 +41,7 @@ from p2ptools.config import (
     format_change,
     from_mapping,
     load_preset,
+    option_names,
     plain,
     read_yaml_mapping,
 )
@@ -165,12 +166,9 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     preset = train.pop("model", "pix2pix")
     overrides = train.pop("set", {}) or {}
     model_map, train_map = load_preset(preset)
-    def snake(mapping: dict[str, Any]) -> dict[str, Any]:  # a recipe's option names, as the presets spell them
-        return {str(k).replace("-", "_"): v for k, v in (mapping or {}).items()}
-
-    model_map.update(snake(overrides.get("model", {})))
-    train_map.update(snake(overrides.get("train", {})))
-    train_map.update(snake(train))
+    model_map.update(option_names(overrides.get("model")))  # dashes or underscores, as the presets spell them
+    train_map.update(option_names(overrides.get("train")))
+    train_map.update(option_names(train))
     mcfg = from_mapping(ModelConfig, model_map, f"{src}: train (model {preset})")
     probe = from_mapping(TrainConfig, {**train_map, "dataset": ".", "out": "."}, f"{src}: train")
     try:

@@ -157,7 +157,7 @@ def download(spec: WeightsFile, progress: bool | None = None) -> Path:
         raise WeightsDownloadError(f"{spec.name}: cannot download from {url} ({exc}); {by_hand}") from exc
     finally:
         part.unlink(missing_ok=True)
-    return dest_dir / spec.name
+    return dest
 
 
 @dataclass
