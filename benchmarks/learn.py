@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig, load_preset  # noqa: E402
-from p2ptools.pix2pix.data import AlignedDataset, EpochSampler  # noqa: E402
-from p2ptools.pix2pix.train import build_models, save_samples, train_step, validate  # noqa: E402
+from p2ptools.training.data import AlignedDataset, EpochSampler  # noqa: E402
+from p2ptools.training.train import build_models, save_samples, train_step, validate  # noqa: E402
 
 
 def mean_image_l1(train: AlignedDataset, val: AlignedDataset) -> float:

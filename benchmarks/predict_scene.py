@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
-from p2ptools.pix2pix.checkpoints import RunState, save_checkpoint  # noqa: E402
-from p2ptools.pix2pix.train import build_models  # noqa: E402
+from p2ptools.model.checkpoints import RunState, save_checkpoint  # noqa: E402
+from p2ptools.training.train import build_models  # noqa: E402
 
 
 def make_checkpoint(out: Path) -> Path:
@@ -53,7 +53,7 @@ def unet_gflop(size: int = 256) -> float:
     """GFLOP (2 × multiply-adds) of one forward pass of the paper's U-Net on a ``size``² window."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from p2ptools.pix2pix.nets import UNetGenerator
+    from p2ptools.model.nets import UNetGenerator
 
     g = UNetGenerator().eval()
     with FlopCounterMode(display=False) as fc, torch.inference_mode():
@@ -67,7 +67,7 @@ def network_ms(ckpt: Path, engine: str, amp: str, batch: int = 8, repeats: int =
     batches, in a fresh process of its own (another runtime's threads in this one would compete)."""
     code = ("import sys, time, torch\n"
             "from pathlib import Path\n"
-            "from p2ptools.pix2pix.engine import make_engine, prepared_generator\n"
+            "from p2ptools.inference.engine import make_engine, prepared_generator\n"
             "G, mcfg, meta = prepared_generator(Path(sys.argv[1]), 'latest', torch.device('cpu'))\n"
             "run = make_engine(G, meta, 3, mcfg.image_size, torch.device('cpu'), sys.argv[2], sys.argv[3])\n"
             "x = torch.rand(int(sys.argv[4]), 3, 256, 256) * 2 - 1\n"

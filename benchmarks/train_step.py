@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
-from p2ptools.pix2pix.data import AlignedDataset  # noqa: E402
-from p2ptools.pix2pix.train import Models, build_models, train_step  # noqa: E402
+from p2ptools.training.data import AlignedDataset  # noqa: E402
+from p2ptools.training.train import Models, build_models, train_step  # noqa: E402
 
 
 def baseline_step(G, D, opt_G, opt_D, A, B, lam=100.0):

@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from p2ptools.errors import ConfigError
-from p2ptools.prep.tiling import EDGE_POLICIES
+from p2ptools.runtime.formats import IMAGE_FORMATS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[str, ...] = ("label2photo", "photo2label")
 LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
+#: what happens to the last row and column of tiles when the scene is not a whole number of tiles
+EDGE_POLICIES: tuple[str, ...] = ("drop", "pad", "shift")
+#: normalisation layers of the networks (each built by ``model.nets.blocks.norm_layer``)
+NORMS: tuple[str, ...] = ("batch", "instance", "none")
 SPLIT_BY: tuple[str, ...] = ("auto", "scene", "block")
 #: Image formats of written pairs → file extension.
-IMAGE_FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg"}
 #: tile also writes georeferenced GeoTIFF pairs (OUT/<split>/A/… and B/…)
 TILE_FORMATS: dict[str, str] = {**IMAGE_FORMATS, "tif": ".tif"}
 #: Tiles must be a multiple of this so every U-Net depth of at least 5 accepts them.
@@ -304,31 +307,6 @@ class InpaintConfig:
         }
 
 
-def plain(value: Any) -> Any:
-    """``value`` as JSON would store it (tuples → lists, paths → strings): settings compare alike
-    whether they come from a config, a checkpoint or a state file."""
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """The settings that differ between two (nested) mappings: ``[("train.epochs", 200, 300), …]``."""
-    out: list[tuple[str, Any, Any]] = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(changed_settings(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out.append((f"{prefix}{k}", a, b))
-    return out
-
-
-def format_change(key: str, old: Any, new: Any) -> str:
-    """``epochs: 200 → 300``."""
-    return f"{key}: {old!r} → {new!r}"
-
-
 #: Renamed options: old name → what to write instead (an error names it).
 RENAMED: dict[str, str] = {
     "epochs_decay": "epochs is now the total number of epochs; give decay_epochs (the last epochs that decay "
@@ -476,8 +454,6 @@ class ModelConfig:
         Raises:
             ConfigError: naming the first invalid field, with what to do.
         """
-        from p2ptools.pix2pix.nets.blocks import NORMS
-
         for name in ("g_norm", "d_norm"):
             if getattr(self, name) not in NORMS:
                 raise ConfigError(f"{name} must be one of {', '.join(NORMS)}, got {getattr(self, name)!r}")

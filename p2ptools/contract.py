@@ -16,7 +16,7 @@ input that does not fit it, naming both. It holds:
 * ``normalisation``: 8-bit RGB to the network's range, ``x / 127.5 − 1`` (inverted on output);
 * ``tif``: for GeoTIFF tiles (``tile --format tif``), per half (``A``, ``B``): a label's dtype, or
   a photo's dtype, bands, nodata and per-band ``low``/``high`` mapped to -1/1
-  (:mod:`p2ptools.pix2pix.bands`).
+  (:mod:`p2ptools.prep.bands`).
 
 Old checkpoints and datasets without a contract (facades, maps: folders of A|B images) get
 :func:`generic`, which enforces nothing beyond what the images show.

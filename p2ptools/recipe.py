@@ -36,18 +36,16 @@ from p2ptools.config import (
     TileConfig,
     TrainConfig,
     bundled_dir,
-    changed_settings,
     check_model_and_training,
-    format_change,
     from_mapping,
     load_preset,
     option_names,
-    plain,
     read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError, P2PError
 from p2ptools.runtime.output import STATE_DIR, atomic_write_text, remove_inside
 from p2ptools.runtime.progress import report
+from p2ptools.runtime.settings import changed_settings, format_change, plain
 
 log = logging.getLogger(__name__)
 
@@ -276,8 +274,8 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
         RecipeInterrupted: on Ctrl-C or SIGTERM, saying to rerun the recipe.
         P2PError: from any stage; finished stages stay finished for the next run.
     """
-    from p2ptools.pix2pix.train import TrainingInterrupted
     from p2ptools.runtime.lock import hold
+    from p2ptools.training.train import TrainingInterrupted
 
     hold(recipe.workdir)  # one recipe run per work folder
     result = RunResult(recipe)
@@ -352,8 +350,8 @@ def _can_fetch(recipe: Recipe, data_dir: Path) -> bool:
 
 
 def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
-    from p2ptools.pix2pix.checkpoints import clear_run, load_checkpoint
-    from p2ptools.pix2pix.train import FIXED_ON_RESUME, fit
+    from p2ptools.model.checkpoints import clear_run, load_checkpoint
+    from p2ptools.training.train import FIXED_ON_RESUME, fit
 
     run_dir = recipe.workdir / "run"
     tcfg = from_mapping(TrainConfig, {**recipe.train, "dataset": recipe.data_dir, "out": run_dir}, "train")
@@ -422,7 +420,7 @@ def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, pr
 
 
 def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
-    from p2ptools.pix2pix.predict import predict_folder
+    from p2ptools.inference.predict import predict_folder
 
     data_dir, run_dir = recipe.data_dir, recipe.workdir / "run"
     split = recipe.predict.get("split", "test")

@@ -63,7 +63,7 @@ def test_mixed_band_counts_accept_rgb_and_gray_scenes():
 def test_a_gray_photo_without_a_contract_is_told_input_kind_rgb():
     from p2ptools.contract import generic
     from p2ptools.errors import ConfigError
-    from p2ptools.pix2pix.mosaic import _palette
+    from p2ptools.inference.scene_plan import scene_palette
 
     with pytest.raises(ConfigError, match="grayscale photo, pass --input-kind rgb"):
-        _palette(generic(None), None)
+        scene_palette(generic(None), None)

@@ -27,7 +27,7 @@ def export(run: Path, out: Path, which: str, opset: int, check: bool) -> None:
       p2ptools export runs/facades facades.onnx
       p2ptools export checkpoints/map2sat/latest_net_G.pth map2sat.onnx
     """
-    from p2ptools.pix2pix.export import export_onnx
+    from p2ptools.model.export import export_onnx
 
     rep = export_onnx(run, out, which, opset, check)
     checked = (f"; ONNX Runtime vs torch on a {tuple(rep.check_shape)} input: max |difference| {rep.max_diff:.2g}"

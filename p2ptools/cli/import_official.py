@@ -30,7 +30,7 @@ def import_official(official: Path, run_dir: Path, direction: str | None, palett
       p2ptools import checkpoints/facades_label2photo/latest_net_G.pth runs/facades-official
       p2ptools import latest_net_G.pth runs/labels --palette inria --direction AtoB
     """
-    from p2ptools.pix2pix.official import import_official as run_import
+    from p2ptools.model.import_run import import_official as run_import
 
     target = run_import(official, run_dir, direction, palette, size)
     click.echo(f"imported {official} → {target}")

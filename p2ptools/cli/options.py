@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from p2ptools.config import IMAGE_FORMATS, from_mapping, read_yaml_mapping
+from p2ptools.config import from_mapping, read_yaml_mapping
+from p2ptools.runtime.formats import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -81,8 +82,8 @@ split_option = click.option(
     help="Fractions of items per split (default 0.8,0.1,0.1).",
 )
 format_option = click.option(
-    "--format", type=click.Choice(sorted(IMAGE_FORMATS)), default=None,
-    help="Image format of the pairs: png (lossless, default) or jpg.",
+    "--format", type=click.Choice(list(FORMATS)), default=None,
+    help="Image format of the pairs: " + "; ".join(f"{f.name} ({f.help})" for f in FORMATS.values()) + ".",
 )
 jpeg_quality_option = click.option(
     "--jpeg-quality", type=click.IntRange(1, 100), default=None, help="JPEG quality (default 95)."

@@ -73,7 +73,7 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     test-time behaviour.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.pix2pix.predict import predict_folder
+    from p2ptools.inference.predict import predict_folder
     from p2ptools.prep.sources import is_list_file
 
     whole = input_dir.is_file() or scenes
@@ -81,7 +81,7 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
         raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
     band_list = tuple(int(b) for b in bands.split(",")) if bands else None
     if scenes or is_list_file(input_dir):
-        from p2ptools.pix2pix.scenes import SceneOptions, predict_scenes
+        from p2ptools.inference.scenes import SceneOptions, predict_scenes
 
         options = SceneOptions(which, overlap, blend, batch_size, device, amp, input_kind, palette, band_list,
                                overviews, rgb, engine)
@@ -95,7 +95,7 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     if workers > 1 or dask:
         raise click.UsageError("--workers and --dask are for many scenes (a list file, or a folder with --scenes)")
     if input_dir.is_file():
-        from p2ptools.pix2pix.mosaic import predict_scene
+        from p2ptools.inference.mosaic import predict_scene
         from p2ptools.runtime.lock import file_lock
 
         with file_lock(out):

@@ -104,7 +104,7 @@ def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | No
       p2ptools train --resume runs/facades --epochs 300
     """
     from p2ptools.config import ModelConfig, TrainConfig, from_mapping, load_preset
-    from p2ptools.pix2pix.train import fit, resume_configs
+    from p2ptools.training.train import fit, resume_configs
 
     overrides = _parse_sets(sets)
     given = {k: v for k, v in options.items() if v is not None}

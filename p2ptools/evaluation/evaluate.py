@@ -39,7 +39,7 @@ from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.evaluation.metrics import pixel
 from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
 from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
-from p2ptools.pix2pix.predict import detect_input_kind, no_images_message
+from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder

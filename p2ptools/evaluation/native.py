@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from p2ptools.errors import InputError
-from p2ptools.pix2pix.bands import HalfSpec, half_specs, is_tif_split, read_tif
+from p2ptools.prep.bands import HalfSpec, half_specs, is_tif_split, read_tif
 from p2ptools.runtime.output import DATASET_FILE
 
 
@@ -33,7 +33,7 @@ class NativeSplit:
     Args:
         folder: the split (``A/``, ``B/``).
         target: the half holding the targets (``A`` or ``B``).
-        specs: the :class:`~p2ptools.pix2pix.bands.HalfSpec` of each half.
+        specs: the :class:`~p2ptools.prep.bands.HalfSpec` of each half.
     """
 
     folder: Path

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
-from p2ptools.pix2pix.data import has_images, list_split
+from p2ptools.prep.dataset import has_images, list_split
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import Palette, decolorize, load_palette, palette_from_dict
 from p2ptools.runtime.device import select_device

@@ -288,3 +288,16 @@ def decolorize(rgb: np.ndarray, palette: Palette, nearest: bool = False) -> np.n
             + "; use nearest=True for JPEG-compressed labels"
         )
     return values[order][pos].reshape(rgb.shape[:2])
+
+
+def nearest_class(rgb: np.ndarray, palette: Palette) -> np.ndarray:
+    """``(3, H, W)`` float colours → ``(H, W)`` class values: the palette colour nearest to each pixel."""
+    colors = np.array([c.color for c in palette.classes], np.float32)  # (K, 3)
+    values = np.array([c.value for c in palette.classes], np.uint16 if max(palette.values) > 255 else np.uint8)
+    best = np.zeros(rgb.shape[1:], np.int64)
+    best_d = np.full(rgb.shape[1:], np.inf, np.float32)
+    for k, c in enumerate(colors):
+        d = ((rgb - c[:, None, None]) ** 2).sum(axis=0)
+        closer = d < best_d
+        best[closer], best_d[closer] = k, d[closer]
+    return values[best]

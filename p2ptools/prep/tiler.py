@@ -231,7 +231,7 @@ def _tif_record(out: Path, rows: list[dict[str, str]], roles: tuple[str, str], i
                 before: dict[str, Any] | None) -> dict[str, Any] | None:
     """The GeoTIFF part of the contract, per half: a label's dtype, or a photo's dtype, bands, nodata
     and the per-band range that training maps to [-1, 1] (from up to 64 kept tiles, training first)."""
-    from p2ptools.pix2pix.bands import NORM_PERCENTILES, photo_statistics
+    from p2ptools.prep.bands import NORM_PERCENTILES, photo_statistics
 
     kept = [r for r in rows if r["kept"] == "True"]
     kept.sort(key=lambda r: r["split"] != "train")

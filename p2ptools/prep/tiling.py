@@ -20,8 +20,9 @@ from typing import Literal
 
 import numpy as np
 
+from p2ptools.config import EDGE_POLICIES
+
 EdgePolicy = Literal["drop", "pad", "shift"]
-EDGE_POLICIES: tuple[str, ...] = ("drop", "pad", "shift")
 
 
 def axis_offsets(extent: int, size: int, stride: int, edge: EdgePolicy) -> list[int]:

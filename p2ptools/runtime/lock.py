@@ -29,6 +29,10 @@ from pathlib import Path
 
 from p2ptools.errors import OutputError
 
+#: p2ptools' state folder inside an output folder, and the lock file in it
+STATE_DIR = ".p2ptools"
+LOCK_FILE = "lock"
+
 #: resolved lock path → (file descriptor, depth) of the locks this process holds
 _HELD: dict[str, tuple[int, int]] = {}
 
@@ -93,8 +97,6 @@ def folder_lock(folder: Path, lock_path: Path | None = None) -> Iterator[Path]:
     Raises:
         OutputError: when another command holds the folder, naming its pid and command line.
     """
-    from p2ptools.runtime.output import LOCK_FILE, STATE_DIR
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: exists and is not a folder")

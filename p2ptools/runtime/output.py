@@ -23,21 +23,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from p2ptools import __version__
-from p2ptools.config import IMAGE_FORMATS, changed_settings, format_change
 from p2ptools.errors import OutputError
-from p2ptools.runtime.lock import hold
-from p2ptools.runtime.png import encode_png
+from p2ptools.runtime.formats import encode
+from p2ptools.runtime.lock import LOCK_FILE, STATE_DIR, hold
+from p2ptools.runtime.settings import changed_settings, format_change
 from p2ptools.runtime.space import disk_full, is_disk_full
 
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
-STATE_DIR = ".p2ptools"
-#: the lock file of a running command (``OUT/.p2ptools/lock``, see :mod:`p2ptools.runtime.lock`)
-LOCK_FILE = "lock"
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +121,9 @@ def inputs_digest(names: list[str]) -> str:
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95, bgr: bool = False) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) image as PNG or JPEG bytes
-    (``bgr=True``: the channels are already in OpenCV's BGR order)."""
-    if fmt == "png":  # numpy's "up" filter + ISA-L deflate: ~2.6× OpenCV's fastest PNG setting (runtime.png)
-        return encode_png(rgb, bgr=bgr)
-    bgr_img = rgb if bgr or rgb.ndim != 3 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(IMAGE_FORMATS[fmt], bgr_img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays
-        raise OutputError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
-    return buf.tobytes()
+    """Encode an ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) image in a registered format
+    (:mod:`p2ptools.runtime.formats`; ``bgr=True``: the channels are already in OpenCV's BGR order)."""
+    return encode(rgb, fmt, jpeg_quality, bgr)
 
 
 def write_image(path: Path, rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95, bgr: bool = False) -> None:

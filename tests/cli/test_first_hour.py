@@ -115,8 +115,8 @@ def test_baseline_is_the_mean_colour_scored_on_the_same_images(tmp_path):
 
 
 def test_eta_ignores_a_stall_and_ticks_are_round():
-    from p2ptools.pix2pix.train import epoch_seconds
     from p2ptools.runtime.html import _ticks
+    from p2ptools.training.train import epoch_seconds
 
     times = [9.0] + [1.0] * 20 + [20.0] + [1.0] * 3  # start-up, then one stall of another program
     assert epoch_seconds(times, 200) == pytest.approx(1.0)

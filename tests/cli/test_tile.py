@@ -493,7 +493,7 @@ def test_dataset_stretch_is_one_for_all_scenes_and_kept_on_resume(tmp_path):
     """--stretch-scope dataset: one stretch from all scenes pooled (a dark scene stays darker than a
     bright one), stored in the contract, identical when recomputed on resume, and used by predict."""
     from p2ptools.contract import DataContract
-    from p2ptools.pix2pix.mosaic import scene_stretch
+    from p2ptools.inference.scene_plan import scene_stretch
 
     rng = np.random.default_rng(0)
     values = {"dark": rng.integers(1000, 2001, (1, 64, 64)), "bright": rng.integers(3000, 4001, (1, 64, 64))}

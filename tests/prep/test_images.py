@@ -151,7 +151,7 @@ def test_training_reads_pairs_like_every_other_command(tmp_path):
     """read_ab (training, prediction) = load_rgb8 halves: alpha on white, 16-bit by v / 257."""
     import cv2
 
-    from p2ptools.pix2pix.data import read_ab
+    from p2ptools.prep.dataset import read_ab
 
     ab16 = np.full((8, 16, 3), 65535, np.uint16)
     ab16[:, :8] = 1000  # 1000 / 257 = 3.89 → 4 (÷256 would give 3)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.errors import InputError
-from p2ptools.pix2pix.checkpoints import load_checkpoint, set_rng_states
+from p2ptools.model.checkpoints import load_checkpoint, set_rng_states
 from p2ptools.runtime.safeload import UnsafeFileError, load_torch_file
 from tests.conftest import small_pairs
 
@@ -93,7 +93,7 @@ def test_prediction_maps_checkpoints_and_reads_the_legacy_format_whole(tiny_run,
     """load_generator maps the file (only the generator's bytes are read); a checkpoint in torch's
     pre-1.6 format cannot be mapped and is read whole; both give the same generator, and a crafted
     legacy file is refused like any other."""
-    from p2ptools.pix2pix.checkpoints import load_generator
+    from p2ptools.model.checkpoints import load_generator
 
     legacy = tmp_path / "legacy.pt"
     torch.save(torch.load(tiny_run / "latest.pt", weights_only=True), legacy, _use_new_zipfile_serialization=False)

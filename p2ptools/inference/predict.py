@@ -1,0 +1,293 @@
+"""``p2ptools predict``: run a trained generator over a folder of images.
+
+Inference mode. The paper keeps dropout and BatchNorm batch statistics at test time. p2ptools
+defaults to eval mode instead — no dropout, BatchNorm running statistics — because (1) the output
+is then a deterministic function of the input, so evaluation numbers are reproducible, and (2) with
+batch statistics every image (or tile of a large scene) is normalised by its own statistics, which
+shifts colours between neighbouring tiles and shows as seams in mosaics. ``dropout=True`` and
+``batch_stats=True`` reproduce the paper's test-time behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from p2ptools.contract import check_label_image, from_checkpoint
+from p2ptools.errors import ConfigError, InputError, P2PError
+from p2ptools.inference.engine import make_engine
+from p2ptools.model.checkpoints import load_generator
+from p2ptools.model.tensors import resize_square, set_inference_mode, to_image, to_tensor
+from p2ptools.prep.dataset import read_ab
+from p2ptools.prep.images import image_size, list_images, load_rgb8
+from p2ptools.runtime.device import select_device
+from p2ptools.runtime.output import (
+    DATASET_FILE,
+    atomic_write_text,
+    check_distinct_outputs,
+    check_not_inside,
+    claim_folder,
+    write_geotiff,
+    write_image,
+)
+from p2ptools.runtime.progress import bar as progress_bar
+from p2ptools.runtime.progress import report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictReport:
+    """What a prediction run did.
+
+    Args:
+        out: output folder.
+        checkpoint: the checkpoint used.
+        input_kind: ``ab`` or ``a``.
+        written: images written.
+        skipped: (file, reason) of inputs that could not be used.
+    """
+
+    out: Path
+    checkpoint: str
+    input_kind: str
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def detect_input_kind(folder: Path, files: list[Path]) -> str:
+    """``ab`` for an aligned dataset split (a dataset.json beside or above it, or the first 50 images
+    all 2:1, read from their headers), else ``a``."""
+    if (folder / DATASET_FILE).is_file() or (folder.parent / DATASET_FILE).is_file():
+        return "ab"
+    sizes = []
+    for p in files[:50]:
+        try:
+            sizes.append(image_size(p))
+        except P2PError:
+            continue
+    return "ab" if sizes and all(w == 2 * h for w, h in sizes) else "a"
+
+
+def predict_folder(
+    run_or_ckpt: Path,
+    input_dir: Path,
+    out_dir: Path,
+    which: str = "latest",
+    input_kind: str = "auto",
+    dropout: bool = False,
+    batch_stats: bool = False,
+    side_by_side: bool = False,
+    batch_size: int = 8,
+    device: str = "auto",
+    amp: str = "auto",
+    progress: bool = True,
+    engine: str = "auto",
+) -> PredictReport:
+    """Translate every image of ``input_dir`` and write ``out_dir/<stem>.png``.
+
+    Args:
+        run_or_ckpt: a run folder or a checkpoint file.
+        input_dir: a folder of A images, or an aligned A|B split (``train/``, ``val/``, ``test/``).
+        out_dir: output folder.
+        which: checkpoint of a run folder: ``latest``, ``best`` or ``epoch_K``.
+        input_kind: ``auto``, ``a`` or ``ab``.
+        dropout: keep dropout on (the paper's test-time noise).
+        batch_stats: normalise with batch statistics (the paper's test mode).
+        side_by_side: also write ``out_dir/side_by_side/<stem>.png`` = input | output [| target].
+        batch_size: images per forward pass.
+        device: ``auto`` or a torch device string.
+        amp: ``none``, ``bf16`` or ``fp16`` autocast.
+        engine: ``auto``, ``torch`` or ``onnxruntime`` (:mod:`p2ptools.inference.engine`).
+        progress: show a progress bar.
+
+    Raises:
+        InputError: if the folder has no images or the checkpoint cannot be read.
+    """
+    dev = select_device(device)
+    G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
+    set_inference_mode(G, dropout, batch_stats)
+    if batch_stats and batch_size != 1:  # the paper's test mode normalises each image by itself
+        log.info("--batch-stats on: one image per forward pass, so no output depends on its batch-mates")
+        batch_size = 1
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    check_not_inside(out_dir, [input_dir])
+    from p2ptools.prep.bands import is_tif_split
+
+    if is_tif_split(input_dir):
+        return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress,
+                                 run_or_ckpt=run_or_ckpt, engine=engine)
+    files = input_images(input_dir, out_dir)
+    kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
+    check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
+    claim_folder(out_dir, {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"},
+                 inputs=[input_dir])
+    if dropout or batch_stats:  # training-mode layers: only torch runs them
+        if engine == "onnxruntime":
+            raise ConfigError("--dropout on and --batch-stats on run the network in training mode: use --engine torch")
+        engine = "torch"
+    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
+    job = _FolderJob(mcfg, meta, kind, run, side_by_side, out_dir)
+    report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
+           job.direction, mcfg.image_size, out_dir)
+    rep = PredictReport(out_dir, meta["path"], kind)
+    with progress_bar(len(files), "predict", "img", progress) as bar:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            job.run_batch(chunk, rep)
+            bar.update(len(chunk))
+    if job.resized:
+        report("predict: %d image(s) were not %d px (the model's size): translated at %d px and resized back to "
+               "their own size", job.resized, mcfg.image_size, mcfg.image_size)
+    write_prediction_record(out_dir, run_or_ckpt, meta, input=str(input_dir), input_kind=kind, dropout=dropout,
+                            batch_stats=batch_stats, image_size=mcfg.image_size, written=rep.written,
+                            resized_back=job.resized)
+    return rep
+
+
+def input_images(folder: Path, out_dir: Path | None = None) -> list[Path]:
+    """The images directly in ``folder`` (what predict translates).
+
+    Raises:
+        InputError: no images; for a dataset root, naming its split folders and the command to use.
+    """
+    files = [p for p in list_images(folder, exclude=out_dir) if p.parent == folder]
+    if not files:
+        raise InputError(no_images_message(folder))
+    return files
+
+
+def no_images_message(folder: Path) -> str:
+    """``folder: no images`` — and, for a dataset root, which split folders it has."""
+    from p2ptools.prep.images import IMAGE_EXTENSIONS
+
+    root = Path(folder)
+    splits = [s for s in ("train", "val", "test") if (root / s).is_dir()
+              and any(p.suffix.lower() in IMAGE_EXTENSIONS or p.name in ("A", "B") for p in (root / s).iterdir())]
+    if splits:
+        pick = "test" if "test" in splits else splits[-1]
+        return (f"{folder}: no images here, but it is a dataset with split folders {', '.join(s + '/' for s in splits)}"
+                f"; give one of them, e.g. {Path(folder) / pick}")
+    return f"{folder}: no images"
+
+
+@dataclass
+class _FolderJob:
+    """Translating batches of one folder: read (checked against the data contract) → run → write."""
+
+    mcfg: Any
+    meta: dict[str, Any]
+    kind: str
+    engine: Any
+    side_by_side: bool
+    out_dir: Path
+    resized: int = 0
+
+    def __post_init__(self) -> None:
+        self.direction = self.meta["train_config"].get("direction", "AtoB")
+        self.contract = from_checkpoint(self.meta.get("dataset"))
+        self.reads_labels = self.contract.roles(self.direction)[0] == "label" and self.contract.palette is not None
+        self.official = bool(self.meta.get("official"))
+
+    def load(self, p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        """The input (and target) image of ``p`` at its own size (label maps checked against the palette)."""
+        a, b = read_ab(p, self.direction) if self.kind == "ab" else (load_rgb8(p), None)
+        if self.reads_labels:  # the data contract: a label → photo model reads label maps
+            check_label_image(a, self.contract.palette, str(p), self.meta["path"])  # type: ignore[arg-type]
+        return a, b
+
+    def run_batch(self, chunk: list[Path], rep: PredictReport) -> None:
+        """Translate ``chunk``; unreadable inputs go to ``rep.skipped``, outputs keep each input's size."""
+        size = self.mcfg.image_size
+        loaded = []
+        for p in chunk:
+            try:
+                loaded.append((p, *self.load(p)))
+            except P2PError as exc:
+                rep.skipped.append((str(p), str(exc)))
+        if not loaded:
+            return
+        x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded])  # (N, C, size, size)
+        y = self.engine(x)  # (N, C, size, size) in [-1, 1]
+        for (p, a, b), out in zip(loaded, y, strict=True):
+            img = to_image(out, truncate=self.official)  # official generators: as their test.py writes
+            if img.shape[:2] != a.shape[:2]:  # back to the input's own size (bicubic, as it was read)
+                img = cv2.resize(img, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_CUBIC)
+                self.resized += 1
+            write_image(self.out_dir / f"{p.stem}.png", img)
+            if self.side_by_side:
+                panels = [a, img] + ([b] if b is not None else [])
+                write_image(self.out_dir / "side_by_side" / f"{p.stem}.png", np.concatenate(panels, axis=1))
+            rep.written += 1
+
+
+def write_prediction_record(out_dir: Path, run_or_ckpt: Path, meta: dict[str, Any], **fields: Any) -> None:
+    """``OUT/predict.json``: the run, checkpoint, direction, training dataset and data contract of the
+    predictions, so ``evaluate`` knows the target half and the baseline (and names the run)."""
+    p = Path(run_or_ckpt)
+    run = p if p.is_dir() else (p.parent if (p.parent / "latest.pt").exists() or p.name.endswith(".pt") else None)
+    dataset = meta.get("dataset") or {}
+    atomic_write_text(out_dir / "predict.json", json.dumps({
+        "run": str(run) if run is not None else None, "checkpoint": meta["path"],
+        "direction": meta["train_config"].get("direction", "AtoB"), "dataset": meta["train_config"].get("dataset"),
+        "contract": dataset.get("contract"), **fields,
+    }, indent=2, default=str) + "\n")
+
+
+def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
+                      dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None,
+                      engine: str = "auto") -> PredictReport:
+    """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
+    pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
+    (labels as class values with the palette as colour table).
+
+    Raises:
+        InputError: if the run was not trained on GeoTIFF tiles, or their bands differ.
+    """
+    from p2ptools.prep.bands import half_specs, read_tif, tif_pairs
+
+    dataset = meta.get("dataset") or {}
+    if not (dataset.get("contract") or {}).get("tif"):
+        raise InputError(f"{input_dir}: holds GeoTIFF tile pairs, but the model {meta['path']} was trained on image "
+                         "pairs; train on the GeoTIFF tiles (tile --format tif) to translate them")
+    specs = half_specs(dataset["contract"])
+    direction = meta["train_config"].get("direction", "AtoB")
+    src, dst = ("A", "B") if direction == "AtoB" else ("B", "A")
+    pairs = tif_pairs(input_dir)
+    planned = {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}
+    claim_folder(out_dir, planned, inputs=[input_dir])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = PredictReport(out_dir, meta["path"], "tif")
+    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
+    with progress_bar(len(pairs), "predict", "tile", progress) as bar:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            inputs, geos = [], []
+            for a, b in chunk:
+                data, geo = read_tif(a if src == "A" else b)
+                if data.shape[0] != (1 if specs[src].role == "label" else specs[src].channels):
+                    raise InputError(f"{a if src == 'A' else b}: {data.shape[0]} band(s); the model {meta['path']} "
+                                     f"reads {specs[src].channels}")
+                inputs.append(resize_square(specs[src].encode(data, str(a if src == "A" else b)), mcfg.image_size))
+                geos.append(geo)
+            x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
+                             for i in inputs]).to(dev)
+            y = run(x).float().cpu().numpy()  # (N, C, size, size) in [-1, 1]
+            for (a, _), out, geo in zip(chunk, y, geos, strict=True):
+                label = specs[dst].role == "label"
+                colormap = {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]} if label else None
+                values = specs[dst].decode(out)
+                write_geotiff(out_dir / f"{a.stem}.tif", values, {"compress": "deflate", **geo}, colormap)
+                report.written += 1
+            bar.update(len(chunk))
+    write_prediction_record(out_dir, run_or_ckpt or Path(meta["path"]), meta, input=str(input_dir), input_kind="tif",
+                            image_size=mcfg.image_size, written=report.written)
+    return report

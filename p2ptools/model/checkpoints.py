@@ -1,0 +1,267 @@
+"""Checkpoints of a training run: what each file holds, and how many stay on disk.
+
+A run folder holds:
+
+- ``latest.pt`` — the full state (both networks, both optimizers and schedulers, AMP scalers, the
+  epoch and the step within it, all random-number-generator states, the early-stopping state, the
+  model and training configuration): what ``--resume`` continues from. Written every
+  ``save_every`` steps, at the end of the run, on Ctrl-C and on SIGTERM.
+- ``best.pt`` — the full state at the best validation L1.
+- ``epoch_K.pt`` — after epoch K (1-based) every ``save_epoch_freq`` epochs: what ``predict``
+  needs (generator weights, configurations, the dataset's palette and data contract), a third of a
+  full checkpoint for the paper's networks; only the newest ``keep_last`` are kept.
+
+Every file is written atomically (a temporary file and a rename) and rebuilds its generator alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2ptools.config import ModelConfig, TrainConfig
+from p2ptools.errors import InputError
+from p2ptools.model.nets import build_generator
+from p2ptools.runtime.output import atomic_write_bytes, contained, foreign_files, read_dataset_json, remove_inside
+from p2ptools.runtime.safeload import load_torch_file
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "p2ptools-checkpoint"
+CHECKPOINT_VERSION = 2
+SNAPSHOT_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
+#: The paths (relative to the run folder) a training run writes; cleanups remove only these.
+RUN_FILE_PATTERN = re.compile(
+    r"^(?:(?:latest|best|epoch_\d+)\.pt|(?:losses|val)\.csv|loss_curves\.png|index\.html"
+    r"|samples/epoch_\d+\.jpg|tensorboard/events\.out\.tfevents\.[^/]+)$")
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return net.module if hasattr(net, "module") else net
+
+
+def rng_states() -> dict[str, Any]:
+    """All random-number-generator states that training draws from."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # numpy's state as plain numbers, so that checkpoints load with torch.load(weights_only=True)
+    states: dict[str, Any] = {"torch": torch.get_rng_state(),
+                              "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+                              "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore the states saved by :func:`rng_states`."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]  # a list (now) or numpy's tuple (older checkpoints)
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@dataclass
+class RunState:
+    """Where a run is: epochs finished, batches done in the current one, steps in all, early stopping.
+
+    ``best_epoch`` is 1-based (the epoch after which ``best.pt`` was written), -1 before any.
+    """
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val_l1: float = math.inf
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    early_stopped: bool = False
+    finished: bool = False
+
+
+def dataset_meta(root: Path) -> dict[str, Any] | None:
+    """What the dataset's ``dataset.json`` says of its images (palette, which half is what, the data
+    contract: see :mod:`p2ptools.contract`), if any."""
+    data = read_dataset_json(Path(root))
+    return None if data is None else {k: data[k] for k in ("kind", "A", "B", "palette", "contract") if k in data}
+
+
+def checkpoint_payload(models: Any, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig, full: bool,
+                       dataset: dict[str, Any] | None) -> dict[str, Any]:
+    """The dictionary saved to a checkpoint file; ``full=False`` keeps only what prediction needs."""
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "full": full,
+        "dataset": dataset,
+        "model_config": dataclasses.asdict(mcfg),
+        "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(tcfg).items()},
+        "state": dataclasses.asdict(state),
+        "G": unwrap(models.G).state_dict(),
+    }
+    if full:
+        payload.update({
+            "D": unwrap(models.D).state_dict(),
+            **{name: getattr(models, name).state_dict()
+               for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D")},
+            "rng": rng_states(),
+        })
+    return payload
+
+
+def save_checkpoint(path: Path, models: Any, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig,
+                    full: bool = True, dataset: dict[str, Any] | None = None) -> int:
+    """Atomically write a checkpoint; returns its size in bytes.
+
+    Args:
+        path: the file.
+        models: the run's :class:`~p2ptools.training.train.Models`.
+        full: the whole training state (``latest.pt``, ``best.pt``) or the generator only (snapshots).
+        dataset: the dataset description to carry (read from ``tcfg.dataset`` when None).
+    """
+    payload = checkpoint_payload(models, state, mcfg, tcfg, full,
+                                 dataset if dataset is not None else dataset_meta(tcfg.dataset))
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def upgrade_train_config(tc: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 checkpoint's training configuration in today's fields.
+
+    Version 1 counted ``epochs`` at the constant rate plus ``epochs_decay``; now ``epochs`` is the
+    total and ``decay_epochs`` the decaying tail.
+    """
+    tc = dict(tc)
+    if "num_workers" in tc:
+        tc["workers"] = tc.pop("num_workers")
+    if "epochs_decay" in tc:
+        decay = int(tc.pop("epochs_decay"))
+        tc["epochs"] = int(tc["epochs"]) + decay
+        tc["decay_epochs"] = decay
+    return tc
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    ``mmap``: map the file, so that only the tensors used are read (prediction needs the generator
+    alone, a third of a full checkpoint).
+
+    The file is read as data only (tensors and plain values; :mod:`p2ptools.runtime.safeload`):
+    a checkpoint whose pickle names any other Python object is refused and nothing in it runs.
+
+    Raises:
+        InputError: if the file is missing, unreadable, unsafe or not a p2ptools checkpoint.
+    """
+    path = Path(path)
+    ckpt = load_torch_file(path, map_location, what="checkpoint", mmap=mmap)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a p2ptools checkpoint")
+    ckpt["train_config"] = upgrade_train_config(ckpt["train_config"])
+    ckpt.setdefault("full", "opt_G" in ckpt)
+    return ckpt
+
+
+def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run's ``epoch_K.pt`` files as ``(K, path)``, oldest first."""
+    found = []
+    for p in Path(run_dir).glob("epoch_*.pt"):
+        m = SNAPSHOT_PATTERN.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prune_snapshots(run_dir: Path, keep_last: int) -> list[Path]:
+    """Remove all but the newest ``keep_last`` ``epoch_K.pt`` files (0 keeps all); returns the removed."""
+    if keep_last <= 0:
+        return []
+    removed = [p for _, p in snapshots(run_dir)[:-keep_last]]
+    return [p for p in removed if remove_inside(Path(run_dir), p.name, "run folder")]
+
+
+def resolve_checkpoint(run_or_file: Path, which: str = "latest") -> Path:
+    """The checkpoint file of a run folder (``latest``, ``best`` or ``epoch_K``), or a file as given.
+
+    Raises:
+        InputError: if it does not exist, listing the checkpoints the run has.
+    """
+    p = Path(run_or_file)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise InputError(f"{p}: no such run folder or checkpoint file")
+    target = p / f"{which}.pt"
+    official = p / f"{which}_net_G.pth"  # a checkpoints/NAME folder of the official code
+    if not target.is_file() and official.is_file():
+        return official
+    if not target.is_file():
+        have = ", ".join(sorted(c.stem for c in p.glob("*.pt"))) or "none"
+        raise InputError(f"{p}: has no {which}.pt (checkpoints there: {have})")
+    return target
+
+
+def load_generator(run_or_file: Path, which: str = "latest", device: torch.device | str = "cpu"
+                   ) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
+    """Rebuild a trained generator from a checkpoint alone (full or snapshot).
+
+    Returns:
+        The generator (on ``device``, in eval mode), its model config and the checkpoint's
+        ``path``, ``train_config``, ``state`` and ``dataset`` (palette and halves, or None).
+    """
+    path = resolve_checkpoint(run_or_file, which)
+    from p2ptools.model.official import is_official_checkpoint, load_official_generator
+
+    if is_official_checkpoint(path):  # a generator of the official pix2pix/CycleGAN code
+        return load_official_generator(path, device)
+    ckpt = load_checkpoint(path, mmap=True)  # the discriminator and optimiser states stay on disk
+    mcfg = ModelConfig(**ckpt["model_config"])
+    G = build_generator(mcfg.generator, mcfg.generator_kwargs())
+    G.load_state_dict(ckpt["G"])
+    G.to(device).eval()
+    meta = {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
+            "dataset": ckpt.get("dataset")}
+    if ckpt.get("official"):  # imported from the official code: its uint8 conversion, for equal outputs
+        meta["official"] = ckpt["official"]
+    return G, mcfg, meta
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files of ``run_dir`` that a training run writes (:data:`RUN_FILE_PATTERN`), and nothing else."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return [p for p in sorted(run_dir.rglob("*"))
+            if (p.is_file() or p.is_symlink()) and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())
+            and contained(run_dir, p.relative_to(run_dir)) is not None]
+
+
+def foreign_run_files(run_dir: Path) -> list[str]:
+    """Files in ``run_dir`` that a training run does not write (relative paths, sorted)."""
+    return foreign_files(Path(run_dir), {p.relative_to(run_dir).as_posix() for p in run_files(run_dir)})
+
+
+def clear_run(run_dir: Path) -> list[Path]:
+    """Remove what a training run wrote in ``run_dir`` (checkpoints, logs, samples) and the folders this
+    empties; nothing else."""
+    removed = [p for p in run_files(run_dir) if remove_inside(Path(run_dir), p.relative_to(run_dir), "run folder")]
+    for folder in ("samples", "tensorboard"):
+        with contextlib.suppress(OSError):
+            (Path(run_dir) / folder).rmdir()  # only when empty
+    return removed

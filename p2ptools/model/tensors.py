@@ -1,0 +1,39 @@
+"""Images to network tensors and back, and the generator's inference mode: what training, prediction
+and export agree on (``[-1, 1]`` floats, bicubic resizing as pix2pix does)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_image(t: torch.Tensor, truncate: bool = False) -> np.ndarray:
+    """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped; ``truncate``: rounded
+    down, as the official pix2pix code's ``tensor2im`` does). Other channel counts are shown as their
+    first three channels (RGB of RGBN), or one channel as gray."""
+    t = t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
+    arr = (t.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5
+    return (arr if truncate else arr.round()).byte().permute(1, 2, 0).numpy()
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size × size`` with bicubic interpolation (as pix2pix does); no-op when already so."""
+    return img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def set_inference_mode(G: nn.Module, dropout: bool = False, batch_stats: bool = False) -> None:
+    """Eval mode, then optionally dropout and/or BatchNorm batch statistics back on (the paper's test mode)."""
+    G.eval()
+    for mod in G.modules():
+        if dropout and isinstance(mod, nn.Dropout):
+            mod.train()
+        if batch_stats and isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.train()
+            mod.momentum = 0.0  # use batch statistics without changing the stored running ones
