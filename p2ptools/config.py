@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from p2ptools.errors import ConfigError
 from p2ptools.runtime.formats import IMAGE_FORMATS
+from p2ptools.runtime.precisions import AMPS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -26,6 +27,24 @@ LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
 EDGE_POLICIES: tuple[str, ...] = ("drop", "pad", "shift")
 #: normalisation layers of the networks (each built by ``model.nets.blocks.norm_layer``)
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
+#: which half of an A|B image a model reads (pix2pix's ``--direction``)
+AB_DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
+#: the two halves of an A|B image
+HALVES: tuple[str, ...] = ("A", "B")
+#: what ``evaluate --real`` holds: auto-detected, target images, or A|B pairs
+REAL_KINDS: tuple[str, ...] = ("auto", "image", "ab")
+#: ``evaluate --resize``: which side is resized to the other when sizes differ
+RESIZE_SIDES: tuple[str, ...] = ("none", "real", "fake")
+#: ``predict --input-kind``: what a folder's images are
+INPUT_KINDS: tuple[str, ...] = ("auto", "a", "ab", "labels", "rgb")
+#: how overlapping windows of a whole scene are merged
+BLENDS: tuple[str, ...] = ("hann", "none")
+#: a test-time layer kept in training mode or not (``--dropout``, ``--batch-stats``)
+SWITCHES: tuple[str, ...] = ("off", "on")
+#: segmenters ``train-fcn`` trains for the FCN-score
+SEGMENTER_ARCHS: tuple[str, ...] = ("unet", "fcn_resnet50")
+#: optimizers of the training loop
+OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
 SPLIT_BY: tuple[str, ...] = ("auto", "scene", "block")
 #: Image formats of written pairs → file extension.
 #: tile also writes georeferenced GeoTIFF pairs (OUT/<split>/A/… and B/…)
@@ -399,7 +418,6 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
 
 GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
 AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
-AMPS: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
 
 
 @dataclass
@@ -578,8 +596,8 @@ class TrainConfig:
         Raises:
             ConfigError: naming the first invalid field.
         """
-        choices = {"optimizer": ("adam", "rmsprop"), "gan_loss": GAN_LOSSES, "augment": AUGMENTS,
-                   "direction": ("AtoB", "BtoA"), "amp": AMPS}
+        choices = {"optimizer": OPTIMIZERS, "gan_loss": GAN_LOSSES, "augment": AUGMENTS,
+                   "direction": AB_DIRECTIONS, "amp": AMPS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")

@@ -49,7 +49,6 @@ from p2ptools.runtime.settings import changed_settings, format_change, plain
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("name", "description", "workdir", "data", "train", "fcn", "predict", "evaluate")
 PREDICT_KEYS = {"split", "which", "batch_size", "device", "amp"}
 FCN_KEYS = {"palette", "label_side", "arch", "size", "epochs", "batch_size", "lr", "workers", "device", "seed"}
 
@@ -279,7 +278,7 @@ def run_recipe(recipe: Recipe, progress: bool = True, until: str | None = None, 
 
     hold(recipe.workdir)  # one recipe run per work folder
     result = RunResult(recipe)
-    order = ["data", "train", "fcn", "predict", "evaluate"]
+    order = list(STAGES)
     last = order.index(until) if until else len(order) - 1
     stages = [s for s in order[: last + 1] if s != "fcn" or recipe.fcn is not None]
     report("recipe %s: stages %s, working in %s (rerun the same command to continue)", recipe.name,
@@ -474,5 +473,10 @@ def _evaluate_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: st
     return book.done("evaluate", settings)
 
 
+#: the stages of a recipe, in the order they run: the one list ``run --until``, the recipe sections and
+#: the stage records read
 _STAGES = {"data": _data_stage, "train": _train_stage, "fcn": _fcn_stage, "predict": _predict_stage,
            "evaluate": _evaluate_stage}
+STAGES: tuple[str, ...] = tuple(_STAGES)
+#: the top-level keys a recipe file may have
+SECTIONS: tuple[str, ...] = ("name", "description", "workdir", *STAGES)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import weights_options
+from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
 
 
 @click.command(short_help="Score generated images against real ones: per-image and summary CSV.")
@@ -18,13 +19,13 @@ from p2ptools.cli.options import weights_options
               help="Comma-separated: l1, l2, psnr, ssim, vgg, lpips, fid, kid, fcn.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--label", default="", help="Name of this run in the reports (default: the fake folder's name).")
-@click.option("--real-side", type=click.Choice(["A", "B"]), default=None,
+@click.option("--real-side", type=click.Choice(HALVES), default=None,
               show_default="from FAKE/predict.json (A for a model trained BtoA), else B",
               help="For an A|B --real: the half holding the target.")
-@click.option("--real-kind", type=click.Choice(["auto", "image", "ab"]), default="auto", show_default=True)
+@click.option("--real-kind", type=click.Choice(REAL_KINDS), default="auto", show_default=True)
 @click.option("--mask-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Binary masks by name: pixel metrics inside the masks only (e.g. make-inpaint --save-masks).")
-@click.option("--resize", type=click.Choice(["none", "real", "fake"]), default="none", show_default=True,
+@click.option("--resize", type=click.Choice(RESIZE_SIDES), default="none", show_default=True,
               help="Resize one side to the other when sizes differ.")
 @weights_options
 @click.option("--segmenter", type=click.Path(exists=True, path_type=Path), help="SEG_DIR of p2ptools train-fcn.")

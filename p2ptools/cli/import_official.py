@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
+from p2ptools.config import AB_DIRECTIONS
+
 
 @click.command(short_help="Make a p2ptools run of a generator trained by the official pix2pix code.")
 @click.argument("official", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default=None,
+@click.option("--direction", type=click.Choice(AB_DIRECTIONS), default=None,
               show_default="train_opt.txt's, else AtoB", help="Which half of an A|B image the model reads.")
 @click.option("--palette", default=None,
               help="The label palette (name or YAML/JSON file) when the model reads label maps (label → photo).")

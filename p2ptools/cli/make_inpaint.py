@@ -17,19 +17,20 @@ from p2ptools.cli.options import (
     split_option,
     workers_option,
 )
+from p2ptools.config import FILLS, FITS, HOLES
 
 
 @click.command("make-inpaint", short_help="Build inpainting AB pairs (photo with a hole | photo).")
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--size", type=click.IntRange(min=8), default=None, help="Side of A and B in pixels (default 256).")
-@click.option("--fit", type=click.Choice(["crop", "pad", "stretch"]), default=None,
+@click.option("--fit", type=click.Choice(FITS), default=None,
               help="Make photos square by centre-cropping (default), padding, or stretching.")
-@click.option("--hole", type=click.Choice(["center", "random", "random-multi"]), default=None,
+@click.option("--hole", type=click.Choice(HOLES), default=None,
               help="center: one centred rectangle (default); random: one anywhere; random-multi: 2–5 of them.")
 @click.option("--hole-area", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Fraction of the image the hole covers (default 1/9: a third of each side).")
-@click.option("--fill", type=click.Choice(["white", "black", "noise", "mean"]), default=None,
+@click.option("--fill", type=click.Choice(FILLS), default=None,
               help="What fills the hole (default white, the pix2pix protocol).")
 @click.option("--save-masks", is_flag=True, default=None, help="Also write each hole mask to OUT/masks/<split>/.")
 @split_option

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import dask_option
+from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 
 
 @click.command(short_help="Run a trained generator on a folder of images or a whole raster.")
@@ -15,22 +16,22 @@ from p2ptools.cli.options import dask_option
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--checkpoint", "which", default="latest", show_default=True,
               help="Checkpoint of a run folder: latest, best or epoch_K.")
-@click.option("--input-kind", type=click.Choice(["auto", "a", "ab", "labels", "rgb"]), default="auto",
+@click.option("--input-kind", type=click.Choice(INPUT_KINDS), default="auto",
               show_default=True,
               help="Folder: a (images) or ab (an aligned split). Raster: labels (class values, colorized with the "
                    "run's palette) or rgb. auto: detect.")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Raster: pixels shared by neighbouring windows (default a quarter of the tile).")
-@click.option("--blend", type=click.Choice(["hann", "none"]), default="hann", show_default=True,
+@click.option("--blend", type=click.Choice(BLENDS), default="hann", show_default=True,
               help="Raster: Hann-weighted blending of overlapping windows, or none (plain stitch).")
 @click.option("--palette", default=None, help="Raster of labels: palette when the run's checkpoint has none.")
 @click.option("--bands", default=None, metavar="R,G,B", help="Raster: 1-based bands of an RGB/RGBN input.")
 @click.option("--overviews", is_flag=True, help="Raster: build overviews into the output GeoTIFF.")
 @click.option("--rgb", is_flag=True,
               help="Raster, model that writes label maps: write its RGB colours instead of a class raster.")
-@click.option("--dropout", type=click.Choice(["off", "on"]), default="off", show_default=True,
+@click.option("--dropout", type=click.Choice(SWITCHES), default="off", show_default=True,
               help="Keep dropout at test time (the paper's noise). Off: deterministic outputs.")
-@click.option("--batch-stats", type=click.Choice(["off", "on"]), default="off", show_default=True,
+@click.option("--batch-stats", type=click.Choice(SWITCHES), default="off", show_default=True,
               help="Normalise with each batch's statistics (the paper's test mode) instead of the running ones.")
 @click.option("--side-by-side", is_flag=True, help="Also write OUT/side_by_side/<name>.png = input | output | target.")
 @click.option("--scenes", is_flag=True,
@@ -41,7 +42,7 @@ from p2ptools.cli.options import dask_option
 @dask_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto", show_default=True,
+@click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
               help="Precision: auto = bf16 where the device runs it natively, else fp32.")
 @click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="What runs the network: torch, or ONNX Runtime (fp32, CPU; pip install 'p2ptools[onnx]'); auto = "

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import parse_assignments
+from p2ptools.recipe import STAGES
 
 
 @click.command(short_help="Run a recipe: data → train → predict → evaluate, resuming where it stopped.")
@@ -15,7 +16,7 @@ from p2ptools.cli.options import parse_assignments
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Overrides the recipe's workdir.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override a recipe field, e.g. --set train.epochs=5 --set data.tile.src=/data/inria.")
-@click.option("--until", type=click.Choice(["data", "train", "fcn", "predict", "evaluate"]),
+@click.option("--until", type=click.Choice(STAGES),
               help="Stop after this stage.")
 @click.option("--offline", is_flag=True, default=None,
               help="Never download (a recipe's dataset archive, the metrics' weights); also P2PTOOLS_OFFLINE=1.")

@@ -19,6 +19,7 @@ from p2ptools.cli.options import (
     split_option,
     workers_option,
 )
+from p2ptools.config import DIRECTIONS, EDGE_POLICIES, LAYOUTS, SPLIT_BY, STRETCH_SCOPES, TILE_FORMATS
 
 
 @click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
@@ -27,7 +28,7 @@ from p2ptools.cli.options import (
               help="Tile the built-in demo's scene as its recipe does (NAIP 2018: its panchromatic band → its "
                    "colour photo, 128-px tiles at stride 64, blocks of 320 px drawn into train/val/test; other "
                    "options override).")
-@click.option("--layout", type=click.Choice(["auto", "inria", "landcover", "generic"]), default=None,
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
               help="Input layout (default: auto-detect images/+gt/ or images/+masks/).")
 @click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
               help="Photo folder, or a list file (.txt: one path or URL per line; http(s)://, s3://, gs://, "
@@ -42,7 +43,7 @@ from p2ptools.cli.options import (
 @click.option("--size", type=int, default=None, help="Tile size in pixels, a multiple of 32 (default 256).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Step between tiles (default: --size, no overlap).")
-@click.option("--edge", type=click.Choice(["drop", "pad", "shift"]), default=None,
+@click.option("--edge", type=click.Choice(EDGE_POLICIES), default=None,
               help="Scene remainder: drop it, pad the last tile, or shift the last tile back to the edge "
                    "(default shift: every pixel used, none invented).")
 @click.option("--min-foreground", type=fraction_type(), default=None,
@@ -53,15 +54,15 @@ from p2ptools.cli.options import (
               help="Drop tiles with more than this fraction of nodata/transparent photo pixels (default 0.5).")
 @click.option("--palette", default=None,
               help="Label palette: inria, binary01, landcover, or a YAML/JSON file (default: by layout).")
-@click.option("--direction", type=click.Choice(["label2photo", "photo2label"]), default=None,
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
               help="label2photo: A = colorized label, B = photo (default); photo2label swaps them.")
-@click.option("--format", type=click.Choice(["png", "jpg", "tif"]), default=None,
+@click.option("--format", type=click.Choice(list(TILE_FORMATS)), default=None,
               help="png (lossless, default) or jpg A|B images; tif: georeferenced GeoTIFF tiles, OUT/<split>/A/ and "
                    "B/ (labels as class values with the palette as colour table, photos in their own dtype and "
                    "bands), that open in place in QGIS.")
 @jpeg_quality_option
 @split_option
-@click.option("--split-by", type=click.Choice(["auto", "scene", "block"]), default=None,
+@click.option("--split-by", type=click.Choice(SPLIT_BY), default=None,
               help="scene: every tile of a scene in one split; block: cut scenes into --block-size squares drawn "
                    "into splits (for one or a few large scenes); auto (default): block for a single scene "
                    "(which would fill one split only), else scene.")
@@ -75,7 +76,7 @@ from p2ptools.cli.options import (
               help="1-based photo bands to use (default: RGB of RGB/RGBN, band 1 of single-band).")
 @click.option("--stretch", callback=float_pair_callback, default=None, metavar="LOW,HIGH",
               help="Percentiles of the 8-bit stretch for non-8-bit photos (default 2,98).")
-@click.option("--stretch-scope", type=click.Choice(["scene", "dataset"]), default=None,
+@click.option("--stretch-scope", type=click.Choice(STRETCH_SCOPES), default=None,
               help="scene: each scene stretched by its own percentiles (default); dataset: one stretch from all "
                    "scenes pooled, kept in dataset.json and applied by predict.")
 @click.option("--label-field", default=None,

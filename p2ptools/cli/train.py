@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from p2ptools.cli.options import parse_assignments
-from p2ptools.config import PRESET_NAMES
+from p2ptools.config import AB_DIRECTIONS, AMPS, AUGMENTS, GAN_LOSSES, PRESET_NAMES
 
 EXPECTED = "model.FIELD=VALUE or train.FIELD=VALUE"
 
@@ -56,18 +56,18 @@ def _preset_default(field: str) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), show_default=_preset_default("batch_size"))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), show_default=_preset_default("lr"),
               help="Learning rate.")
-@click.option("--gan-loss", type=click.Choice(["vanilla", "lsgan", "wgan", "wgangp"]),
+@click.option("--gan-loss", type=click.Choice(GAN_LOSSES),
               show_default=_preset_default("gan_loss"))
 @click.option("--lambda-l1", type=click.FloatRange(min=0), show_default=_preset_default("lambda_l1"),
               help="Weight of the L1 term.")
-@click.option("--augment", type=click.Choice(["none", "flip", "d4"]), show_default=_preset_default("augment"),
+@click.option("--augment", type=click.Choice(AUGMENTS), show_default=_preset_default("augment"),
               help="flip: resize, random crop, horizontal flips; d4: also vertical flips and 90° rotations.")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), show_default=_preset_default("direction"))
+@click.option("--direction", type=click.Choice(AB_DIRECTIONS), show_default=_preset_default("direction"))
 @click.option("--workers", type=click.IntRange(min=0), show_default=_preset_default("workers"),
               help="DataLoader worker processes.")
 @click.option("--seed", type=int, show_default=_preset_default("seed"))
 @click.option("--device", show_default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps …")
-@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), show_default="auto",
+@click.option("--amp", type=click.Choice(AMPS), show_default="auto",
               help="Mixed precision; auto = bf16 where the device runs it natively (CUDA, CPUs with AMX or "
                    "AVX-512 BF16), else fp32.")
 @click.option("--channels-last", is_flag=True, default=None, help="Channels-last memory format.")

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import click
 
+from p2ptools.config import HALVES, SEGMENTER_ARCHS
+
 
 @click.command("train-fcn", short_help="Train the segmenter behind the FCN-score on real photos → labels.")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="SEG_DIR for segmenter.pt.")
 @click.option("--palette", default=None,
               help="Label palette: from DATASET/dataset.json by default; a name, a YAML/JSON file, or kmeans:K.")
-@click.option("--label-side", type=click.Choice(["A", "B"]), default=None,
+@click.option("--label-side", type=click.Choice(HALVES), default=None,
               help="Which half of the A|B images is the label (from dataset.json by default; facades: B).")
-@click.option("--arch", type=click.Choice(["unet", "fcn_resnet50"]), default="unet", show_default=True)
+@click.option("--arch", type=click.Choice(SEGMENTER_ARCHS), default="unet", show_default=True)
 @click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ImageNet ResNet-50 weights file for fcn_resnet50 (e.g. resnet50-0676ba61.pth).")
 @click.option("--size", type=click.IntRange(min=16), default=256, show_default=True)

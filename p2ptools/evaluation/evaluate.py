@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.evaluation.metrics import pixel
 from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
@@ -123,9 +124,9 @@ class EvalConfig:
             raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
         if not self.metrics:
             raise ConfigError("no metrics asked for")
-        if self.real_side not in ("A", "B", None) or self.real_kind not in ("auto", "image", "ab"):
+        if (self.real_side is not None and self.real_side not in HALVES) or self.real_kind not in REAL_KINDS:
             raise ConfigError("real_side must be A or B, real_kind auto, image or ab")
-        if self.resize not in ("none", "real", "fake"):
+        if self.resize not in RESIZE_SIDES:
             raise ConfigError(f"resize must be none, real or fake, got {self.resize!r}")
         if "fcn" in self.metrics and self.segmenter is None:
             raise ConfigError("the fcn metric needs --segmenter SEG_DIR (train one with p2ptools train-fcn)")

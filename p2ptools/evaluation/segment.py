@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from p2ptools.config import HALVES
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.prep.dataset import has_images, list_split
@@ -145,7 +146,7 @@ def resolve_labels(root: Path, palette: str | None, label_side: str | None, file
     side = label_side
     if side is None and meta is not None:
         side = "A" if meta.get("A") == "label" else ("B" if meta.get("B") == "label" else None)
-    if side not in ("A", "B"):
+    if side not in HALVES:
         raise ConfigError(f"{root}: which half of the A|B images is the label? pass --label-side A or B")
     if palette is None:
         if meta is not None and meta.get("palette"):

@@ -49,6 +49,7 @@ import rasterio
 import torch
 from rasterio.errors import NotGeoreferencedWarning
 
+from p2ptools.config import BLENDS
 from p2ptools.contract import from_checkpoint
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.inference.engine import make_engine, prepared_generator
@@ -158,7 +159,7 @@ def predict_scene(
     direction = meta["train_config"].get("direction", "AtoB")
     T = mcfg.image_size
     overlap = T // 4 if overlap is None else overlap
-    if blend not in ("hann", "none"):
+    if blend not in BLENDS:
         raise ConfigError(f"blend must be hann or none, got {blend!r}")
     if not 0 <= overlap < T:
         raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")

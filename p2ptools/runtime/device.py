@@ -17,12 +17,11 @@ from typing import Any
 import torch
 
 from p2ptools.errors import ConfigError
+from p2ptools.runtime.precisions import AMPS
 from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
 
-#: Accepted values of ``--amp``.
-AMPS: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
 
 
 def select_device(spec: str = "auto") -> torch.device:

@@ -1,0 +1,33 @@
+"""The precisions a network can run in (``--amp``): one registry that the config's validation, the
+device code and the CLI's choices read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One ``--amp`` value.
+
+    Args:
+        name: the option's value.
+        help: what it means, for the CLI's help.
+    """
+
+    name: str
+    help: str
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("auto", "bf16 where the device runs it natively (CUDA, CPUs with AMX or AVX-512 BF16), else fp32"),
+        Precision("none", "fp32 throughout"),
+        Precision("bf16", "bfloat16 autocast"),
+        Precision("fp16", "float16 autocast (CUDA; training scales the loss)"),
+    )
+}
+
+#: accepted values of ``--amp``
+AMPS: tuple[str, ...] = tuple(PRECISIONS)
