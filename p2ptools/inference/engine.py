@@ -6,8 +6,9 @@ which runtime computes them stays behind it:
 * ``torch``: the network in PyTorch, with bf16/fp16 autocast when ``--amp`` asks for it (or ``auto``
   finds native bf16);
 * ``onnxruntime``: the network exported to ONNX (:mod:`p2ptools.model.export`, BatchNorm folded)
-  and run by ONNX Runtime in fp32 on the CPU; the export is cached per checkpoint version in
-  ``~/.cache/p2ptools/onnx`` (``$P2PTOOLS_CACHE``);
+  and run by ONNX Runtime in fp32 on the CPU; the export is cached by the generator's tensors and the
+  exporter's versions in ``~/.cache/p2ptools/onnx`` (``$P2PTOOLS_CACHE/onnx``), verified against its
+  SHA-256 before use, at most 8 entries and 1 GiB (:mod:`p2ptools.inference.onnx_cache`);
 * ``auto``: torch on a GPU, and on a CPU whose bf16 is native (AMX, AVX-512 BF16: 1.74× torch fp32
   on a 2-core Zen 4, the network at 95 % of its bf16 peak), else ONNX Runtime fp32 where it is
   installed (2.3× torch fp32 per window on an AVX2-only EPYC; on the Zen 4 both fp32 engines run at
@@ -17,9 +18,7 @@ which runtime computes them stays behind it:
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +59,10 @@ class OnnxRuntimeEngine:
     def __init__(self, G: nn.Module, meta: dict[str, Any], in_channels: int, size: int) -> None:
         import onnxruntime as ort
 
-        path = _cached_onnx(G, meta, in_channels, size)
+        graph = _onnx_graph(G, in_channels, size)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, torch.get_num_threads())
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
         self.name = "onnxruntime fp32"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,27 +70,18 @@ class OnnxRuntimeEngine:
         return torch.from_numpy(self.session.run(None, {"input": arr})[0])  # (N, C, H, W) in [-1, 1]
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("P2PTOOLS_CACHE") or Path.home() / ".cache" / "p2ptools") / "onnx"
+def _onnx_graph(G: nn.Module, in_channels: int, size: int) -> bytes:
+    """The ONNX graph of ``G`` (moved to the CPU, eval mode, BatchNorm folded), from the cache of
+    :mod:`p2ptools.inference.onnx_cache` (keyed by its tensors and the exporter) or exported now."""
+    from p2ptools.inference.onnx_cache import cached_graph
+    from p2ptools.model.export import OPSET, exporter_version, onnx_graph
 
-
-def _cached_onnx(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int) -> Path:
-    """The ONNX file of ``G``: exported once per checkpoint file version (path, size, mtime)."""
-    from p2ptools.model.export import onnx_graph
-    from p2ptools.runtime.output import atomic_write_bytes
-
-    src = Path(meta["path"])
-    st = src.stat()
-    key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{in_channels}|{size}|{torch.__version__}"
-                         .encode()).hexdigest()[:24]
-    path = _cache_dir() / f"{key}.onnx"
-    if path.is_file():
-        return path
+    G = G.cpu().eval()
     fold = getattr(G, "fold_batchnorm", None)
     if fold is not None and any(isinstance(m, nn.BatchNorm2d) for m in G.modules()):
-        fold()
-    atomic_write_bytes(path, onnx_graph(G.cpu().eval(), in_channels, size))
-    return path
+        fold().eval()  # the Identity modules that replace BatchNorm are new, in train mode
+    return cached_graph(G, in_channels, size, exporter_version(OPSET),
+                        lambda: onnx_graph(G, in_channels, size, OPSET))
 
 
 def _has_onnxruntime() -> bool:

@@ -29,6 +29,21 @@ from p2ptools.runtime.output import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 NORMALISATION = "input and output: (N, C, H, W) float32 in [-1, 1]; value = pixel / 127.5 - 1 (8-bit images)"
+OPSET = 17
+GRAPH_FORMAT = 1  # raise when onnx_graph makes a different graph of the same network
+
+
+def exporter_version(opset: int = OPSET) -> str:
+    """What :func:`onnx_graph`'s output depends on besides the network: the versions of p2ptools, torch
+    and onnx, the opset and :data:`GRAPH_FORMAT` (the ONNX Runtime engine's cache keys on it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        onnx_version = version("onnx")
+    except PackageNotFoundError:
+        onnx_version = "none"
+    return (f"p2ptools {__version__}; torch {torch.__version__}; onnx {onnx_version}; opset {opset}; "
+            f"graph {GRAPH_FORMAT}")
 
 
 @dataclass
@@ -50,7 +65,7 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def onnx_graph(G: torch.nn.Module, in_channels: int, size: int, opset: int = 17) -> bytes:
+def onnx_graph(G: torch.nn.Module, in_channels: int, size: int, opset: int = OPSET) -> bytes:
     """``G`` (already in eval mode, BatchNorm folded as wanted) as an ONNX model: input ``input`` and
     output ``output`` with dynamic batch, height and width, traced on one ``size``² example."""
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -65,7 +80,7 @@ def onnx_graph(G: torch.nn.Module, in_channels: int, size: int, opset: int = 17)
     return buf.getvalue()
 
 
-def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int = 17, check: bool = True
+def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int = OPSET, check: bool = True
                 ) -> ExportReport:
     """Write the generator of a run, checkpoint or official file as ONNX.
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from p2ptools.pix2pix import train as train_mod
+from p2ptools.training import train as train_mod
 
 from p2ptools.cli.main import cli
 from p2ptools.config import ModelConfig, TrainConfig

@@ -131,7 +131,7 @@ def test_help_shows_every_default():
 
 
 def test_interrupted_run_is_resumed_by_rerunning_the_recipe(tmp_path, monkeypatch):
-    from p2ptools.pix2pix import train as train_mod
+    from p2ptools.training import train as train_mod
 
     calls = {"n": 0}
     real = train_mod.train_step
