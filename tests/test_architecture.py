@@ -5,6 +5,7 @@ outside ``cli/`` with more than 8 parameters, and every ``click.Choice`` taking 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,19 @@ def test_no_import_cycles_even_inside_functions():
     edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
     cycles = _strongly_connected(edges)
     assert not cycles, "\n".join(" ↔ ".join(c) for c in cycles)
+
+
+def test_the_layout_page_names_every_module():
+    """docs/concepts/layout.md maps the tree: every module and package of p2ptools is named there."""
+    page = (PACKAGE.parent / "docs" / "concepts" / "layout.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.name in ("__init__.py", "__main__.py"):
+            continue
+        if not re.search(rf"(?<![\w/]){re.escape(rel.name)}(?!\w)", page):
+            missing.append(str(rel))
+    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        if f"{folder.name}/" not in page:
+            missing.append(f"{folder.name}/")
+    assert not missing, f"not in docs/concepts/layout.md: {', '.join(missing)}"
