@@ -20,6 +20,7 @@ from p2ptools.cli.options import (
     workers_option,
 )
 from p2ptools.config import DIRECTIONS, EDGE_POLICIES, LAYOUTS, SPLIT_BY, STRETCH_SCOPES, TILE_FORMATS
+from p2ptools.runtime.formats import FORMATS
 
 
 @click.command(short_help="Cut GeoTIFF scenes + label masks into AB tile pairs.")
@@ -57,7 +58,8 @@ from p2ptools.config import DIRECTIONS, EDGE_POLICIES, LAYOUTS, SPLIT_BY, STRETC
 @click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
               help="label2photo: A = colorized label, B = photo (default); photo2label swaps them.")
 @click.option("--format", type=click.Choice(list(TILE_FORMATS)), default=None,
-              help="png (lossless, default) or jpg A|B images; tif: georeferenced GeoTIFF tiles, OUT/<split>/A/ and "
+              help="A|B images: " + "; ".join(f"{f.name} ({f.help})" for f in FORMATS.values()) + "; or tif: "
+                   "georeferenced GeoTIFF tiles, OUT/<split>/A/ and "
                    "B/ (labels as class values with the palette as colour table, photos in their own dtype and "
                    "bands), that open in place in QGIS.")
 @jpeg_quality_option

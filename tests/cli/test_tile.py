@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -291,6 +292,17 @@ def test_outputs_follow_the_umask(inria_root, tmp_path):
     out = _tiled(inria_root, tmp_path / "out")
     for p in [out / "dataset.json", out / "manifest.csv", next(out.glob("*/*.png"))]:
         assert p.stat().st_mode & 0o777 == 0o666 & ~_umask(), p
+
+
+def test_webp_tiles_have_exactly_the_png_tiles_pixels(inria_root, tmp_path):
+    png = _tiled(inria_root, tmp_path / "png")
+    webp = _tiled(inria_root, tmp_path / "webp", "--format", "webp")
+    pngs, webps = sorted(png.glob("*/*.png")), sorted(webp.glob("*/*.webp"))
+    assert pngs and [p.relative_to(png).with_suffix("") for p in pngs] == [
+        w.relative_to(webp).with_suffix("") for w in webps]
+    for p, w in zip(pngs, webps, strict=True):
+        np.testing.assert_array_equal(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.imread(str(w), cv2.IMREAD_UNCHANGED))
+    assert json.loads((webp / "dataset.json").read_text())["params"]["format"] == "webp"
 
 
 def test_jpeg_and_direction(inria_root, tmp_path):
