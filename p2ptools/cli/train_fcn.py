@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from p2ptools.cli.options import max_pixels_option
+
 
 @click.command("train-fcn", short_help="Train the segmenter behind the FCN-score on real photos → labels.")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -24,6 +26,7 @@ import click
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@max_pixels_option
 def train_fcn(dataset: Path, out: Path, **options: object) -> None:
     """Train a segmenter on the real photos → labels of DATASET (train/, validated on val/).
 
