@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from p2ptools.cli.options import weights_options
+from p2ptools.cli.options import max_pixels_option, weights_options
 from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
 
 
@@ -40,6 +40,7 @@ from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
 @click.option("--compare", is_flag=True,
               help="Join the REPORTS folders into OUT/comparison.csv, a row per run (no --real/--fake then).")
 @click.argument("reports", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@max_pixels_option
 def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, compare: bool,
              reports: tuple[Path, ...], **options: object) -> None:
     """Score --fake against --real and write OUT/per_image.csv and OUT/summary.csv.

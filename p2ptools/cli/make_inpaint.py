@@ -12,6 +12,7 @@ from p2ptools.cli.options import (
     dask_option,
     format_option,
     jpeg_quality_option,
+    max_pixels_option,
     overwrite_option,
     seed_option,
     split_option,
@@ -41,6 +42,7 @@ from p2ptools.config import FILLS, FITS, HOLES
 @dask_option
 @overwrite_option
 @config_option
+@max_pixels_option
 def make_inpaint(src: Path, out: Path, config_file: Path | None, **options: object) -> None:
     """Turn every photo under SRC into an inpainting pair: A = photo with a hole, B = photo.
 

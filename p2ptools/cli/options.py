@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,3 +128,27 @@ dask_option = click.option(
     help="Run on a Dask cluster: a scheduler address (tcp://host:8786, or a scheduler file .json) or local:N "
          "(a LocalCluster of N processes). Workers must see the input and output paths. Needs p2ptools[dask].",
 )
+
+
+def _max_pixels_callback(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    """Set ``$P2PTOOLS_MAX_PIXELS`` from ``--max-pixels`` (so worker processes inherit it), then check it."""
+    from p2ptools.errors import ConfigError
+    from p2ptools.prep.limits import MAX_PIXELS_ENV, max_pixels
+
+    if value is not None:
+        os.environ[MAX_PIXELS_ENV] = str(value)
+    try:
+        max_pixels()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def max_pixels_option(f: F) -> F:
+    """``--max-pixels N``, for every command that reads images: the largest image (width × height) read."""
+    return click.option(
+        "--max-pixels", type=click.IntRange(min=1), default=None, expose_value=False, callback=_max_pixels_callback,
+        metavar="N",
+        help="Largest image decoded whole, in pixels (width × height; default 268435456 = 16384²; also "
+             "P2PTOOLS_MAX_PIXELS). A larger one is named and left out, never decoded; tiled GeoTIFF scenes are "
+             "read in windows at any size.",
+    )(f)

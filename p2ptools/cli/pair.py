@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from p2ptools.cli.options import format_option, jpeg_quality_option, overwrite_option, workers_option
+from p2ptools.cli.options import (
+    format_option,
+    jpeg_quality_option,
+    max_pixels_option,
+    overwrite_option,
+    workers_option,
+)
 
 
 @click.command(short_help="Join two folders of same-named images into A|B images.")
@@ -18,6 +24,7 @@ from p2ptools.cli.options import format_option, jpeg_quality_option, overwrite_o
 @jpeg_quality_option
 @workers_option
 @overwrite_option
+@max_pixels_option
 def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, format: str | None, jpeg_quality: int | None,
          workers: int | None, overwrite: bool | None) -> None:
     """Join same-named images of A_DIR and B_DIR side by side into OUT (A left, B right).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from p2ptools.cli.options import dask_option
+from p2ptools.cli.options import dask_option, max_pixels_option
 from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 
 
@@ -47,6 +47,7 @@ from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 @click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="What runs the network: torch, or ONNX Runtime (fp32, CPU; pip install 'p2ptools[onnx]'); auto = "
                    "torch on a GPU or with native bf16, else ONNX Runtime where installed (it says what it chose).")
+@max_pixels_option
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,
             palette: str | None, bands: str | None, overviews: bool, rgb: bool, scenes: bool, workers: int,

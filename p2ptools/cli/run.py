@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from p2ptools.cli.options import parse_assignments
+from p2ptools.cli.options import max_pixels_option, parse_assignments
 from p2ptools.recipe import STAGES
 
 
@@ -20,6 +20,7 @@ from p2ptools.recipe import STAGES
               help="Stop after this stage.")
 @click.option("--offline", is_flag=True, default=None,
               help="Never download (a recipe's dataset archive, the metrics' weights); also P2PTOOLS_OFFLINE=1.")
+@max_pixels_option
 def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None, offline: bool | None) -> None:
     """Run RECIPE: a YAML file, or a bundled recipe (sample, inria, landcover, maps, facades, inpaint).
 

@@ -14,6 +14,7 @@ from p2ptools.cli.options import (
     fraction_type,
     int_list_callback,
     jpeg_quality_option,
+    max_pixels_option,
     overwrite_option,
     seed_option,
     split_option,
@@ -94,6 +95,7 @@ from p2ptools.runtime.formats import FORMATS
 @dask_option
 @overwrite_option
 @config_option
+@max_pixels_option
 def tile(paths: tuple[Path, ...], sample: bool, config_file: Path | None, **options: object) -> None:
     """Cut GeoTIFF scenes and their label masks into AB pairs.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from p2ptools.cli.options import parse_assignments
+from p2ptools.cli.options import max_pixels_option, parse_assignments
 from p2ptools.config import AB_DIRECTIONS, AMPS, AUGMENTS, GAN_LOSSES, PRESET_NAMES
 
 EXPECTED = "model.FIELD=VALUE or train.FIELD=VALUE"
@@ -85,6 +85,7 @@ def _preset_default(field: str) -> str:
               help="Keep only the newest K epoch_K.pt snapshots (0: all).")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override any preset field, e.g. --set model.ngf=32 --set train.val_images=200.")
+@max_pixels_option
 def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | None, sets: tuple[str, ...],
           **options: Any) -> None:
     """Train pix2pix on DATASET (train/ and optionally val/ folders of A|B images).

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from p2ptools.cli.options import max_pixels_option
 from p2ptools.config import HALVES, SEGMENTER_ARCHS
 
 
@@ -26,6 +27,7 @@ from p2ptools.config import HALVES, SEGMENTER_ARCHS
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@max_pixels_option
 def train_fcn(dataset: Path, out: Path, **options: object) -> None:
     """Train a segmenter on the real photos → labels of DATASET (train/, validated on val/).
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from p2ptools.cli.options import jpeg_quality_option, overwrite_option, workers_option
+from p2ptools.cli.options import jpeg_quality_option, max_pixels_option, overwrite_option, workers_option
 
 
 @click.command(short_help="Split A|B images back into A/ and B/ folders.")
@@ -15,6 +15,7 @@ from p2ptools.cli.options import jpeg_quality_option, overwrite_option, workers_
 @jpeg_quality_option
 @workers_option
 @overwrite_option
+@max_pixels_option
 def unpair(ab_dir: Path, out: Path, jpeg_quality: int | None, workers: int | None, overwrite: bool | None) -> None:
     """Split every A|B image under AB_DIR into OUT/A/<path> and OUT/B/<path>.
 

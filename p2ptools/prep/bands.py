@@ -145,12 +145,17 @@ def read_tif(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """A tile's ``(bands, H, W)`` values and its georeferencing profile.
 
     Raises:
+        ImageTooLargeError: naming the file if it has more pixels than the limit of images
+            (:func:`p2ptools.prep.limits.max_pixels`, default 16384² = 268,435,456); it is not read.
         InputError: naming the file if it cannot be read.
     """
     import rasterio
 
+    from p2ptools.prep.limits import check_pixels
+
     try:
         with rasterio.open(path) as ds:
+            check_pixels(path, ds.width, ds.height)
             return ds.read(), {"crs": ds.crs, "transform": ds.transform}
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: cannot read: {exc}") from exc

@@ -16,6 +16,14 @@ inputs, evaluation), so alpha and 16-bit data are treated alike from training to
 
 Every failure (empty file, truncated or corrupt data, a non-image with an image extension) raises
 :class:`~p2ptools.errors.InputError` naming the file.
+
+Bounded images: before anything is decoded, the pixel count (width × height) is read from the
+file's header (Pillow's ``Image.open`` reads only the header; TIFF/GeoTIFF: rasterio's dataset
+``width``/``height``) and a file over the limit — by default ``DEFAULT_MAX_PIXELS`` = 16384² =
+268,435,456 pixels, raised (or lowered) by ``--max-pixels`` or ``$P2PTOOLS_MAX_PIXELS`` — raises
+:class:`ImageTooLargeError` naming it; folder commands list it with the unreadable files and go
+on. Pillow's own bomb check is therefore off (``Image.MAX_IMAGE_PIXELS = None``), so that its
+``DecompressionBombError`` never replaces this one-line message.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from p2ptools.config import FITS
 from p2ptools.errors import InputError, P2PError
+from p2ptools.prep.limits import check_pixels
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -155,12 +164,18 @@ def _png16_rgb(path: Path) -> np.ndarray:
     return np.clip(rgb / 257.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+#: what the message of a GeoTIFF over the limit adds
+TIF_HINT = ("; a raster this large is read in windows by p2ptools tile, and p2ptools predict RUN FILE OUT.tif "
+            "translates it in windows")
+
+
 def _from_rasterio(path: Path) -> np.ndarray:
     from rasterio.errors import RasterioError
 
     from p2ptools.prep.raster import choose_bands, compute_stretch, describe_error, open_raster, to_uint8
 
     with open_raster(path) as ds:
+        check_pixels(path, ds.width, ds.height, TIF_HINT)
         try:
             bands = choose_bands(ds, None)
             data = to_uint8(ds.read(list(bands)), compute_stretch(ds, bands, (2.0, 98.0)))
@@ -177,7 +192,11 @@ def _from_rasterio(path: Path) -> np.ndarray:
 def load_rgb8(path: Path) -> np.ndarray:
     """Read any supported image as ``(H, W, 3)`` uint8 RGB (see the module docstring).
 
+    Its pixel count is read from the header first: an image of more than :func:`max_pixels` pixels
+    (default 16384² = 268,435,456; ``--max-pixels`` or ``$P2PTOOLS_MAX_PIXELS``) is never decoded.
+
     Raises:
+        ImageTooLargeError: naming the file, if it has more pixels than the limit.
         InputError: naming the file, if it is empty, truncated, corrupt or not an image.
     """
     path = Path(path)
@@ -190,8 +209,12 @@ def load_rgb8(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             return _from_rasterio(path)
+        except InputError:
+            raise
         except P2PError as exc:
             raise InputError(str(exc)) from exc
+    width, height, _ = _pillow_header(path)
+    check_pixels(path, width, height)
     fast = _from_opencv(path)
     return fast if fast is not None else _from_pillow(path)
 
@@ -213,13 +236,21 @@ def image_size(path: Path) -> tuple[int, int]:
                 return ds.width, ds.height
         except P2PError as exc:
             raise InputError(str(exc)) from exc
+    w, h, orientation = _pillow_header(path, exif=True)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _pillow_header(path: Path, exif: bool = False) -> tuple[int, int, int]:
+    """``(width, height, EXIF orientation)`` from the header alone (orientation 1 unless ``exif``).
+
+    Raises:
+        InputError: if the header cannot be read.
+    """
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            return (*im.size, im.getexif().get(0x0112, 1) if exif else 1)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot decode as an image ({exc})") from exc
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from p2ptools.config import LAYOUTS
-from p2ptools.errors import ConfigError, GridMismatchError, InputError, RasterReadError
+from p2ptools.errors import ConfigError, GridMismatchError, InputError, P2PError, RasterReadError
+from p2ptools.prep.limits import check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -209,19 +210,37 @@ def describe_error(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+#: GDAL drivers of formats without tiles: a window is decoded from the top of the file, so they are
+#: held to the pixel limit of images (:func:`p2ptools.prep.limits.max_pixels`) like a whole read
+UNTILED_DRIVERS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"})
+
+
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
     """Open a raster, turning any failure into an error that names the file.
 
+    A PNG, JPEG, BMP, GIF or WebP file (``UNTILED_DRIVERS``: no tiles, so windows cannot be read on
+    their own) of more than :func:`p2ptools.prep.limits.max_pixels` pixels (default 16384² =
+    268,435,456) is refused; a tiled GeoTIFF, JPEG 2000 or VRT of any size opens.
+
     Raises:
         RasterReadError: if the file is missing, not a raster or corrupt.
+        ImageTooLargeError: for an untiled format over the pixel limit.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            ds = rasterio.open(path)
     except (RasterioError, OSError) as exc:
         why = describe_error(exc).replace(f"'{path}' ", "").replace(f"{path}: ", "")
         raise RasterReadError(f"{path}: cannot open as a raster: {why}") from exc
+    if ds.driver in UNTILED_DRIVERS:
+        try:
+            check_pixels(path, ds.width, ds.height, "; a scene this large is read in windows from a tiled GeoTIFF "
+                         "(gdal_translate -co TILED=YES FILE OUT.tif)")
+        except P2PError:
+            ds.close()
+            raise
+    return ds
 
 
 def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:

@@ -301,7 +301,8 @@ def test_webp_tiles_have_exactly_the_png_tiles_pixels(inria_root, tmp_path):
     assert pngs and [p.relative_to(png).with_suffix("") for p in pngs] == [
         w.relative_to(webp).with_suffix("") for w in webps]
     for p, w in zip(pngs, webps, strict=True):
-        np.testing.assert_array_equal(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.imread(str(w), cv2.IMREAD_UNCHANGED))
+        same = cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.imread(str(w), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(*same)
     assert json.loads((webp / "dataset.json").read_text())["params"]["format"] == "webp"
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2ptools.errors import InputError
+from p2ptools.errors import ConfigError, InputError
 from p2ptools.prep.images import fit_square, image_size, list_images, load_rgb8
 from tests.conftest import shared_path, write_tif
 
@@ -165,3 +165,62 @@ def test_training_reads_pairs_like_every_other_command(tmp_path):
     a, b = read_ab(tmp_path / "pa.png")
     assert (a == 10).all() and (b == 255).all()  # transparent → white, as in evaluate and make-inpaint
     assert np.array_equal(np.hstack(read_ab(tmp_path / "pa.png")), load_rgb8(tmp_path / "pa.png"))
+
+
+TOO_LARGE = r"pixels, more than the limit of"
+
+
+@pytest.fixture
+def limit(monkeypatch):
+    """Set ``$P2PTOOLS_MAX_PIXELS`` for one test (restored after it)."""
+    return lambda value: monkeypatch.setenv("P2PTOOLS_MAX_PIXELS", str(value))
+
+
+def test_a_png_bomb_is_refused_from_its_header_naming_the_file(tmp_path, monkeypatch):
+    from tests.image_bombs import png_bomb
+
+    monkeypatch.delenv("P2PTOOLS_MAX_PIXELS", raising=False)
+    bomb = png_bomb(tmp_path / "bomb.png")  # 20000² 1-bit: 48 KB on disk, 400 MB decoded as gray
+    assert bomb.stat().st_size < 100_000
+    assert image_size(bomb) == (20000, 20000)  # the header only, without Pillow's DecompressionBombError
+    with pytest.raises(InputError, match=rf"bomb.png: 20000×20000 = 400,000,000 {TOO_LARGE} 268,435,456 "
+                                         r"\(--max-pixels or P2PTOOLS_MAX_PIXELS raise it\)$"):
+        load_rgb8(bomb)
+
+
+def test_a_sparse_60000_px_geotiff_is_refused_without_reading_it(tmp_path, monkeypatch):
+    from tests.image_bombs import sparse_tif
+
+    monkeypatch.delenv("P2PTOOLS_MAX_PIXELS", raising=False)
+    big = sparse_tif(tmp_path / "big.tif")  # a few hundred KB; 10 GB decoded
+    with pytest.raises(InputError, match=rf"big.tif: 60000×60000 = 3,600,000,000 {TOO_LARGE} .* in windows"):
+        load_rgb8(big)
+
+
+def test_the_environment_sets_the_limit(tmp_path, limit):
+    arr = np.zeros((64, 65, 3), np.uint8)
+    png, jpg, tif = _save(tmp_path / "x.png", arr), _save(tmp_path / "x.jpg", arr), tmp_path / "x.tif"
+    write_tif(tif, np.moveaxis(arr, -1, 0))
+    limit(64 * 64)
+    for p in (png, jpg, tif):
+        with pytest.raises(InputError, match=rf"x.{p.suffix[1:]}: 65×64 = 4,160 {TOO_LARGE} 4,096"):
+            load_rgb8(p)
+    limit(65 * 64)  # at the limit: read
+    for p in (png, jpg, tif):
+        assert load_rgb8(p).shape == (64, 65, 3)
+    limit("a lot")
+    with pytest.raises(ConfigError, match="P2PTOOLS_MAX_PIXELS='a lot': expected a positive whole number"):
+        load_rgb8(png)
+
+
+def test_untiled_scenes_over_the_limit_are_refused_tiled_ones_open(tmp_path, limit):
+    from p2ptools.prep.raster import open_raster
+
+    arr = np.zeros((100, 100, 3), np.uint8)
+    png = _save(tmp_path / "scene.png", arr)
+    tif = write_tif(tmp_path / "scene.tif", np.moveaxis(arr, -1, 0), tiled=True, blockxsize=16, blockysize=16)
+    limit(64 * 64)
+    with pytest.raises(InputError, match=rf"scene.png: 100×100 = 10,000 {TOO_LARGE} 4,096 .*gdal_translate"):
+        open_raster(png)
+    with open_raster(tif) as ds:  # read in windows: any size
+        assert ds.width == 100
