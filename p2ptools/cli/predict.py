@@ -8,6 +8,7 @@ import click
 
 from p2ptools.cli.options import dask_option, max_pixels_option
 from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
+from p2ptools.inference.engine import ENGINE_CHOICES, ENGINES
 
 
 @click.command(short_help="Run a trained generator on a folder of images or a whole raster.")
@@ -44,9 +45,10 @@ from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
               help="Precision: auto = bf16 where the device runs it natively, else fp32.")
-@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="What runs the network: torch, or ONNX Runtime (fp32, CPU; pip install 'p2ptools[onnx]'); auto = "
-                   "torch on a GPU or with native bf16, else ONNX Runtime where installed (it says what it chose).")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+              help="What runs the network: " + "; ".join(f"{e.name}: {e.help}" for e in ENGINES.values())
+                   + "; auto: the first of these that can run here (torch on a GPU, with native bf16 or with "
+                   "training-mode layers kept), saying what it chose.")
 @max_pixels_option
 def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, dropout: str, batch_stats: str,
             side_by_side: bool, batch_size: int, device: str, amp: str, overlap: int | None, blend: str,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,6 @@ from p2ptools.runtime.device import resolve_amp
 from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("auto", "torch", "onnxruntime")
-
 
 class TorchEngine:
     """The generator in PyTorch, under the precision's autocast."""
@@ -84,43 +83,153 @@ def _onnx_graph(G: nn.Module, in_channels: int, size: int) -> bytes:
                         lambda: onnx_graph(G, in_channels, size, OPSET))
 
 
-def _has_onnxruntime() -> bool:
+def _onnxruntime_missing() -> str | None:
+    """None when ONNX Runtime can be imported, else what to install."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return "ONNX Runtime is not installed (pip install 'p2ptools[onnx]')"
+    return None
 
 
-def make_engine(G: nn.Module, meta: dict[str, Any], in_channels: int, size: int, dev: torch.device, engine: str,
-                amp: str, channels_last: bool = False) -> TorchEngine | OnnxRuntimeEngine:
-    """The engine asked for (``auto``: by device and precision, said in one line).
+@dataclass(frozen=True)
+class EngineRequest:
+    """What a prediction path asks of an engine.
+
+    Args:
+        in_channels: the generator's input channels.
+        size: the window size it runs at (for exports traced at a size).
+        device: where the network runs.
+        amp: the ``--amp`` asked for (a name of :data:`p2ptools.runtime.precisions.PRECISIONS`).
+        training_layers: dropout or BatchNorm batch statistics kept in training mode (``--dropout on``,
+            ``--batch-stats on``): only an engine that runs the torch module as it is keeps them.
+        channels_last: run torch in channels-last memory (whole scenes).
+    """
+
+    in_channels: int
+    size: int
+    device: torch.device
+    amp: str = "auto"
+    training_layers: bool = False
+    channels_last: bool = False
+
+
+Engine = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine of the registry: everything the CLI's choices, ``auto`` and the refusals read.
+
+    Args:
+        name: the ``--engine`` value.
+        help: a few words for the CLI's help.
+        devices: device types it runs on.
+        precisions: the resolved precisions it runs (``none`` is fp32).
+        training_layers: whether it keeps training-mode layers (dropout, batch statistics).
+        auto: whether ``--engine auto`` may pick it (never an engine that changes the pixels).
+        missing: None when it can run here, else what to install.
+        build: ``(G, meta, request, precision) → engine``.
+    """
+
+    name: str
+    help: str
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]
+    training_layers: bool
+    auto: bool
+    missing: Callable[[], str | None]
+    build: Callable[[nn.Module, dict[str, Any], EngineRequest, str], Engine]
+
+
+def _torch(G: nn.Module, meta: dict[str, Any], req: EngineRequest, precision: str) -> Engine:
+    return TorchEngine(G, req.device, precision, req.channels_last)
+
+
+def _onnxruntime(G: nn.Module, meta: dict[str, Any], req: EngineRequest, precision: str) -> Engine:
+    return OnnxRuntimeEngine(G, meta, req.in_channels, req.size)
+
+
+#: the engines, in the order ``auto`` prefers them where each can run (ONNX Runtime fp32 first: 2.3×
+#: torch fp32 per window on an AVX2-only EPYC; on a GPU or with native bf16 only torch qualifies)
+ENGINES: dict[str, EngineSpec] = {
+    e.name: e
+    for e in (
+        EngineSpec("onnxruntime", "ONNX Runtime, fp32 on the CPU (pip install 'p2ptools[onnx]')", ("cpu",),
+                   ("none",), training_layers=False, auto=True, missing=_onnxruntime_missing, build=_onnxruntime),
+        EngineSpec("torch", "the network in PyTorch, at --amp", ("cpu", "cuda", "mps"), ("none", "bf16", "fp16"),
+                   training_layers=True, auto=True, missing=lambda: None, build=_torch),
+    )
+}
+#: the ``--engine`` values
+ENGINE_CHOICES: tuple[str, ...] = ("auto", *ENGINES)
+
+
+def _precision(spec: EngineSpec | None, req: EngineRequest) -> str:
+    """The precision to run: ``--amp auto`` on an engine that runs fp32 only is fp32, said nowhere."""
+    if spec is not None and spec.precisions == ("none",) and req.amp in ("auto", "none"):
+        return "none"
+    return resolve_amp(req.amp, req.device)
+
+
+def _refusal(spec: EngineSpec, req: EngineRequest, precision: str) -> str | None:
+    """Why ``spec`` cannot serve ``req`` (one line), or None."""
+    if req.training_layers and not spec.training_layers:
+        return (f"--dropout on and --batch-stats on run the network in training mode, which --engine {spec.name} "
+                "cannot keep: use --engine torch")
+    if req.device.type not in spec.devices:
+        return f"--engine {spec.name} runs on {'/'.join(spec.devices)}; the device is {req.device} (use --engine torch)"
+    if precision not in spec.precisions:
+        shown = "fp32" if spec.precisions == ("none",) else ", ".join(spec.precisions)
+        return f"--engine {spec.name} runs {shown}; --amp {req.amp} is for --engine torch"
+    return spec.missing()
+
+
+def _choose(req: EngineRequest) -> tuple[EngineSpec, str]:
+    """``--engine auto``: the first engine of the registry that qualifies, said in one line."""
+    precision = resolve_amp(req.amp, req.device)
+    refused: list[str] = []
+    for spec in ENGINES.values():
+        why_not = _refusal(spec, req, precision) if spec.auto else "not chosen by auto"
+        if why_not is None:
+            break
+        refused.append(why_not)
+    else:  # pragma: no cover - torch always qualifies
+        raise ConfigError("no engine can run this network here")
+    if req.device.type != "cpu":
+        why = "a GPU"
+    elif req.training_layers:
+        why = "training-mode layers kept"
+    elif precision != "none":
+        why = f"native {precision}"
+    else:  # the preferred engine is not installed, or this is it
+        why = refused[0] if refused else "CPU without native bf16: ONNX Runtime fp32 is the fastest measured"
+    shown = f"torch {precision if precision != 'none' else 'fp32'}" if spec.name == "torch" else spec.name
+    report("engine: %s (--engine auto: %s)", shown, why)
+    return spec, precision
+
+
+def make_engine(G: nn.Module, meta: dict[str, Any], req: EngineRequest, engine: str = "auto") -> Engine:
+    """The engine asked for (``auto``: the registry's first that can serve ``req``, said in one line).
+
+    Every prediction path (folders, GeoTIFF tile splits, whole scenes, many scenes) gets its engine
+    here, so the refusals below hold on all of them.
 
     Raises:
-        ConfigError: an unknown engine, ``onnxruntime`` without the package or off the CPU, or with a
-            precision other than fp32.
+        ConfigError: an unknown engine, or one that cannot serve ``req`` here (training-mode layers,
+            the device, the precision, a package missing), in one line.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    # ONNX Runtime runs fp32: no torch precision to choose (nor a line about one)
-    precision = "none" if engine == "onnxruntime" and amp in ("auto", "none") else resolve_amp(amp, dev)
     if engine == "auto":
-        if dev.type != "cpu" or precision != "none" or not _has_onnxruntime():
-            engine, why = "torch", ("a GPU" if dev.type != "cpu" else f"native {precision}" if precision != "none"
-                                    else "ONNX Runtime not installed (pip install 'p2ptools[onnx]')")
-        else:
-            engine, why = "onnxruntime", "CPU without native bf16: ONNX Runtime fp32 is the fastest measured"
-        report("engine: %s (--engine auto: %s)", engine if engine == "onnxruntime" else
-               f"torch {precision if precision != 'none' else 'fp32'}", why)
-    if engine == "onnxruntime":
-        if dev.type != "cpu":
-            raise ConfigError(f"--engine onnxruntime runs on the CPU; the device is {dev} (use --engine torch)")
-        if precision != "none":
-            raise ConfigError(f"--engine onnxruntime runs fp32; --amp {amp} is for --engine torch")
-        if not _has_onnxruntime():
-            raise ConfigError("--engine onnxruntime needs onnxruntime: pip install 'p2ptools[onnx]'")
-        return OnnxRuntimeEngine(G, meta, in_channels, size)
-    return TorchEngine(G, dev, precision, channels_last)
+        spec, precision = _choose(req)
+    elif engine in ENGINES:
+        spec = ENGINES[engine]
+        precision = _precision(spec, req)
+        why = _refusal(spec, req, precision)
+        if why is not None:
+            raise ConfigError(why if why.startswith("--") else f"--engine {engine}: {why}")
+    else:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_CHOICES)}")
+    return spec.build(G, meta, req, precision)
 
 
 def prepared_generator(run_or_ckpt: Path, which: str, dev: torch.device) -> tuple[Any, Any, dict[str, Any]]:

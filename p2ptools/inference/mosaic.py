@@ -52,7 +52,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from p2ptools.config import BLENDS
 from p2ptools.contract import from_checkpoint
 from p2ptools.errors import ConfigError, InputError
-from p2ptools.inference.engine import make_engine, prepared_generator
+from p2ptools.inference.engine import EngineRequest, make_engine, prepared_generator
 from p2ptools.inference.scene_io import (
     check_raster_output,
     finish_output,
@@ -178,7 +178,8 @@ def predict_scene(
         width_p = src.width + 2 * plan.pad
         bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
         total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
-        run = make_engine(G, meta, mcfg.in_channels, T, dev, engine, amp, channels_last=dev.type in ("cpu", "cuda"))
+        run = make_engine(G, meta, EngineRequest(mcfg.in_channels, T, dev, amp,
+                                                 channels_last=dev.type in ("cpu", "cuda")), engine)
         tmp = temp_output(out)
         try:
             profile = output_profile(src, plan)

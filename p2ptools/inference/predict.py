@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from p2ptools.contract import check_label_image, from_checkpoint
-from p2ptools.errors import ConfigError, InputError, P2PError
-from p2ptools.inference.engine import make_engine
+from p2ptools.errors import InputError, P2PError
+from p2ptools.inference.engine import EngineRequest, make_engine
 from p2ptools.model.checkpoints import load_generator
 from p2ptools.model.tensors import resize_square, set_inference_mode, to_image, to_tensor
 from p2ptools.prep.dataset import read_ab
@@ -124,17 +124,14 @@ def predict_folder(
 
     if is_tif_split(input_dir):
         return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress,
-                                 run_or_ckpt=run_or_ckpt, engine=engine)
+                                 run_or_ckpt=run_or_ckpt, engine=engine, training_layers=dropout or batch_stats)
     files = input_images(input_dir, out_dir)
     kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
     check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
     claim_folder(out_dir, {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"},
                  inputs=[input_dir])
-    if dropout or batch_stats:  # training-mode layers: only torch runs them
-        if engine == "onnxruntime":
-            raise ConfigError("--dropout on and --batch-stats on run the network in training mode: use --engine torch")
-        engine = "torch"
-    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
+    run = make_engine(G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, dev, amp, dropout or batch_stats),
+                      engine)
     job = _FolderJob(mcfg, meta, kind, run, side_by_side, out_dir)
     report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
            job.direction, mcfg.image_size, out_dir)
@@ -244,7 +241,7 @@ def write_prediction_record(out_dir: Path, run_or_ckpt: Path, meta: dict[str, An
 
 def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
                       dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None,
-                      engine: str = "auto") -> PredictReport:
+                      engine: str = "auto", training_layers: bool = False) -> PredictReport:
     """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
     pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
     (labels as class values with the palette as colour table).
@@ -266,7 +263,7 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
     claim_folder(out_dir, planned, inputs=[input_dir])
     out_dir.mkdir(parents=True, exist_ok=True)
     report = PredictReport(out_dir, meta["path"], "tif")
-    run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
+    run = make_engine(G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, dev, amp, training_layers), engine)
     with progress_bar(len(pairs), "predict", "tile", progress) as bar:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]

@@ -45,7 +45,7 @@ def test_folder_and_whole_scene_give_torch_fp32_pixels(tiny_run, tmp_path, monke
 
 
 def test_auto_says_what_it_chose_and_wrong_combinations_are_refused(tiny_run, tmp_path, monkeypatch):
-    from p2ptools.inference.engine import OnnxRuntimeEngine, TorchEngine, make_engine
+    from p2ptools.inference.engine import EngineRequest, OnnxRuntimeEngine, TorchEngine, make_engine
     from p2ptools.model.checkpoints import load_generator
     from p2ptools.runtime import progress
 
@@ -54,13 +54,13 @@ def test_auto_says_what_it_chose_and_wrong_combinations_are_refused(tiny_run, tm
     monkeypatch.setattr("p2ptools.inference.engine.report", lambda msg, *a: said.append(msg % a))
     G, mcfg, meta = load_generator(tiny_run)
     cpu = torch.device("cpu")
-    assert isinstance(make_engine(G, meta, 3, 32, cpu, "auto", "none"), OnnxRuntimeEngine)
+    assert isinstance(make_engine(G, meta, EngineRequest(3, 32, cpu, "none"), "auto"), OnnxRuntimeEngine)
     assert "engine: onnxruntime (--engine auto: CPU without native bf16" in said[-1]
     monkeypatch.setattr("p2ptools.inference.engine.resolve_amp", lambda amp, dev: "bf16")
-    assert isinstance(make_engine(G, meta, 3, 32, cpu, "auto", "auto"), TorchEngine)
+    assert isinstance(make_engine(G, meta, EngineRequest(3, 32, cpu, "auto"), "auto"), TorchEngine)
     assert "engine: torch bf16 (--engine auto: native bf16)" in said[-1]
     with pytest.raises(ConfigError, match="runs fp32"):
-        make_engine(G, meta, 3, 32, cpu, "onnxruntime", "bf16")
+        make_engine(G, meta, EngineRequest(3, 32, cpu, "bf16"), "onnxruntime")
     res = run("predict", tiny_run, small_pairs(tmp_path / "ds") / "val", tmp_path / "p", "--engine", "onnxruntime",
               "--dropout", "on")
     assert res.exit_code == 1 and "use --engine torch" in res.output

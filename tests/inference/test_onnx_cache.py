@@ -54,9 +54,9 @@ def _generator(tiny_run, bias_shift: float = 0.0):
 
 
 def _onnx_vs_torch(G, meta) -> tuple[np.ndarray, np.ndarray]:
-    from p2ptools.inference.engine import make_engine
+    from p2ptools.inference.engine import EngineRequest, make_engine
 
-    y = make_engine(G, meta, 3, 32, CPU, "onnxruntime", "none")(X).numpy()
+    y = make_engine(G, meta, EngineRequest(3, 32, CPU, "none"), "onnxruntime")(X).numpy()
     with torch.inference_mode():
         return y, G(X).numpy()
 

@@ -46,6 +46,22 @@ def rgbn_tiles(tmp_path):
     return out
 
 
+def test_tile_splits_refuse_training_mode_layers_under_onnxruntime(rgbn_tiles, tmp_path):
+    """The engine registry's refusal holds on the GeoTIFF tile-split path too: ONNX Runtime cannot keep
+    dropout or batch statistics in training mode, so it is refused in one line (it used to fold them away)."""
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", str(rgbn_tiles), "--out", str(run), *TINY])
+    assert res.exit_code == 0, res.output
+    for flag in ("--dropout", "--batch-stats"):
+        res = CliRunner().invoke(cli, ["predict", str(run), str(rgbn_tiles / "val"), str(tmp_path / "p"),
+                                       "--engine", "onnxruntime", flag, "on"])
+        assert res.exit_code == 1 and "training mode" in res.output and "use --engine torch" in res.output, res.output
+        assert "Traceback" not in res.output and not list((tmp_path / "p").glob("*.tif"))
+    res = CliRunner().invoke(cli, ["predict", str(run), str(rgbn_tiles / "val"), str(tmp_path / "p"),
+                                   "--dropout", "on"])  # auto: torch, which keeps them
+    assert res.exit_code == 0 and "training-mode layers kept" in res.output, res.output
+
+
 def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
     tif = json.loads((rgbn_tiles / "dataset.json").read_text())["contract"]["tif"]["B"]
     assert tif["dtype"] == "uint16" and tif["bands"] == 4 and len(tif["low"]) == 4
