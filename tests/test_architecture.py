@@ -96,3 +96,15 @@ def test_the_layout_page_names_every_module():
         if f"{folder.name}/" not in page:
             missing.append(f"{folder.name}/")
     assert not missing, f"not in docs/concepts/layout.md: {', '.join(missing)}"
+
+
+def test_the_command_line_starts_without_torch():
+    """``p2ptools --help`` loads every command's module (for their one-line help): none of them may import
+    torch at module level (4-5 s), so choices come from torch-free registries."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from p2ptools.cli.main import cli; "
+            "assert CliRunner().invoke(cli, ['--help']).exit_code == 0; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

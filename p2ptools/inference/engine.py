@@ -22,16 +22,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from p2ptools.errors import ConfigError
-from p2ptools.runtime.device import autocast as device_autocast
-from p2ptools.runtime.device import resolve_amp
 from p2ptools.runtime.progress import report
+
+if TYPE_CHECKING:  # torch is imported where an engine is built, so the CLI's --help need not load it
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,15 @@ class TorchEngine:
 
     def __init__(self, G: nn.Module, dev: torch.device, amp: str, channels_last: bool = False) -> None:
         self.G, self.dev, self.amp = G, dev, amp
-        self.autocast = device_autocast(dev, amp)
+        from p2ptools.runtime.device import autocast
+
+        self.autocast = autocast(dev, amp)
         self.channels_last = channels_last
         self.name = f"torch {amp if amp != 'none' else 'fp32'}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = x.to(self.dev)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -60,11 +64,15 @@ class OnnxRuntimeEngine:
 
         graph = _onnx_graph(G, in_channels, size)
         opts = ort.SessionOptions()
+        import torch
+
         opts.intra_op_num_threads = max(1, torch.get_num_threads())
         self.session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
         self.name = "onnxruntime fp32"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {"input": arr})[0])  # (N, C, H, W) in [-1, 1]
 
@@ -72,6 +80,8 @@ class OnnxRuntimeEngine:
 def _onnx_graph(G: nn.Module, in_channels: int, size: int) -> bytes:
     """The ONNX graph of ``G`` (moved to the CPU, eval mode, BatchNorm folded), from the cache of
     :mod:`p2ptools.inference.onnx_cache` (keyed by its tensors and the exporter) or exported now."""
+    from torch import nn
+
     from p2ptools.inference.onnx_cache import cached_graph
     from p2ptools.model.export import OPSET, exporter_version, onnx_graph
 
@@ -114,7 +124,8 @@ class EngineRequest:
     channels_last: bool = False
 
 
-Engine = Callable[[torch.Tensor], torch.Tensor]
+#: an engine: ``(N, C, H, W)`` float32 in [-1, 1] → the same
+Engine = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,8 @@ def _precision(spec: EngineSpec | None, req: EngineRequest) -> str:
     """The precision to run: ``--amp auto`` on an engine that runs fp32 only is fp32, said nowhere."""
     if spec is not None and spec.precisions == ("none",) and req.amp in ("auto", "none"):
         return "none"
+    from p2ptools.runtime.device import resolve_amp
+
     return resolve_amp(req.amp, req.device)
 
 
@@ -187,6 +200,8 @@ def _refusal(spec: EngineSpec, req: EngineRequest, precision: str) -> str | None
 
 def _choose(req: EngineRequest) -> tuple[EngineSpec, str]:
     """``--engine auto``: the first engine of the registry that qualifies, said in one line."""
+    from p2ptools.runtime.device import resolve_amp
+
     precision = resolve_amp(req.amp, req.device)
     refused: list[str] = []
     for spec in ENGINES.values():
@@ -245,6 +260,8 @@ def prepared_generator(run_or_ckpt: Path, which: str, dev: torch.device) -> tupl
 
 @functools.lru_cache(maxsize=2)
 def _prepared(path: str, mtime_ns: int, size: int, device: str) -> tuple[Any, Any, dict[str, Any]]:
+    import torch
+
     dev = torch.device(device)
     from p2ptools.model.checkpoints import load_generator
     from p2ptools.model.tensors import set_inference_mode

@@ -56,7 +56,7 @@ def test_auto_says_what_it_chose_and_wrong_combinations_are_refused(tiny_run, tm
     cpu = torch.device("cpu")
     assert isinstance(make_engine(G, meta, EngineRequest(3, 32, cpu, "none"), "auto"), OnnxRuntimeEngine)
     assert "engine: onnxruntime (--engine auto: CPU without native bf16" in said[-1]
-    monkeypatch.setattr("p2ptools.inference.engine.resolve_amp", lambda amp, dev: "bf16")
+    monkeypatch.setattr("p2ptools.runtime.device.resolve_amp", lambda amp, dev: "bf16")
     assert isinstance(make_engine(G, meta, EngineRequest(3, 32, cpu, "auto"), "auto"), TorchEngine)
     assert "engine: torch bf16 (--engine auto: native bf16)" in said[-1]
     with pytest.raises(ConfigError, match="runs fp32"):
