@@ -380,9 +380,9 @@ def _train_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, 
 
 #: where the bundled recipes' data comes from (what a user must fetch, and how to point the recipe at it)
 DATA_SOURCES: dict[str, str] = {
-    "facades": "the pix2pix CMP facades archive (http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz, "
+    "facades": "the pix2pix CMP facades archive (https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz, "
                "about 30 MB); unpack it and give the facades/ folder",
-    "maps": "the pix2pix maps archive (http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz, about "
+    "maps": "the pix2pix maps archive (https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz, about "
             "250 MB); unpack it and give the maps/ folder",
     "inria": "the Inria Aerial Image Labeling dataset (https://project.inria.fr/aerialimagelabeling/, free after "
              "registration, about 20 GB); unpack it and give AerialImageDataset/train",

@@ -3,13 +3,15 @@
 A file is looked for, in order, in: the folder given explicitly (``--weights-dir``), the folder in
 ``$P2PTOOLS_WEIGHTS``, and torch hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``, by default
 ``~/.cache/torch/hub/checkpoints``), where torchvision and pytorch-fid keep the same files. A known
-file found nowhere is downloaded on first use into that cache with ``torch.hub``'s downloader (a
-progress bar on a terminal, one log line otherwise), checked, then moved into place.
+file found nowhere is downloaded on first use into that cache (:func:`p2ptools.runtime.download.fetch`:
+a progress bar on a terminal, one log line otherwise; a redirect from https or this machine to plain
+http elsewhere is refused), checked, then moved into place.
 
-Every known file is checked against its full SHA-256 (AlexNet's against the 8-digit prefix in its
-name, the one digest published for it; that file is downloaded only over https or from this
-machine), after a download and before a file found on disk is given to torch, so a damaged or
-replaced file is named with both digests instead of failing inside torch.
+Every known file is checked against its full SHA-256 (AlexNet's name carries only an 8-digit prefix;
+its full digest is the one several public projects pin for torchvision's file), after a download and
+before a file found on disk is given to torch, so a damaged or replaced file is named with both
+digests instead of failing inside torch. A file known only by a prefix would be downloaded only over
+https or from this machine.
 ``$P2PTOOLS_WEIGHTS_URL`` replaces the download location (``$P2PTOOLS_WEIGHTS_URL/<file name>``:
 an internal mirror, or a test server). ``offline`` (``--offline``, ``P2PTOOLS_OFFLINE=1``) never
 touches the network and says which files are missing and where to put them.
@@ -69,7 +71,8 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in (
                 "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
                 "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", "vgg"),
     WeightsFile("alexnet-owt-7be5be79.pth", "torchvision's ImageNet AlexNet (the LPIPS backbone)",
-                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79", "lpips"),
+                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+                "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", "lpips"),
     WeightsFile("lpips-v0.1-alex.pth", "LPIPS v0.1 linear heads for AlexNet (Zhang et al. 2018)",
                 "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
                 "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", "lpips"),

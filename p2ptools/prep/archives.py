@@ -9,18 +9,25 @@ never touches the network and says what to fetch by hand.
 What is checked, before anything is moved into place:
 
 - the archive's SHA-256 when the entry pins one (``sha256``);
-- every member: a regular file or folder under the archive's one top folder; links, devices,
-  absolute names and ``..`` are refused (nothing is written outside the destination);
+- every member's tar header, before a byte is unpacked: a regular file or folder under the
+  archive's one top folder, named once (links, devices, sparse files, absolute names and ``..`` are
+  refused, so nothing is written outside the work folder), each at most what an image of the
+  dataset can be, their number and total size within :class:`MemberLimits`;
 - the layout: each split's image count (facades 400/100/106, maps 1096/1098);
 - every image decodes and has the dataset's size (facades 512×256, maps 1200×600);
 - the SHA-256 of every file listed in the bundled manifest (``archive_manifests/NAME.sha256``,
-  ``sha256sum`` format), taken from copies of the distributed files.
+  ``sha256sum`` format), taken from copies of the distributed files;
+- no image is a byte-identical copy of an image in another split.
+
+The archives are fetched over https; from a mirror without https (``$P2PTOOLS_DATA_URL``) one line
+says which splits are checked by content and which only by count, size and decode.
 
 The publishers give no checksum for these archives, so the entries pin the content p2ptools has
 seen (400 of facades' 606 files, 400 of maps' 2194) rather than the archive's bytes; the archive's
 own SHA-256 and size are printed and kept in ``DEST/.p2ptools/source.json`` so that a maintainer
-can pin them. The archive is unpacked into a hidden folder beside the destination and renamed into
-place only when every check passed; the downloaded archive is deleted afterwards.
+can pin them. The archive is unpacked into a new hidden folder beside the destination (made by
+``tempfile.mkdtemp``: an unguessable name, never an existing folder or a planted link) and renamed
+into place only when every check passed; the downloaded archive is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 from p2ptools.errors import P2PError
 from p2ptools.runtime.download import DownloadFailed, fetch, is_offline, part_path, sha256_of
@@ -61,7 +71,8 @@ class DatasetArchive:
         what: what it is, in words.
         url: where it is downloaded from.
         file: the archive's file name (under ``$P2PTOOLS_DATA_URL``).
-        approx_bytes: about how big the archive is (for the free-space check and messages).
+        approx_bytes: about how big the archive is (for the free-space check and messages); also
+            the basis of the bound on the download and on the unpacked bytes (4× plus 1 MiB).
         splits: expected image count per split folder.
         image_size: ``(width, height)`` of every image (the AB pair side by side).
         sha256: the archive's full SHA-256 when pinned; None: the content is checked instead.
@@ -79,7 +90,7 @@ class DatasetArchive:
     manifest: Path | None = None
 
 
-_BERKELEY = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"
+_BERKELEY = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"
 
 KNOWN_ARCHIVES: dict[str, DatasetArchive] = {a.name: a for a in (
     DatasetArchive("facades", "the CMP facades as distributed for pix2pix (photo | label colours)",
@@ -118,6 +129,19 @@ def read_manifest(path: Path) -> dict[str, str]:
     return out
 
 
+def transport_note(spec: DatasetArchive, url: str) -> str:
+    """The one line said when ``url`` is not https: which splits are checked by content (the bundled
+    manifest's SHA-256 digests) and which only by count, size and decode."""
+    known = read_manifest(spec.manifest) if spec.manifest else {}
+    per_split = Counter(name.split("/")[1] for name in known)
+    by_content = [f"{split} ({per_split[split]} of {n})" for split, n in spec.splits.items() if per_split[split]]
+    rest = [split if not per_split[split] else f"the other {n - per_split[split]} of {split}"
+            for split, n in spec.splits.items() if per_split[split] < n]
+    return (f"{spec.file} is not fetched over https ({url}), so its bytes are not authenticated on the way: checked "
+            f"by content (SHA-256 of the distributed files): {', '.join(by_content) or 'none'}; only by count, size "
+            f"and decode: {', '.join(rest) or 'none'}")
+
+
 def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
                   progress: bool | None = None) -> Path:
     """Download ``spec``, check it, and unpack it so that ``dest`` holds its split folders.
@@ -145,15 +169,17 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
     _check_space(spec, dest)
     made_parent = not dest.parent.exists()
     part = part_path(dest.parent / spec.file)
-    work = dest.parent / f".{dest.name}.{os.getpid()}.unpacking"  # the archive's top folder goes here first
+    work: Path | None = None  # a fresh hidden folder in dest.parent; the archive's top folder goes there first
     report("downloading %s (%s, about %s) from %s", spec.file, spec.what, human_bytes(spec.approx_bytes), url)
+    if urlparse(url).scheme != "https":
+        report("%s", transport_note(spec, url))
     try:
-        fetch(url, part, progress)
+        fetch(url, part, progress, max_bytes=4 * spec.approx_bytes + (1 << 20))
         digest, size = sha256_of(part), part.stat().st_size
         if spec.sha256 and digest != spec.sha256:
             raise ArchiveError(f"{spec.file} from {url} is not the expected archive (SHA-256 {digest}, expected "
                                f"{spec.sha256}); nothing was kept; {by_hand}")
-        checked = unpack_checked(spec, part, work, url)
+        work, checked = unpack_checked(spec, part, dest.parent, url)
         _write_source(work / spec.name, spec, url, digest, size, checked)
         try:
             os.replace(work / spec.name, dest)
@@ -167,7 +193,8 @@ def fetch_dataset(spec: DatasetArchive, dest: Path, offline: bool | None = None,
         raise ArchiveError(f"{spec.file}: cannot download from {url} ({exc}); {by_hand}") from exc
     finally:
         part.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
         if made_parent and dest.parent.is_dir() and not any(dest.parent.iterdir()):
             dest.parent.rmdir()  # the folder this call made for a download that did not happen
     pinned = "" if spec.sha256 else " (not pinned by p2ptools: no checksum is published; kept in .p2ptools/source.json)"
@@ -187,42 +214,117 @@ def _check_space(spec: DatasetArchive, dest: Path) -> None:
                             f"another folder (p2ptools run {spec.name} --set data.dataset=PATH)")
 
 
-def _safe_members(tar: tarfile.TarFile, top: str, source: str) -> list[tarfile.TarInfo]:
-    """The archive's members, each a file or folder under ``top/``; anything else is refused."""
-    members = tar.getmembers()
-    for m in members:
-        p = PurePosixPath(m.name)
-        if p.is_absolute() or ".." in p.parts or (p.parts[:1] != (top,)) or not (m.isfile() or m.isdir()):
-            kind = "a link" if (m.issym() or m.islnk()) else "a special file" if not (m.isfile() or m.isdir()) else \
-                "outside its top folder"
-            raise ArchiveError(f"{source}: member {m.name!r} is {kind}; a {top} archive holds only files and folders "
-                               f"under {top}/, so nothing was unpacked")
+#: the bytes an image member may have beyond its raw pixels: a JPEG or PNG of the dataset's size is at most
+#: about its raw size (w × h × 3); twice that plus 64 KiB of headers and metadata is never reached by a real one
+MEMBER_SLACK = 64 << 10
+#: folders and stray files (a README, an OS's metadata file) an archive may hold beyond its images
+EXTRA_MEMBERS = 16
+
+
+@dataclass(frozen=True)
+class MemberLimits:
+    """What a dataset archive's tar headers may declare, checked before a byte is unpacked.
+
+    Args:
+        member_bytes: the largest member: ``2 × width × height × 3 + MEMBER_SLACK`` (facades: 832 KiB;
+            its largest distributed image is 79 KiB).
+        members: the most entries: the images of every split, the top folder and the split folders, and
+            ``EXTRA_MEMBERS`` (facades: 626 for 606 images).
+        total_bytes: the most bytes in all: ``4 × approx_bytes + 1 MiB`` (the images are JPEGs, which gzip
+            does not shrink, so the unpacked archive is about as big as the archive; facades: 121 MB),
+            and never more than ``members × member_bytes``.
+    """
+
+    member_bytes: int
+    members: int
+    total_bytes: int
+
+    @classmethod
+    def of(cls, spec: DatasetArchive) -> MemberLimits:
+        """The limits for ``spec``."""
+        width, height = spec.image_size
+        member_bytes = 2 * width * height * 3 + MEMBER_SLACK
+        members = sum(spec.splits.values()) + 1 + len(spec.splits) + EXTRA_MEMBERS
+        return cls(member_bytes, members, min(members * member_bytes, 4 * spec.approx_bytes + (1 << 20)))
+
+
+def _member_problem(m: tarfile.TarInfo, top: str) -> str:
+    """What is wrong with one member's header ("" when it is a file or folder under ``top/``)."""
+    p = PurePosixPath(m.name)
+    if m.issym() or m.islnk():
+        return "is a link"
+    if not (m.isdir() or m.type in (tarfile.REGTYPE, tarfile.AREGTYPE)):
+        return "is a special file (a device, a pipe or a sparse file)"
+    if p.is_absolute() or ".." in p.parts or p.parts[:1] != (top,):
+        return "is outside its top folder"
+    return ""
+
+
+def _safe_members(tar: tarfile.TarFile, spec: DatasetArchive, source: str) -> list[tarfile.TarInfo]:
+    """The archive's members, read from their headers only (nothing is written): each a file or folder
+    under ``NAME/``, named once, within :class:`MemberLimits`; anything else is refused at the first
+    header that breaks a rule (so a bomb of headers is not read to its end)."""
+    top, limits = spec.name, MemberLimits.of(spec)
+    members: list[tarfile.TarInfo] = []
+    names: set[str] = set()
+    total = 0
+    for m in tar:
+        problem = _member_problem(m, top)
+        if not problem and m.size > limits.member_bytes:
+            problem = f"declares {m.size} bytes; no image of this dataset has more than {limits.member_bytes}"
+        if not problem and m.name.rstrip("/") in names:
+            problem = "appears twice"
+        if problem:
+            raise ArchiveError(f"{source}: member {m.name!r} {problem}; a {top} archive holds only its images and "
+                               f"folders under {top}/, so nothing was unpacked")
+        total += m.size
+        names.add(m.name.rstrip("/"))
+        members.append(m)
+        if len(members) > limits.members or total > limits.total_bytes:
+            what = f"more than {limits.members} members" if len(members) > limits.members else \
+                f"more than {limits.total_bytes} bytes"
+            raise ArchiveError(f"{source}: declares {what}; the {top} archive has {sum(spec.splits.values())} images "
+                               f"({human_bytes(spec.approx_bytes)}), so nothing was unpacked")
     return members
 
 
-def unpack_checked(spec: DatasetArchive, archive: Path, work: Path, source: str) -> dict[str, int]:
-    """Unpack ``archive`` into ``work`` (its top folder, ``work/NAME``, becomes the dataset) and check it.
+def unpack_checked(spec: DatasetArchive, archive: Path, parent: Path, source: str) -> tuple[Path, dict[str, int]]:
+    """Check ``archive``'s headers, unpack it into a new work folder in ``parent`` and check its content.
+
+    The work folder is made by :func:`tempfile.mkdtemp` (a fresh, unguessable name, never an existing
+    folder or link) only once every header passed :func:`_safe_members`; its ``NAME`` folder becomes the
+    dataset.
 
     Returns:
-        ``{"files": n, "known_files": k}``: images found, and those checked against the manifest.
+        ``(work folder, {"files": n, "known_files": k})``: images found, and those checked against the
+        manifest. The caller renames ``work/NAME`` into place and removes the work folder.
 
     Raises:
-        ArchiveError: naming the first problem (a member, a count, an image, a digest).
+        ArchiveError: naming the first problem (a member, a count, an image, a digest); the work folder
+            is removed (or was never made).
     """
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"{source}: not a readable tar archive ({exc})") from None
     with tar:
-        members = _safe_members(tar, spec.name, source)
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            members = _safe_members(tar, spec, source)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArchiveError(f"{source}: the archive is damaged ({exc})") from None
+        work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".unpacking", dir=parent))
         try:
             kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(work, members=members, **kwargs)  # noqa: S202 (members checked above)
         except (tarfile.TarError, OSError, EOFError) as exc:
+            shutil.rmtree(work, ignore_errors=True)
             raise ArchiveError(f"{source}: the archive is damaged ({exc})") from None
-    _follow_umask(work / spec.name)
-    return check_content(spec, work / spec.name, source)
+    try:
+        _follow_umask(work / spec.name)
+        return work, check_content(spec, work / spec.name, source)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _follow_umask(root: Path) -> None:
@@ -237,7 +339,9 @@ def _follow_umask(root: Path) -> None:
 
 
 def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, int]:
-    """Check an unpacked dataset folder against ``spec``: split counts, image sizes, known digests.
+    """Check an unpacked dataset folder against ``spec``: split counts, image sizes, known digests, and
+    that no image is a byte-identical copy of one in another split (a test image that is a training
+    image would make every score a lie).
 
     Raises:
         ArchiveError: naming the split, the file and what is wrong.
@@ -253,7 +357,7 @@ def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, in
     known = read_manifest(spec.manifest) if spec.manifest else {}
     names = [path.relative_to(root.parent).as_posix() for path in images]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        inspected = pool.map(lambda p, n: _inspect(p, spec.image_size, n in known), images, names)
+        inspected = pool.map(lambda p: _inspect(p, spec.image_size), images)
         digests = {}
         for name, (problem, digest) in zip(names, inspected, strict=True):
             if problem:
@@ -263,18 +367,32 @@ def check_content(spec: DatasetArchive, root: Path, source: str) -> dict[str, in
         got = digests.get(name, "missing")
         if got != digest:
             raise ArchiveError(f"{source}: {name} is not the distributed file (SHA-256 {got}, expected {digest})")
+    _refuse_copies_across_splits(digests, source)
     return {"files": len(images), "known_files": len(known)}
 
 
-def _inspect(path: Path, size: tuple[int, int], digest: bool) -> tuple[str, str]:
-    """``(problem, SHA-256)`` of one image, read once: the problem is "" when it decodes at ``size``;
-    the digest is "" unless asked for."""
+def _refuse_copies_across_splits(digests: dict[str, str], source: str) -> None:
+    """Refuse an image whose bytes are those of an image in another split (``NAME/SPLIT/FILE`` names).
+
+    Raises:
+        ArchiveError: naming both files.
+    """
+    first: dict[str, str] = {}
+    for name, digest in digests.items():
+        other = first.setdefault(digest, name)
+        if other.split("/")[1] != name.split("/")[1]:
+            raise ArchiveError(f"{source}: {name} is a copy of {other} (SHA-256 {digest}); an image in two splits "
+                               "makes the evaluation score training images, so this is not the distributed archive")
+
+
+def _inspect(path: Path, size: tuple[int, int]) -> tuple[str, str]:
+    """``(problem, SHA-256)`` of one image, read once: the problem is "" when it decodes at ``size``."""
     import cv2
     import numpy as np
 
     data = path.read_bytes()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    sha = hashlib.sha256(data).hexdigest() if digest else ""
+    sha = hashlib.sha256(data).hexdigest()
     if img is None:
         return "cannot be decoded as an image", sha
     if (img.shape[1], img.shape[0]) != tuple(size):

@@ -130,8 +130,93 @@ def test_every_known_file_has_a_full_digest_or_a_safe_transport(monkeypatch):
     for spec in W.KNOWN_WEIGHTS.values():
         assert len(spec.sha256) in (8, 64)
     full = [s for s in W.KNOWN_WEIGHTS.values() if len(s.sha256) == 64]
-    assert len(full) >= 3  # all but AlexNet, whose only published digest is its name's prefix
+    assert len(full) == len(W.KNOWN_WEIGHTS)  # every known file, AlexNet included
     prefix_only = W.WeightsFile("x-7be5be79.pth", "a file known by prefix", "https://x.invalid/x.pth", "7be5be79", "t")
     monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", "http://mirror.invalid/weights")  # plain http, not this machine
     with pytest.raises(W.WeightsDownloadError, match="only a prefix of this file's SHA-256"):
         W.download(prefix_only)
+
+
+ALEXNET = "alexnet-owt-7be5be79.pth"
+PREFIX_TWIN = "7be5be79" + "0" * 56  # the 8 digits AlexNet's name carries, then another file's
+
+
+@pytest.fixture
+def shipped_alexnet(monkeypatch):
+    """AlexNet's entry as weights.py ships it (tests/conftest.register_test_weights rewrites the registry
+    for the tests that stand random networks in for the real files)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("shipped_weights", W.__file__)
+    shipped = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "shipped_weights", shipped)  # its dataclasses look their module up
+    spec.loader.exec_module(shipped)
+    monkeypatch.setitem(W.KNOWN_WEIGHTS, ALEXNET, shipped.KNOWN_WEIGHTS[ALEXNET])
+    return W.KNOWN_WEIGHTS[ALEXNET]
+
+
+def test_alexnet_is_checked_by_its_full_digest(tmp_path, monkeypatch, shipped_alexnet):
+    """A file whose SHA-256 starts like AlexNet's is not AlexNet: on disk it is never given to torch."""
+    assert shipped_alexnet.sha256 == "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / ALEXNET).write_bytes(b"not alexnet")
+    monkeypatch.setattr(W, "sha256_of", lambda path: PREFIX_TWIN)  # a digest that shares the 8-digit prefix
+    with pytest.raises(W.WeightsChecksumError, match=f"SHA-256 {PREFIX_TWIN}, expected 7be5be791159472b"):
+        W.find_weights(ALEXNET, folder)
+    assert not W.digest_matches(shipped_alexnet, PREFIX_TWIN)
+
+
+def test_a_downloaded_alexnet_with_only_the_prefix_right_is_not_kept(server, tmp_path, monkeypatch, shipped_alexnet):
+    base, served, requests = server
+    (served / ALEXNET).write_bytes(b"not alexnet")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", base)
+    monkeypatch.setattr(W, "sha256_of", lambda path: PREFIX_TWIN)
+    with pytest.raises(W.WeightsDownloadError, match="is not the expected one"):
+        W.download(shipped_alexnet, progress=False)
+    assert requests == [f"/{ALEXNET}"] and _cache(tmp_path) == []
+
+
+def test_a_mirror_redirecting_to_plain_http_elsewhere_is_refused(registry, tmp_path, monkeypatch):
+    """$P2PTOOLS_WEIGHTS_URL on this machine answers with a redirect to http://example.invalid/: refused
+    in one line, and example.invalid is never looked up."""
+    import http.server
+    import threading
+
+    spec, _ = registry
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(302)
+            self.send_header("Location", f"http://example.invalid{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    looked_up = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        if host != "127.0.0.1":
+            raise socket.gaierror(socket.EAI_NONAME, "not looked up in tests")
+        return real(host, *args, **kwargs)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+        with pytest.raises(W.WeightsDownloadError) as err:
+            W.find_weights(spec.name)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    msg = str(err.value)
+    assert f"refused a redirect from http://127.0.0.1:{httpd.server_address[1]}/{spec.name} to " \
+           f"http://example.invalid/{spec.name}" in msg and "\n" not in msg
+    assert "example.invalid" not in looked_up and _cache(tmp_path) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -252,3 +253,130 @@ def test_another_command_unpacking_first(mini, tmp_path, monkeypatch, theirs):
         assert "another command unpacked mini.tar.gz first" in res.output
     else:
         assert res.exit_code == 1 and "appeared while mini.tar.gz was unpacked" in res.output
+
+
+#: the bounds the mini archive's headers are held to (64×32 images, 6 of them in 3 splits, about 10 KB):
+MINI_MEMBER = 2 * 64 * 32 * 3 + 64 * 1024  # a member: twice the raw pixels, plus 64 KiB of headers
+MINI_MEMBERS = 6 + 1 + 3 + 16  # entries: the images, the top folder, the split folders, 16 spare
+MINI_TOTAL = 4 * 10_000 + (1 << 20)  # all bytes: 4× the archive's size plus 1 MiB (< MINI_MEMBERS × MINI_MEMBER)
+
+
+def test_the_stated_bounds():
+    assert A.MemberLimits.of(A.known_archive("facades")) == A.MemberLimits(851_968, 626, 121_048_576)
+
+
+def _no_extraction(monkeypatch):
+    """Record every call that would write a member (none may happen for an archive refused by its headers)."""
+    calls = []
+    real = tarfile.TarFile.extractall
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("claim", ["huge", "claimed"])
+def test_a_member_bigger_than_an_image_is_refused_from_its_header(mini, tmp_path, monkeypatch, claim):
+    """A 1 MB member of zeros (a few KB gzipped; no 64×32 image is that big), or a header that claims
+    300 MB with nothing behind it: refused before anything is written."""
+    served, requests, files, recipe = mini
+    info = tarfile.TarInfo("mini/train/notes.bin")
+    if claim == "huge":
+        info.size = 1 << 20
+        _tar(served / "mini.tar.gz", files, extra=[info])
+    else:
+        info.size = 300_000_000  # the header alone: the archive ends where its data would start
+        (served / "mini.tar.gz").write_bytes(gzip.compress(info.tobuf()))
+    calls = _no_extraction(monkeypatch)
+    res = _run(recipe)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert f"member 'mini/train/notes.bin' declares {info.size} bytes; no image of this dataset has more than " \
+           f"{MINI_MEMBER}" in res.output and "nothing was unpacked" in res.output
+    assert calls == [] and not (tmp_path / "data").exists()
+
+
+def test_every_member_that_is_not_a_file_or_folder_is_refused(mini, tmp_path, monkeypatch):
+    """Links, devices, pipes and 'contiguous' files (tar type 7, which tarfile unpacks as a file) alike."""
+    served, requests, files, recipe = mini
+    calls = _no_extraction(monkeypatch)
+    for kind, says in [(tarfile.LNKTYPE, "is a link"), (tarfile.SYMTYPE, "is a link"),
+                       (tarfile.CHRTYPE, "is a special file"), (tarfile.BLKTYPE, "is a special file"),
+                       (tarfile.FIFOTYPE, "is a special file"), (tarfile.CONTTYPE, "is a special file")]:
+        info = tarfile.TarInfo("mini/train/odd.jpg")
+        info.type = kind
+        if kind in (tarfile.LNKTYPE, tarfile.SYMTYPE):
+            info.linkname = "mini/train/1.jpg"
+        elif kind == tarfile.CONTTYPE:
+            info.size = 3
+        _tar(served / "mini.tar.gz", files, extra=[info])
+        with pytest.raises(A.ArchiveError, match=f"member 'mini/train/odd.jpg' {says}"):
+            A.fetch_dataset(A.known_archive("mini"), tmp_path / "data" / "mini", offline=False, progress=False)
+        assert calls == [] and not (tmp_path / "data").exists(), kind
+
+
+@pytest.mark.parametrize("too_many", ["members", "bytes"])
+def test_more_members_or_bytes_than_the_dataset_has_are_refused(mini, tmp_path, monkeypatch, too_many):
+    served, requests, files, recipe = mini
+    extra = []
+    count = MINI_MEMBERS if too_many == "members" else MINI_TOTAL // (MINI_MEMBER - 1) + 1
+    for i in range(count):  # stray files (not images), each within the member bound
+        info = tarfile.TarInfo(f"mini/extra/{i}.txt")
+        info.size = 1 if too_many == "members" else MINI_MEMBER - 1
+        extra.append(info)
+    _tar(served / "mini.tar.gz", files, extra=extra)
+    calls = _no_extraction(monkeypatch)
+    res = _run(recipe)
+    assert res.exit_code == 1, res.output
+    what = f"more than {MINI_MEMBERS} members" if too_many == "members" else f"more than {MINI_TOTAL} bytes"
+    assert f"declares {what}; the mini archive has 6 images" in res.output and "nothing was unpacked" in res.output
+    assert calls == [] and not (tmp_path / "data").exists()
+
+
+def test_a_link_planted_at_the_old_work_folder_name_is_never_used(mini, tmp_path):
+    """The work folder used to be data/.mini.PID.unpacking, made with exist_ok: a link planted there
+    sent the unpacked files elsewhere (and a failed check left them there)."""
+    import os
+
+    served, requests, files, recipe = mini
+    del files["mini/val/1.jpg"]  # a check that fails after unpacking
+    _tar(served / "mini.tar.gz", files)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "data").mkdir()
+    planted = tmp_path / "data" / f".mini.{os.getpid()}.unpacking"
+    planted.symlink_to(elsewhere)
+    res = _run(recipe)
+    assert res.exit_code == 1 and "mini/val has 1 images" in res.output, res.output
+    assert list(elsewhere.iterdir()) == []  # nothing was written through the link
+    assert planted.is_symlink() and sorted(p.name for p in (tmp_path / "data").iterdir()) == [planted.name]
+
+
+@pytest.mark.parametrize("copy", ["mini/val/1.jpg", "mini/test/1.jpg"])
+def test_a_val_or_test_image_that_is_a_copy_of_a_train_image_is_refused(mini, tmp_path, copy):
+    served, requests, files, recipe = mini
+    files[copy] = files["mini/train/2.jpg"]  # mini/train/2.jpg is not in the manifest
+    if copy == "mini/test/1.jpg":  # the manifest pins test/1: pin the copy, so only the cross-split check can refuse it
+        manifest = A.known_archive("mini").manifest
+        manifest.write_text(manifest.read_text().replace(hashlib.sha256(_files()[copy]).hexdigest(),
+                                                          hashlib.sha256(files[copy]).hexdigest()))
+    _tar(served / "mini.tar.gz", files)
+    res = _run(recipe)
+    assert res.exit_code == 1, res.output
+    assert f"{copy} is a copy of mini/train/2.jpg" in res.output and not (tmp_path / "data").exists()
+
+
+def test_without_https_one_line_says_which_splits_are_checked_by_content(mini, tmp_path):
+    served, requests, files, recipe = mini
+    _tar(served / "mini.tar.gz", files)
+    res = _run(recipe)
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if "not fetched over https" in ln]
+    assert len(lines) == 1 and lines[0].endswith(
+        "checked by content (SHA-256 of the distributed files): train (1 of 3), test (1 of 1); only by count, size "
+        "and decode: the other 2 of train, val"), res.output
+
+
+def test_the_bundled_archives_are_fetched_over_https():
+    from p2ptools.recipe import DATA_SOURCES
+
+    for spec in A.KNOWN_ARCHIVES.values():
+        assert spec.url.startswith("https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/")
+        assert spec.url in DATA_SOURCES[spec.name]
