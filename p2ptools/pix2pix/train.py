@@ -375,10 +375,11 @@ def check_tile_size(mcfg: ModelConfig, files: list[Path], dataset: Path) -> None
     meta = read_dataset_json(dataset) or {}
     size = (meta.get("params") or {}).get("size")
     if size is None and files:
-        import cv2
+        from p2ptools.prep.images import image_size
 
-        img = cv2.imread(str(files[0]), cv2.IMREAD_REDUCED_GRAYSCALE_2)  # a cheap look at the shape
-        size = None if img is None else img.shape[0] * 2
+        # the header only (OpenCV's imread crashes on a name that is not UTF-8)
+        with contextlib.suppress(P2PError):
+            size = image_size(files[0])[1]
     if size is None or size == mcfg.image_size:
         return
     how = "upsampled" if mcfg.load_size > size else "downsampled"
