@@ -544,13 +544,14 @@ def _set_metric_rows(cfg: EvalConfig, scan: Scan, nets: Networks, cached: dict[s
 def frame_csv(frame: pd.DataFrame) -> str:
     """A table as CSV text that keeps any file name in its cells (line breaks and carriage returns quoted;
     bytes that are not UTF-8 written as they are by :func:`atomic_write_text`)."""
-    texts = (v for col in frame.columns if frame[col].dtype == object for v in frame[col])
+    texts = (v for col in frame.select_dtypes(exclude="number").columns for v in frame[col])
     return frame.to_csv(index=False, lineterminator=csv_line_end(texts))
 
 
 def read_frame_csv(path: Path) -> pd.DataFrame:
-    """A CSV table written by :func:`frame_csv`, names as they were."""
-    return pd.read_csv(path, encoding_errors="surrogateescape")
+    """A CSV table written by :func:`frame_csv`, names as they were (pandas' C parser would replace a
+    byte that is not UTF-8; its Python parser keeps it)."""
+    return pd.read_csv(path, encoding_errors="surrogateescape", engine="python")
 
 
 def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,

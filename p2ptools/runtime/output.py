@@ -9,7 +9,7 @@ Any name a file system allows is kept exactly, end to end: line breaks, tabs and
 characters, and bytes that are not UTF-8 (which Python gives as lone surrogates, ``b"caf\\xe9"`` →
 ``"caf\\udce9"``). JSON files (records, ``dataset.json``) hold them as JSON escapes; CSV files
 (``manifest.csv``, per-image tables) quote them and keep such bytes as they are, as ``ls`` shows them
-(:func:`text_bytes`; read them back with ``encoding_errors="surrogateescape"`` in pandas).
+(:func:`text_bytes`; pandas reads them back with ``encoding_errors="surrogateescape", engine="python"``).
 """
 
 from __future__ import annotations
@@ -124,6 +124,16 @@ def bytes_text(data: bytes) -> str:
         UnicodeDecodeError: only where the file system's error handler is strict about them (Windows).
     """
     return data.decode("utf-8", sys.getfilesystemencodeerrors())
+
+
+def shown_name(name: str) -> str:
+    """A file name for a one-line message: control characters (line breaks, tabs) and bytes that are not
+    UTF-8 written as Python escapes (``a\\nb.png``, ``caf\\xe9.png``), other characters as they are."""
+    try:
+        text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte of a file name gives
+        text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -388,7 +398,7 @@ def refuse_foreign(out: Path, foreign: list[str]) -> None:
         OutputError: if ``foreign`` is not empty.
     """
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        shown = ", ".join(map(shown_name, foreign[:5])) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         runs = [f for f in foreign if re.fullmatch(r"(latest|best|epoch_\d+)\.pt", f)]
         if runs:  # p2ptools wrote them, as a training run: this command's outputs go elsewhere
             raise OutputError(f"{out}: is a p2ptools training run folder ({', '.join(runs[:3])}); it is not an output "
