@@ -129,11 +129,9 @@ def bytes_text(data: bytes) -> str:
 def shown_name(name: str) -> str:
     """A file name for a one-line message: control characters (line breaks, tabs) and bytes that are not
     UTF-8 written as Python escapes (``a\\nb.png``, ``caf\\xe9.png``), other characters as they are."""
-    try:
-        text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that no byte of a file name gives
-        text = name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    from p2ptools.runtime.html import readable
+
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in readable(name))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
