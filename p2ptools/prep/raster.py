@@ -7,8 +7,11 @@ stretch of non-8-bit photos is computed once per scene from a decimated read (at
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from rasterio.windows import Window
 from p2ptools.config import LAYOUTS
 from p2ptools.errors import ConfigError, GridMismatchError, InputError, P2PError, RasterReadError
 from p2ptools.prep.images import check_pixels
+from p2ptools.runtime.output import is_utf8
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +219,26 @@ def describe_error(exc: BaseException) -> str:
 UNTILED_DRIVERS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"})
 
 
+@contextlib.contextmanager
+def gdal_name(path: Path, new: bool = False) -> Iterator[str]:
+    """``path`` spelled so that GDAL opens it: as it is, or, for a name that is not UTF-8 (GDAL takes UTF-8
+    names only), ``/proc/self/fd/N`` of the file opened here (``new``: ``/proc/self/fd/N/<name>`` in its
+    folder, for a file to create, whose own name must then be UTF-8); held open while the block runs.
+
+    GDAL opens the file again through that name, so a dataset stays usable after the block.
+    """
+    if is_utf8(str(path)) or not Path("/proc/self/fd").is_dir():  # elsewhere: GDAL's own message names the file
+        yield str(path)
+        return
+    fd = os.open(path.parent if new else path, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{fd}" + (f"/{path.name}" if new else "")
+    finally:
+        os.close(fd)
+
+
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
-    """Open a raster, turning any failure into an error that names the file.
+    """Open a raster (any file name: :func:`gdal_name`), turning any failure into an error that names the file.
 
     A PNG, JPEG, BMP, GIF or WebP file (``UNTILED_DRIVERS``: no tiles, so windows cannot be read on
     their own) of more than :func:`p2ptools.prep.images.max_pixels` pixels (default 16384² =
@@ -227,9 +249,9 @@ def open_raster(path: Path) -> rasterio.io.DatasetReader:
         ImageTooLargeError: for an untiled format over the pixel limit.
     """
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), gdal_name(Path(path)) as name:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(path)
+            ds = rasterio.open(name)
     except (RasterioError, OSError) as exc:
         why = describe_error(exc).replace(f"'{path}' ", "").replace(f"{path}: ", "")
         raise RasterReadError(f"{path}: cannot open as a raster: {why}") from exc
