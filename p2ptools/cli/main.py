@@ -88,6 +88,14 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     return f"{category.__name__}: {' '.join(str(message).split())}"
 
 
+def show_any_name() -> None:
+    """Let stdout and stderr print any file name: a byte of a name that is not UTF-8 (a lone surrogate, as
+    Python reads it) is written as an escape (``\\udce9``) instead of failing the command after its work."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def configure_logging(verbose: int, quiet: int) -> None:
     """Warnings and progress lines (one per epoch, metric, scene …) by default; ``-v`` INFO,
     ``-vv`` DEBUG; ``-q`` drops the progress lines, ``-qq`` the warnings too."""
@@ -111,4 +119,5 @@ def cli(verbose: int, quiet: int) -> None:
     join or split AB images (pair, unpair), train the bundled pix2pix (train), run it (predict),
     and score the results (evaluate, with train-fcn for the FCN-score); run chains them from a recipe.
     """
+    show_any_name()
     configure_logging(verbose, quiet)

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from p2ptools.evaluation.report import thumb_names, write_comparison_page, write
 from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime.device import select_device
-from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder
+from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder, csv_line_end
 from p2ptools.runtime.progress import Ticker, report
 
 log = logging.getLogger(__name__)
@@ -262,10 +263,10 @@ def _feature_cache_key(files: list[Path], what: str, resized_to: list[Path] | No
     """The key of cached real-image features: everything that changes them — ``what`` (network,
     weights digest, feature size, which half, resize mode), each real file's path, size and mtime,
     and, when reals are resized to the fakes (``resized_to``), each fake's pixel size."""
-    h = hashlib.sha256(what.encode())
+    h = hashlib.sha256(os.fsencode(what))
     for p in files:
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n"))  # any file name
     if resized_to is not None:
         for p in resized_to:
             try:
@@ -541,15 +542,28 @@ def _set_metric_rows(cfg: EvalConfig, scan: Scan, nets: Networks, cached: dict[s
     return rows
 
 
+def frame_csv(frame: pd.DataFrame) -> str:
+    """A table as CSV text that keeps any file name in its cells (line breaks and carriage returns quoted;
+    bytes that are not UTF-8 written as they are by :func:`atomic_write_text`)."""
+    texts = (v for col in frame.select_dtypes(exclude="number").columns for v in frame[col])
+    return frame.to_csv(index=False, lineterminator=csv_line_end(texts))
+
+
+def read_frame_csv(path: Path) -> pd.DataFrame:
+    """A CSV table written by :func:`frame_csv`, names as they were (pandas' C parser would replace a
+    byte that is not UTF-8; its Python parser keeps it)."""
+    return pd.read_csv(path, encoding_errors="surrogateescape", engine="python")
+
+
 def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,
                   ab: bool, with_input: bool, record: dict[str, Any] | None, base: tuple[np.ndarray, str] | None,
                   device: torch.device) -> None:
     """per_image.csv, summary.csv, fcn.csv, evaluate.json (with provenance), report.html/json."""
     cfg.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg.out / "per_image.csv", result.per_image.to_csv(index=False))
-    atomic_write_text(cfg.out / "summary.csv", result.summary.to_csv(index=False))
+    atomic_write_text(cfg.out / "per_image.csv", frame_csv(result.per_image))
+    atomic_write_text(cfg.out / "summary.csv", frame_csv(result.summary))
     if result.fcn is not None:
-        atomic_write_text(cfg.out / "fcn.csv", result.fcn.to_csv(index=False))
+        atomic_write_text(cfg.out / "fcn.csv", frame_csv(result.fcn))
     confusion = (scan.conf_fake, list(nets.seg.class_names)) if nets.seg is not None and scan.conf_fake is not None \
         else None
     prov = provenance(cfg, result, scan, nets, native, record, base, device)
@@ -759,7 +773,7 @@ def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
         path = Path(rep) / "summary.csv"
         if not path.is_file():
             raise InputError(f"{rep}: no summary.csv (run p2ptools evaluate --out {rep} first)")
-        s = pd.read_csv(path)
+        s = read_frame_csv(path)
         row: dict[str, Any] = {"run": s["label"].iloc[0] if len(s) else Path(rep).name}
         for r in s.itertuples():
             row[r.metric] = r.mean
@@ -769,6 +783,6 @@ def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+    atomic_write_text(out / "comparison.csv", frame_csv(table))
     write_comparison_page(out, table, [Path(r) for r in reports])
     return table

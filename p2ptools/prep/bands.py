@@ -152,9 +152,10 @@ def read_tif(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     import rasterio
 
     from p2ptools.prep.limits import check_pixels
+    from p2ptools.runtime.names import gdal_name
 
     try:
-        with rasterio.open(path) as ds:
+        with gdal_name(Path(path)) as name, rasterio.open(name) as ds:  # any file name
             check_pixels(path, ds.width, ds.height)
             return ds.read(), {"crs": ds.crs, "transform": ds.transform}
     except rasterio.errors.RasterioError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,7 @@ def fill_hole(img: np.ndarray, mask: np.ndarray, fill: str, rng: np.random.Gener
 
 def pair_rng(seed: int, name: str) -> np.random.Generator:
     """The random generator of one pair: a function of the seed and the pair's name only."""
-    digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(os.fsencode(f"{seed}:{name}"), digest_size=8).digest()  # any file name
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 

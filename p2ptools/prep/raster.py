@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from p2ptools.config import LAYOUTS
 from p2ptools.errors import ConfigError, GridMismatchError, InputError, P2PError, RasterReadError
 from p2ptools.prep.limits import check_pixels
+from p2ptools.runtime.names import gdal_name
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ UNTILED_DRIVERS: frozenset[str] = frozenset({"PNG", "JPEG", "BMP", "GIF", "WEBP"
 
 
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
-    """Open a raster, turning any failure into an error that names the file.
+    """Open a raster (any file name: :func:`gdal_name`), turning any failure into an error that names the file.
 
     A PNG, JPEG, BMP, GIF or WebP file (``UNTILED_DRIVERS``: no tiles, so windows cannot be read on
     their own) of more than :func:`p2ptools.prep.limits.max_pixels` pixels (default 16384² =
@@ -227,9 +228,9 @@ def open_raster(path: Path) -> rasterio.io.DatasetReader:
         ImageTooLargeError: for an untiled format over the pixel limit.
     """
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), gdal_name(Path(path)) as name:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(path)
+            ds = rasterio.open(name)
     except (RasterioError, OSError) as exc:
         why = describe_error(exc).replace(f"'{path}' ", "").replace(f"{path}: ", "")
         raise RasterReadError(f"{path}: cannot open as a raster: {why}") from exc

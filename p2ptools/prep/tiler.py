@@ -241,7 +241,7 @@ def _tif_record(out: Path, rows: list[dict[str, str]], roles: tuple[str, str], i
     for half, role in zip(("A", "B"), roles, strict=True):
         files = [out / r["file"].replace("/A/", f"/{half}/") for r in kept]
         sample = files[:: max(1, len(files) // 64)][:64]
-        with rasterio.open(sample[0]) as ds:
+        with open_raster(sample[0]) as ds:
             dtype, nodata, bands = ds.dtypes[0], ds.nodata, ds.count
         if role == "label":
             record[half] = {"role": "label", "dtype": dtype}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,7 +99,7 @@ def keep_fraction_draw(seed: int, key: str) -> float:
 
     Used to keep a reproducible share of empty tiles (``--keep-empty``).
     """
-    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(os.fsencode(f"{seed}:{key}"), digest_size=8).digest()  # any file name
     return int.from_bytes(digest, "big") / 2.0**64
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +33,18 @@ figure{border:1px solid #e6eaef;border-radius:6px;padding:6px} details{margin:6p
 
 
 def esc(value: Any) -> str:
-    """HTML-escaped text of ``value``."""
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text of ``value``; a file name's byte that is not UTF-8 (a lone surrogate, as
+    :func:`os.fsdecode` gives it) shown as ``\\xe9`` (a UTF-8 page cannot hold the byte itself)."""
+    return html.escape(readable(str(value)), quote=True)
+
+
+def readable(text: str) -> str:
+    """``text`` with each lone surrogate written as a Python escape: the bytes that are not UTF-8 of a
+    file name as ``\\xe9``, any other as ``\\ud800``; other text unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte of a file name gives
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -69,11 +80,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 
 
 def url(rel: str) -> str:
-    """A relative path as a URL for ``src``/``href``: each segment percent-encoded (``#``, ``%``,
-    ``?``, spaces, quotes, accents), ``/`` kept, then HTML-escaped for the attribute."""
+    """A relative path as a URL for ``src``/``href``: each segment's bytes percent-encoded (``#``, ``%``,
+    ``?``, spaces, quotes, accents, control characters, bytes that are not UTF-8), ``/`` kept, then
+    HTML-escaped for the attribute."""
     from urllib.parse import quote
 
-    return esc("/".join(quote(seg, safe="") for seg in str(rel).replace("\\", "/").split("/")))
+    return esc("/".join(quote(os.fsencode(seg), safe="") for seg in str(rel).replace("\\", "/").split("/")))
 
 
 #: characters that could end or confuse a ``<script>`` element, or a JavaScript string, as JSON escapes

@@ -114,8 +114,8 @@ def folder_lock(folder: Path, lock_path: Path | None = None) -> Iterator[Path]:
     fd = _acquire(path, folder)
     key = str(path.parent.resolve() / path.name)
     os.ftruncate(fd, 0)
-    os.write(fd, (f"pid={os.getpid()}\ncommand={command_line()}\n"
-                  f"started={time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode())
+    os.write(fd, os.fsencode(f"pid={os.getpid()}\ncommand={command_line()}\n"  # a name's bytes kept as they are
+                             f"started={time.strftime('%Y-%m-%d %H:%M:%S')}\n"))
     _HELD[key] = (fd, 1)
     try:
         yield path

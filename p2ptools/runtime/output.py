@@ -4,6 +4,12 @@
 ``OUT/dataset.json`` (what made the dataset: parameters, palette, counts) and ``OUT/.p2ptools/``
 (per-item progress records that make reruns resume). Every file is written to a temporary name in
 its folder and renamed into place, so an interrupted run never leaves a half-written file.
+
+Any name a file system allows is kept exactly, end to end: line breaks, tabs and other control
+characters, and bytes that are not UTF-8 (which Python gives as lone surrogates, ``b"caf\\xe9"`` →
+``"caf\\udce9"``). JSON files (records, ``dataset.json``) hold them as JSON escapes; CSV files
+(``manifest.csv``, per-image tables) quote them and keep such bytes as they are, as ``ls`` shows them
+(:func:`text_bytes`; pandas reads them back with ``encoding_errors="surrogateescape", engine="python"``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +36,7 @@ from p2ptools import __version__
 from p2ptools.errors import OutputError
 from p2ptools.runtime.formats import encode
 from p2ptools.runtime.lock import LOCK_FILE, STATE_DIR, hold
+from p2ptools.runtime.names import gdal_name, is_utf8
 from p2ptools.runtime.settings import changed_settings, format_change
 from p2ptools.runtime.space import disk_full, is_disk_full
 
@@ -72,8 +80,10 @@ def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
     full = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
             "dtype": data.dtype.name, **profile}
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp.tif"
+    if not is_utf8(tmp.name):  # GDAL creates it through its folder (gdal_name): its own name must be UTF-8
+        tmp = path.parent / f".p2ptools.{os.getpid()}.tmp.tif"
     try:
-        with rasterio.open(tmp, "w", **full) as dst:
+        with gdal_name(tmp, new=True) as name, rasterio.open(name, "w", **full) as dst:
             dst.write(data)
             if colormap is not None:
                 dst.write_colormap(1, colormap)
@@ -87,26 +97,61 @@ def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
         tmp.unlink(missing_ok=True)
 
 
+def text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, with the file names in it kept as the file system's bytes: a name's byte that
+    is not UTF-8 (a lone surrogate, as :func:`os.fsdecode` gives it) is written back as that byte."""
+    return text.encode("utf-8", sys.getfilesystemencodeerrors())
+
+
+def bytes_text(data: bytes) -> str:
+    """The reverse of :func:`text_bytes`: UTF-8 text whose bytes that are not UTF-8 become lone surrogates.
+
+    Raises:
+        UnicodeDecodeError: only where the file system's error handler is strict about them (Windows).
+    """
+    return data.decode("utf-8", sys.getfilesystemencodeerrors())
+
+
+def shown_name(name: str) -> str:
+    """A file name for a one-line message: control characters (line breaks, tabs) and bytes that are not
+    UTF-8 written as Python escapes (``a\\nb.png``, ``caf\\xe9.png``), other characters as they are."""
+    from p2ptools.runtime.html import readable
+
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in readable(name))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Atomically write UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Atomically write UTF-8 text (file names in it kept as their bytes: :func:`text_bytes`)."""
+    atomic_write_bytes(path, text_bytes(text))
+
+
+def csv_line_end(values: Iterable[Any]) -> str:
+    """The line end of a CSV file holding ``values``: ``"\\n"``, or ``"\\r\\n"`` when a value holds a
+    carriage return (Python's CSV writer quotes a field for the characters of its line end only, and an
+    unquoted carriage return would end the row when read back)."""
+    return "\r\n" if any(isinstance(v, str) and "\r" in v for v in values) else "\n"
 
 
 def csv_text(rows: list[dict[str, Any]], header: list[str] | None = None) -> str:
-    """Rows of dicts as CSV text (header from ``header`` or the first row; empty text for no columns)."""
+    """Rows of dicts as CSV text (header from ``header`` or the first row; empty text for no columns).
+
+    Values with commas, quotes, line breaks or carriage returns are quoted, so any file name is one cell.
+    """
     fields = header if header is not None else (list(rows[0]) if rows else [])
     if not fields:
         return ""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    end = csv_line_end([*fields, *(v for row in rows for v in row.values())])
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator=end)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
 
 
 def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a CSV file written by :func:`csv_text` (empty for an empty file)."""
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    """Header and rows of a CSV file written by :func:`csv_text` (empty for an empty file); names kept
+    as written (line breaks inside quoted cells untouched, bytes that are not UTF-8 as lone surrogates)."""
+    reader = csv.DictReader(io.StringIO(bytes_text(path.read_bytes()), newline=""))
     rows = list(reader)
     return list(reader.fieldnames or []), rows
 
@@ -116,8 +161,12 @@ def inputs_digest(names: list[str]) -> str:
 
     Splits are drawn over the whole set, so a rerun over a different set of inputs is another
     dataset: resuming into it would put new items into splits beside outputs drawn differently.
+    Names are hashed as the file system's bytes; a set with a line break in a name is hashed as a
+    JSON list, which no newline-joined set of names (the fingerprint of every other set, as before) spells.
     """
-    return hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:16]
+    ordered = sorted(names)
+    text = "\n" + json.dumps(ordered) if any("\n" in n for n in ordered) else "\n".join(ordered)
+    return hashlib.sha1(os.fsencode(text)).hexdigest()[:16]
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95, bgr: bool = False) -> bytes:
@@ -156,6 +205,8 @@ def write_dataset_json(out: Path, data: dict[str, Any]) -> None:
 
 
 PLANS_DIR = "written"
+#: a record of written files: one JSON string (a path relative to OUT) a line
+PLAN_SUFFIX = ".jsonl"
 
 
 @functools.lru_cache(maxsize=1)
@@ -258,8 +309,25 @@ def record_plan(out: Path, rel_paths: Iterable[str]) -> None:
     rels = sorted(set(rel_paths))
     if not rels:
         return
-    digest = hashlib.sha1("\n".join(rels).encode()).hexdigest()[:16]
-    atomic_write_text(out / STATE_DIR / PLANS_DIR / f"{digest}.txt", "\n".join(rels) + "\n")
+    text = "".join(json.dumps(rel) + "\n" for rel in rels)  # ASCII: line breaks and odd bytes as JSON escapes
+    digest = hashlib.sha1(text.encode("ascii")).hexdigest()[:16]
+    atomic_write_text(out / STATE_DIR / PLANS_DIR / f"{digest}{PLAN_SUFFIX}", text)
+
+
+def read_plan(path: Path) -> list[str]:
+    """The relative paths a record of :func:`record_plan` names: one JSON string a line (``.jsonl``), or
+    one path a line in the plain records earlier versions wrote (``.txt``, still read so that their
+    output folders resume); lines that are not a path are skipped."""
+    data = path.read_bytes()
+    if path.suffix == ".txt":  # split on line feeds only: "\r", "\x0c", "\x85" … were part of a name
+        return [line for line in bytes_text(data).split("\n") if line]
+    rels = []
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):
+            rel = json.loads(line)
+            if isinstance(rel, str) and rel:
+                rels.append(rel)
+    return rels
 
 
 def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
@@ -268,9 +336,9 @@ def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
     owned = {DATASET_FILE, MANIFEST_FILE, *fixed}
     plans = out / STATE_DIR / PLANS_DIR
     if plans.is_dir():
-        for plan in plans.glob("*.txt"):
+        for plan in sorted((*plans.glob(f"*{PLAN_SUFFIX}"), *plans.glob("*.txt"))):
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                owned.update(line for line in plan.read_text(encoding="utf-8").splitlines() if line)
+                owned.update(read_plan(plan))
     manifest = out / MANIFEST_FILE
     if manifest.is_file():
         with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
@@ -308,7 +376,7 @@ def refuse_foreign(out: Path, foreign: list[str]) -> None:
         OutputError: if ``foreign`` is not empty.
     """
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        shown = ", ".join(map(shown_name, foreign[:5])) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         runs = [f for f in foreign if re.fullmatch(r"(latest|best|epoch_\d+)\.pt", f)]
         if runs:  # p2ptools wrote them, as a training run: this command's outputs go elsewhere
             raise OutputError(f"{out}: is a p2ptools training run folder ({', '.join(runs[:3])}); it is not an output "

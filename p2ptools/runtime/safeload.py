@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from p2ptools.errors import InputError
+from p2ptools.runtime.names import is_utf8
 
 
 def _numpy_allowlist() -> list[Any]:
@@ -89,6 +90,9 @@ def load_torch_file(path: Path, map_location: str | torch.device = "cpu", what: 
         raise InputError(f"{path}: no such {what}")
     try:
         with torch.serialization.safe_globals(_numpy_allowlist()):
+            if not is_utf8(str(path)):  # torch's C++ reader takes UTF-8 names only: read it through an open file
+                with path.open("rb") as fh:
+                    return torch.load(fh, map_location=map_location, weights_only=True)
             if mmap and zipfile.is_zipfile(path):  # the zip format torch has written since 1.6
                 return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
             return torch.load(path, map_location=map_location, weights_only=True)
