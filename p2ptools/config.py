@@ -362,6 +362,8 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if hint is float and not isinstance(value, bool):
             return float(value)
         if hint is int and not isinstance(value, bool):
+            if isinstance(value, int):
+                return value
             f = float(value)
             if f != int(f):
                 raise ValueError(value)
@@ -373,7 +375,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             args = typing.get_args(hint)
             inner = args[0] if args else Any
             return tuple(_coerce(name, v, inner, source) if inner is not Any else v for v in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("1e400") is int(inf)
         kind = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
     return value
@@ -420,6 +422,21 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
 
 
 GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
+#: Which half of an A|B pair a model reads. Exactly these: the official code compares
+#: ``opt.direction == 'AtoB'``, so any other spelling there silently means BtoA; here it is refused.
+PAIR_DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
+#: Upper bounds of a model configuration (:meth:`ModelConfig.validate`). Filters: 16× the paper's 64.
+MAX_FILTERS = 1024
+#: Bands of an image: more than multispectral sensors have (hyperspectral ones have ~200–400).
+MAX_CHANNELS = 1024
+#: Training crop and load size: one 8192-px image already takes ~50 GiB of activations in the paper's
+#: U-Net (~400 GiB in the ResNet generator); beyond it no GPU holds one image.
+MAX_IMAGE_SIZE = 8192
+#: Residual blocks of the ResNet generator (the official ones have 6 or 9).
+MAX_BLOCKS = 64
+#: Parameters of one network: 16 GiB of float32 weights, 64 GiB with the gradients and Adam's two
+#: moments that training adds: the most one large GPU holds (the paper's U-Net has 5.4e7).
+MAX_PARAMETERS = 4 * 2**30
 AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
 AMPS: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
 
@@ -471,16 +488,72 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field.
+        """Check every field: its type, its vocabulary (the registries of :mod:`p2ptools.pix2pix.nets`),
+        its range, the depths against the image size, and the size of both networks.
+
+        Every model configuration passes here before a network is built: presets, ``--set``,
+        ``--config``, recipes, checkpoints (:func:`~p2ptools.pix2pix.checkpoints.load_checkpoint`) and
+        official ``train_opt.txt`` files. The sizes are counted from the settings
+        (:mod:`p2ptools.pix2pix.nets.footprint`), so a network too big to allocate is refused with
+        what it would need, not attempted.
 
         Raises:
             ConfigError: naming the first invalid field, with what to do.
         """
-        from p2ptools.pix2pix.nets.blocks import NORMS
+        _check_types(self)
+        self._check_names()
+        self._check_ranges()
+        self._check_depths()
+        self._check_network("generator", "ngf")
+        self._check_network("discriminator", "ndf")
 
-        for name in ("g_norm", "d_norm"):
-            if getattr(self, name) not in NORMS:
-                raise ConfigError(f"{name} must be one of {', '.join(NORMS)}, got {getattr(self, name)!r}")
+    def _check_names(self) -> None:
+        from p2ptools.pix2pix.nets import DISCRIMINATORS, GENERATORS
+        from p2ptools.pix2pix.nets.blocks import NORMS
+        from p2ptools.pix2pix.nets.unet import BLOCKS
+
+        names = {"generator": tuple(GENERATORS), "discriminator": tuple(DISCRIMINATORS), "g_norm": NORMS,
+                 "d_norm": NORMS, "g_block": BLOCKS}
+        for name, valid in names.items():
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+
+    def _check_ranges(self) -> None:
+        """Lower bounds, and the upper bounds that keep the size counts below cheap."""
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("ngf", "ndf", "in_channels", "out_channels", "n_layers", "image_size", "load_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ConfigError(f"n_blocks must not be negative, got {self.n_blocks}")
+        if self.num_downs < 2:
+            raise ConfigError(f"num_downs must be at least 2, got {self.num_downs}")
+        for name in ("in_channels", "out_channels"):
+            if getattr(self, name) > MAX_CHANNELS:
+                raise ConfigError(f"{name}={_shown(getattr(self, name))}: at most {name}={MAX_CHANNELS} (image bands)")
+        most = MAX_IMAGE_SIZE.bit_length() - 1
+        if self.generator == "unet" and self.num_downs > most:
+            raise ConfigError(f"num_downs={_shown(self.num_downs)}: a U-Net of that many downsamplings needs images "
+                              f"of 2**num_downs px or more; at most num_downs={most} "
+                              f"({MAX_IMAGE_SIZE}-px images)")
+        most = (MAX_IMAGE_SIZE // 3).bit_length() - 1  # 3·2**n_layers px at least (see _check_depths)
+        if self.discriminator == "patch" and self.n_layers > most:
+            raise ConfigError(f"n_layers={_shown(self.n_layers)}: a PatchGAN of that many stride-2 layers needs images "
+                              f"of 3·2**n_layers px or more; at most n_layers={most} ({MAX_IMAGE_SIZE}-px images)")
+        if self.generator == "resnet" and self.n_blocks > MAX_BLOCKS:
+            raise ConfigError(f"n_blocks={_shown(self.n_blocks)}: at most n_blocks={MAX_BLOCKS} (the official ResNet "
+                              "generators have 6 or 9)")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size={_shown(self.image_size)}: {self._footprint('generator', self.image_size)}"
+                              f"; at most image_size={MAX_IMAGE_SIZE}")
+        if self.load_size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"load_size={_shown(self.load_size)}: images are resized to it before the random crop "
+                              f"(one float32 RGB image: {_image_bytes(self.load_size)}); at most "
+                              f"load_size={MAX_IMAGE_SIZE}")
+
+    def _check_depths(self) -> None:
+        """The networks' depths against the image size."""
         if self.generator == "resnet":
             if self.image_size % 4:
                 raise ConfigError(f"image_size {self.image_size} is not a multiple of 4 (the ResNet generator "
@@ -491,13 +564,52 @@ class ModelConfig:
                 f"use num_downs={(self.image_size & -self.image_size).bit_length() - 1} or fewer for "
                 f"{self.image_size}-px images (8 for 256, 9 for 512), or another image_size"
             )
+        if self.discriminator == "patch" and self.image_size < 3 << self.n_layers:
+            raise ConfigError(f"n_layers={self.n_layers}: a PatchGAN of {self.n_layers} stride-2 layers needs images "
+                              f"of at least 3·2**{self.n_layers} = {3 << self.n_layers} px (no patch is left below); "
+                              f"image_size is {self.image_size}: at most n_layers="
+                              f"{max(1, (self.image_size // 3).bit_length() - 1)} for it")
         if self.load_size < self.image_size:
             raise ConfigError(f"load_size {self.load_size} is smaller than image_size {self.image_size}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("ngf", "ndf", "in_channels", "out_channels", "n_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def _sizes(self, kind: str, size: int, **change: int) -> tuple[int, int]:
+        """Parameters and activation values (one ``size``-px image) of the generator or discriminator."""
+        from p2ptools.pix2pix.nets.footprint import DISCRIMINATOR_SIZES, GENERATOR_SIZES
+
+        if kind == "generator":
+            params, acts = GENERATOR_SIZES[self.generator]
+            kwargs = {**self.generator_kwargs(), **change}
+        else:
+            params, acts = DISCRIMINATOR_SIZES[self.discriminator]
+            kwargs = {**self.discriminator_kwargs(), **change}
+        return params(**kwargs), acts(size, **kwargs)
+
+    def _footprint(self, kind: str, size: int) -> str:
+        """``the unet generator would have 1.3e14 parameters, 483.1 TiB of weights and …``."""
+        from p2ptools.pix2pix.nets.footprint import FLOAT_BYTES, count, size_of
+
+        params, acts = self._sizes(kind, size)
+        name = self.generator if kind == "generator" else self.discriminator
+        return (f"the {name} {kind} would have {count(params)} parameters, {size_of(FLOAT_BYTES * params)} of "
+                f"weights and about {size_of(FLOAT_BYTES * acts)} of activations for one {size}-px image")
+
+    def _check_network(self, kind: str, field: str) -> None:
+        """Refuse ``ngf``/``ndf`` above :data:`MAX_FILTERS` or making a network of more than
+        :data:`MAX_PARAMETERS` parameters, saying what it would need and the largest that fits."""
+        value = getattr(self, field)
+        if value <= MAX_FILTERS and self._sizes(kind, self.image_size)[0] <= MAX_PARAMETERS:
+            return
+        lo, hi = 0, MAX_FILTERS  # the largest value in 1…MAX_FILTERS that fits (the count grows with it)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self._sizes(kind, self.image_size, **{field: mid})[0] <= MAX_PARAMETERS \
+                else (lo, mid - 1)
+        from p2ptools.pix2pix.nets.footprint import FLOAT_BYTES, count, size_of
+
+        cap = f" (a {kind} of at most {count(MAX_PARAMETERS)} parameters, {size_of(FLOAT_BYTES * MAX_PARAMETERS)})"
+        advice = f"at most {field}={lo} with these settings" + (cap if lo < MAX_FILTERS else "") if lo else \
+            f"no {field} fits: this {kind} has more than {count(MAX_PARAMETERS)} parameters at {field}=1"
+        raise ConfigError(f"{field}={_shown(value)}: {self._footprint(kind, self.image_size)}; {advice}")
 
     def generator_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the generator (each generator takes its own)."""
@@ -603,7 +715,7 @@ class TrainConfig:
             ConfigError: naming the first invalid field.
         """
         choices = {"optimizer": ("adam", "rmsprop"), "gan_loss": GAN_LOSSES, "augment": AUGMENTS,
-                   "direction": ("AtoB", "BtoA"), "amp": AMPS}
+                   "direction": PAIR_DIRECTIONS, "amp": AMPS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
@@ -633,6 +745,37 @@ class TrainConfig:
     def n_constant(self) -> int:
         """Epochs at the initial learning rate (the official code's ``n_epochs``)."""
         return self.epochs - self.n_decay
+
+
+def _shown(value: int) -> str:
+    """An integer for a message: as it is, or ``1.0e400`` when it is too long to read."""
+    from p2ptools.pix2pix.nets.footprint import count
+
+    return str(value) if value < 10**12 else count(value)
+
+
+def _image_bytes(size: int) -> str:
+    """Bytes of one ``size × size`` float32 RGB image, readable."""
+    from p2ptools.pix2pix.nets.footprint import FLOAT_BYTES, size_of
+
+    return size_of(FLOAT_BYTES * 3 * size * size)
+
+
+def _check_types(cfg: Any) -> None:
+    """Each field of a (flat) config dataclass holds its annotated type (a checkpoint or a Python
+    caller may give anything); ``float`` fields also take ints.
+
+    Raises:
+        ConfigError: naming the first field of the wrong type.
+    """
+    import typing
+
+    accepted: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
+    for name, hint in typing.get_type_hints(type(cfg)).items():
+        value = getattr(cfg, name)
+        kinds = accepted.get(hint)
+        if kinds and (not isinstance(value, kinds) or (hint is not bool and isinstance(value, bool))):
+            raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
 
 
 def check_model_and_training(mcfg: ModelConfig, tcfg: TrainConfig) -> None:
