@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, print_machine  # noqa: E402
 
-from p2ptools.config import ModelConfig, TrainConfig, load_preset  # noqa: E402
+from p2ptools.config import TrainConfig, load_preset  # noqa: E402
+from p2ptools.model.config import ModelConfig
 from p2ptools.training.data import AlignedDataset, EpochSampler  # noqa: E402
 from p2ptools.training.train import build_models, save_samples, train_step, validate  # noqa: E402
 

@@ -35,8 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, build_mirrored_scene, print_machine, run_measured  # noqa: E402
 
-from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
+from p2ptools.config import TrainConfig  # noqa: E402
 from p2ptools.model.checkpoints import RunState, save_checkpoint  # noqa: E402
+from p2ptools.model.config import ModelConfig
 from p2ptools.training.train import build_models  # noqa: E402
 
 
@@ -69,7 +70,8 @@ def network_ms(ckpt: Path, engine: str, amp: str, batch: int = 8, repeats: int =
             "from pathlib import Path\n"
             "from p2ptools.inference.engine import EngineRequest, make_engine, prepared_generator\n"
             "G, mcfg, meta = prepared_generator(Path(sys.argv[1]), 'latest', torch.device('cpu'))\n"
-            "run = make_engine(G, meta, EngineRequest(3, mcfg.image_size, torch.device('cpu'), sys.argv[3]), sys.argv[2])\n"
+            "req = EngineRequest(3, mcfg.image_size, torch.device('cpu'), sys.argv[3])\n"
+            "run = make_engine(G, meta, req, sys.argv[2])\n"
             "x = torch.rand(int(sys.argv[4]), 3, 256, 256) * 2 - 1\n"
             "run(x)\n"
             "times = []\n"

@@ -22,8 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, print_machine  # noqa: E402
 
-from p2ptools.config import ModelConfig, TrainConfig, from_mapping, load_preset  # noqa: E402
+from p2ptools.config import TrainConfig, from_mapping, load_preset  # noqa: E402
 from p2ptools.model.checkpoints import RunState, save_checkpoint  # noqa: E402
+from p2ptools.model.config import ModelConfig
 from p2ptools.training.data import AlignedDataset  # noqa: E402
 from p2ptools.training.train import build_models, save_samples, train_step  # noqa: E402
 

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, print_machine  # noqa: E402
 
-from p2ptools.config import ModelConfig, TrainConfig  # noqa: E402
+from p2ptools.config import TrainConfig  # noqa: E402
+from p2ptools.model.config import ModelConfig
 from p2ptools.training.data import AlignedDataset  # noqa: E402
 from p2ptools.training.train import Models, build_models, train_step  # noqa: E402
 

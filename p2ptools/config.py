@@ -27,7 +27,8 @@ LAYOUTS: tuple[str, ...] = ("auto", "inria", "landcover", "generic")
 EDGE_POLICIES: tuple[str, ...] = ("drop", "pad", "shift")
 #: normalisation layers of the networks (each built by ``model.nets.blocks.norm_layer``)
 NORMS: tuple[str, ...] = ("batch", "instance", "none")
-#: which half of an A|B image a model reads (pix2pix's ``--direction``)
+#: which half of an A|B image a model reads (pix2pix's ``--direction``). Exactly these: the official code
+#: compares ``opt.direction == 'AtoB'``, so any other spelling there silently means BtoA; here it is refused.
 AB_DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 #: the two halves of an A|B image
 HALVES: tuple[str, ...] = ("A", "B")
@@ -359,6 +360,8 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if hint is float and not isinstance(value, bool):
             return float(value)
         if hint is int and not isinstance(value, bool):
+            if isinstance(value, int):
+                return value
             f = float(value)
             if f != int(f):
                 raise ValueError(value)
@@ -370,7 +373,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             args = typing.get_args(hint)
             inner = args[0] if args else Any
             return tuple(_coerce(name, v, inner, source) if inner is not Any else v for v in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("1e400") is int(inf)
         kind = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
     return value
@@ -418,96 +421,6 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
 
 GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
 AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
-
-
-@dataclass
-class ModelConfig:
-    """The networks of a pix2pix model (stored in every checkpoint to rebuild it).
-
-    Args:
-        name: the preset's name.
-        generator: registered generator name: ``unet`` (the paper) or ``resnet`` (Johnson et al.,
-            the official ``resnet_9blocks``/``resnet_6blocks``).
-        in_channels: channels of A.
-        out_channels: channels of B.
-        num_downs: U-Net downsamplings (8 for 256-px images, 9 for 512).
-        ngf: generator filters in the first layer.
-        g_norm: generator normalisation: ``batch`` (paper), ``instance``, ``none``.
-        dropout: dropout in the innermost decoder blocks.
-        g_block: ``conv`` (paper) or ``se_res`` (residual squeeze-and-excitation blocks).
-        n_blocks: residual blocks of the ``resnet`` generator (9 for 256 px, 6 for 128).
-        discriminator: registered discriminator name: ``patch`` or ``pixel`` (1×1).
-        ndf: discriminator filters in the first layer.
-        n_layers: PatchGAN stride-2 layers: 1 → 16×16 patches, 3 → 70×70, 5 → 286×286.
-        d_norm: discriminator normalisation.
-        d_se_res: residual SE blocks in the discriminator.
-        image_size: training crop (and inference) size.
-        load_size: images are resized to this before the random crop (286 for 256, 572 for 512).
-    """
-
-    name: str = "pix2pix"
-    generator: str = "unet"
-    in_channels: int = 3
-    out_channels: int = 3
-    num_downs: int = 8
-    ngf: int = 64
-    g_norm: str = "batch"
-    dropout: float = 0.5
-    g_block: str = "conv"
-    n_blocks: int = 9
-    discriminator: str = "patch"
-    ndf: int = 64
-    n_layers: int = 3
-    d_norm: str = "batch"
-    d_se_res: bool = False
-    image_size: int = 256
-    load_size: int = 286
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check every field.
-
-        Raises:
-            ConfigError: naming the first invalid field, with what to do.
-        """
-        for name in ("g_norm", "d_norm"):
-            if getattr(self, name) not in NORMS:
-                raise ConfigError(f"{name} must be one of {', '.join(NORMS)}, got {getattr(self, name)!r}")
-        if self.generator == "resnet":
-            if self.image_size % 4:
-                raise ConfigError(f"image_size {self.image_size} is not a multiple of 4 (the ResNet generator "
-                                  "downsamples twice)")
-        elif self.image_size % 2**self.num_downs:
-            raise ConfigError(
-                f"image_size {self.image_size} is not a multiple of 2**num_downs = {2**self.num_downs}; "
-                f"use num_downs={(self.image_size & -self.image_size).bit_length() - 1} or fewer for "
-                f"{self.image_size}-px images (8 for 256, 9 for 512), or another image_size"
-            )
-        if self.load_size < self.image_size:
-            raise ConfigError(f"load_size {self.load_size} is smaller than image_size {self.image_size}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("ngf", "ndf", "in_channels", "out_channels", "n_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-
-    def generator_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of the generator (each generator takes its own)."""
-        common = {"in_channels": self.in_channels, "out_channels": self.out_channels, "ngf": self.ngf,
-                  "norm": self.g_norm, "dropout": self.dropout}
-        if self.generator == "resnet":
-            return {**common, "n_blocks": self.n_blocks}
-        return {**common, "num_downs": self.num_downs, "block": self.g_block}
-
-    def discriminator_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of the discriminator (it sees A and B concatenated)."""
-        kw: dict[str, Any] = {"in_channels": self.in_channels + self.out_channels, "ndf": self.ndf,
-                              "norm": self.d_norm}
-        if self.discriminator == "patch":
-            kw.update(n_layers=self.n_layers, se_res=self.d_se_res)
-        return kw
 
 
 @dataclass
@@ -629,18 +542,21 @@ class TrainConfig:
         return self.epochs - self.n_decay
 
 
-def check_model_and_training(mcfg: ModelConfig, tcfg: TrainConfig) -> None:
-    """Cross-field checks between the networks and the training options.
+def check_types(cfg: Any) -> None:
+    """Each field of a (flat) config dataclass holds its annotated type (a checkpoint or a Python
+    caller may give anything); ``float`` fields also take ints.
 
     Raises:
-        ConfigError: in one line, saying what to change.
+        ConfigError: naming the first field of the wrong type.
     """
-    if tcfg.gan_loss == "wgangp" and mcfg.d_norm == "batch":
-        raise ConfigError("gan_loss wgangp penalises each sample's gradient, which a BatchNorm critic mixes across "
-                          "the batch: use --set model.d_norm=instance (or none) with wgangp")
-    if tcfg.gan_loss == "wgan" and tcfg.optimizer == "adam" and tcfg.n_critic == 1:
-        log.warning("gan_loss wgan with Adam and one critic step per generator step is not the WGAN recipe "
-                    "(RMSProp, n_critic 5): see the wgan preset")
+    import typing
+
+    accepted: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
+    for name, hint in typing.get_type_hints(type(cfg)).items():
+        value = getattr(cfg, name)
+        kinds = accepted.get(hint)
+        if kinds and (not isinstance(value, kinds) or (hint is not bool and isinstance(value, bool))):
+            raise ConfigError(f"{name} must be {hint.__name__}, got {value!r}")
 
 
 def _preset_names() -> tuple[str, ...]:

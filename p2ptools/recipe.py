@@ -32,17 +32,16 @@ from typing import Any
 
 from p2ptools.config import (
     InpaintConfig,
-    ModelConfig,
     TileConfig,
     TrainConfig,
     bundled_dir,
-    check_model_and_training,
     from_mapping,
     load_preset,
     option_names,
     read_yaml_mapping,
 )
 from p2ptools.errors import ConfigError, P2PError
+from p2ptools.model.config import ModelConfig, check_model_and_training
 from p2ptools.runtime.output import STATE_DIR, atomic_write_text, remove_inside
 from p2ptools.runtime.progress import report
 from p2ptools.runtime.settings import changed_settings, format_change, plain

@@ -104,7 +104,8 @@ def train(dataset: Path | None, preset: str, out: Path | None, resume: Path | No
       p2ptools train inria-256 --model pix2pix --augment d4 --out runs/inria
       p2ptools train --resume runs/facades --epochs 300
     """
-    from p2ptools.config import ModelConfig, TrainConfig, from_mapping, load_preset
+    from p2ptools.config import TrainConfig, from_mapping, load_preset
+    from p2ptools.model.config import ModelConfig
     from p2ptools.training.train import fit, resume_configs
 
     overrides = _parse_sets(sets)

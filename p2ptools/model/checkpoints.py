@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2ptools.config import ModelConfig, TrainConfig
-from p2ptools.errors import InputError
+from p2ptools.config import AB_DIRECTIONS, TrainConfig, from_mapping
+from p2ptools.errors import ConfigError, InputError
+from p2ptools.model.config import ModelConfig
 from p2ptools.model.nets import build_generator
 from p2ptools.runtime.output import atomic_write_bytes, contained, foreign_files, read_dataset_json, remove_inside
 from p2ptools.runtime.safeload import load_torch_file
@@ -164,18 +165,44 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: 
     alone, a third of a full checkpoint).
 
     The file is read as data only (tensors and plain values; :mod:`p2ptools.runtime.safeload`):
-    a checkpoint whose pickle names any other Python object is refused and nothing in it runs.
+    a checkpoint whose pickle names any other Python object is refused and nothing in it runs. Its
+    model configuration passes :meth:`ModelConfig.validate <p2ptools.model.config.ModelConfig.validate>`
+    here (unknown keys, vocabularies, bounds, sizes), before any caller builds a network from it, and
+    is returned as validated; so is its training direction.
 
     Raises:
-        InputError: if the file is missing, unreadable, unsafe or not a p2ptools checkpoint.
+        InputError: if the file is missing, unreadable, unsafe or not a p2ptools checkpoint, or its
+            configuration is invalid (naming the file and the setting).
     """
     path = Path(path)
     ckpt = load_torch_file(path, map_location, what="checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a p2ptools checkpoint")
+    if not isinstance(ckpt.get("train_config"), dict):
+        raise InputError(f"{path}: not a p2ptools checkpoint (no train_config mapping)")
+    ckpt["model_config"] = dataclasses.asdict(checkpoint_model_config(ckpt, path))
     ckpt["train_config"] = upgrade_train_config(ckpt["train_config"])
+    direction = ckpt["train_config"].get("direction", "AtoB")
+    if direction not in AB_DIRECTIONS:
+        raise InputError(f"{path}: train_config: direction must be one of {', '.join(AB_DIRECTIONS)}, "
+                         f"got {direction!r}")
     ckpt.setdefault("full", "opt_G" in ckpt)
     return ckpt
+
+
+def checkpoint_model_config(ckpt: dict[str, Any], path: Path) -> ModelConfig:
+    """The validated model configuration a checkpoint stores (:func:`p2ptools.config.from_mapping`).
+
+    Raises:
+        InputError: naming ``path`` and the unknown key (with the valid ones) or the invalid setting
+            (for a network too big: what it would need).
+    """
+    source = f"{path}: model_config"
+    try:
+        return from_mapping(ModelConfig, ckpt.get("model_config"), source)  # type: ignore[arg-type]
+    except ConfigError as exc:  # from_mapping's own errors name the source; validate's do not
+        message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+        raise InputError(message) from None
 
 
 def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
@@ -231,7 +258,7 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
     if is_official_checkpoint(path):  # a generator of the official pix2pix/CycleGAN code
         return load_official_generator(path, device)
     ckpt = load_checkpoint(path, mmap=True)  # the discriminator and optimiser states stay on disk
-    mcfg = ModelConfig(**ckpt["model_config"])
+    mcfg = ModelConfig(**ckpt["model_config"])  # validated by load_checkpoint
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
     G.load_state_dict(ckpt["G"])
     G.to(device).eval()

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-from p2ptools.config import ModelConfig
-from p2ptools.errors import InputError
+from p2ptools.config import AB_DIRECTIONS
+from p2ptools.errors import ConfigError, InputError
+from p2ptools.model.config import ModelConfig
 from p2ptools.runtime.safeload import load_torch_file
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,17 @@ def arch_from_shapes(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def official_arch(checkpoint: Path, state: dict[str, torch.Tensor], overrides: dict[str, Any] | None = None
                   ) -> OfficialArch:
-    """The architecture of an official generator: ``train_opt.txt``, else the shapes; ``overrides`` win."""
-    shapes = arch_from_shapes(state)
+    """The architecture of an official generator: ``train_opt.txt``, else the shapes; ``overrides`` win.
+
+    Raises:
+        InputError: naming the file: not an official generator, or a ``direction`` in ``train_opt.txt``
+            other than exactly AtoB or BtoA (unless ``overrides`` gives one).
+        ConfigError: an override's direction is not AtoB or BtoA.
+    """
+    try:
+        shapes = arch_from_shapes(state)
+    except InputError as exc:
+        raise InputError(f"{checkpoint}: {exc}") from None
     opt_path = _opt_file(checkpoint)
     fields = dict(shapes, direction="AtoB", size=None, source="tensor shapes")
     if opt_path is not None:
@@ -134,7 +144,12 @@ def official_arch(checkpoint: Path, state: dict[str, torch.Tensor], overrides: d
         if m and m.group(1) == shapes["kind"]:
             fields["depth"] = {"128": 7, "256": 8}.get(m.group(2), shapes["depth"]) if m.group(1) == "unet" \
                 else int(m.group(2))
-        fields.update(norm=opt.get("norm", fields["norm"]), direction=opt.get("direction", "AtoB"),
+        direction = opt.get("direction", "AtoB")
+        if direction not in AB_DIRECTIONS and not (overrides or {}).get("direction"):
+            raise InputError(f"{opt_path}: direction {direction!r} is neither {' nor '.join(AB_DIRECTIONS)} (the "
+                             "official code ran it as BtoA, as any value but 'AtoB'); correct the file, or give "
+                             "import --direction")
+        fields.update(norm=opt.get("norm", fields["norm"]), direction=direction,
                       dropout=opt.get("no_dropout", "False") != "True", source=opt_path.name)
         if opt.get("crop_size", "").isdigit():
             fields["size"] = int(opt["crop_size"])
@@ -143,6 +158,8 @@ def official_arch(checkpoint: Path, state: dict[str, torch.Tensor], overrides: d
     if fields["size"] is None:
         fields["size"] = 2 ** fields["depth"] if fields["kind"] == "unet" and fields["depth"] <= 8 else 256
     fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if fields["direction"] not in AB_DIRECTIONS:
+        raise ConfigError(f"direction must be one of {', '.join(AB_DIRECTIONS)}, got {fields['direction']!r}")
     return OfficialArch(**fields)
 
 
@@ -199,11 +216,11 @@ def load_official_generator(path: Path, device: torch.device | str = "cpu", over
     state = load_torch_file(path, "cpu", what="official generator file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a generator state_dict of the official pix2pix code")
-    try:
-        arch = official_arch(path, state, overrides)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    mcfg = arch.model_config()
+    arch = official_arch(path, state, overrides)
+    try:  # the bounds and vocabularies of every model configuration, before the network is built
+        mcfg = arch.model_config()
+    except ConfigError as exc:
+        raise InputError(f"{path}: {exc} (read from {arch.source})") from None
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
     weights = unet_state_from_official(state, arch.depth) if arch.kind == "unet" else dict(state)
     own = G.state_dict()

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from p2ptools.config import ModelConfig, TrainConfig, check_model_and_training
+from p2ptools.config import TrainConfig
 from p2ptools.errors import ConfigError, P2PError
 from p2ptools.model.checkpoints import (
     RunState,
@@ -42,6 +42,7 @@ from p2ptools.model.checkpoints import (
     set_rng_states,
     unwrap,
 )
+from p2ptools.model.config import ModelConfig, check_model_and_training
 from p2ptools.model.nets import build_discriminator, build_generator
 from p2ptools.model.tensors import to_image
 from p2ptools.prep.dataset import has_images

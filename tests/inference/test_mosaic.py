@@ -8,9 +8,10 @@ import rasterio
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from p2ptools.config import ModelConfig, TrainConfig
+from p2ptools.config import TrainConfig
 from p2ptools.inference.mosaic import predict_scene
 from p2ptools.inference.scene_plan import hann_window
+from p2ptools.model.config import ModelConfig
 from p2ptools.training.train import fit
 from tests.conftest import ATLANTA, TRANSFORM, blocks_mask, linked_scene, photo, write_tif
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from p2ptools.config import PRESET_NAMES, ModelConfig, load_preset
+from p2ptools.config import PRESET_NAMES, load_preset
 from p2ptools.errors import ConfigError
+from p2ptools.model.config import ModelConfig
 from p2ptools.model.nets import (
     PatchDiscriminator,
     PixelDiscriminator,

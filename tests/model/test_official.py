@@ -108,3 +108,43 @@ def test_the_resnet_preset_trains_and_predicts(tmp_path):
     assert res.exit_code == 0, res.output
     res = run("predict", tmp_path / "run", data / "val", tmp_path / "p")
     assert res.exit_code == 0 and len(list((tmp_path / "p").glob("*.png"))) == 2, res.output
+
+
+def _official_copy(tmp_path: Path, name: str, **opts: str) -> Path:
+    """The official fixture ``name`` copied, with ``train_opt.txt`` options replaced."""
+    folder = tmp_path / name
+    shutil.copytree(OFFICIAL / name, folder, ignore=shutil.ignore_patterns("expected"))
+    text = (folder / "train_opt.txt").read_text()
+    for key, value in opts.items():
+        text = "\n".join(f"{' ' * 10}{key}: {value}" if line.strip().startswith(f"{key}:") else line
+                         for line in text.splitlines())
+    (folder / "train_opt.txt").write_text(text)
+    return folder
+
+
+def test_an_unknown_direction_in_train_opt_is_refused_naming_the_file(tmp_path):
+    folder = _official_copy(tmp_path, "unet", direction="atob")  # the official code ran this as BtoA
+    for args in (("predict", folder / "latest_net_G.pth", OFFICIAL / "inputs", tmp_path / "p"),
+                 ("import", folder / "latest_net_G.pth", tmp_path / "run")):
+        res = run(*args)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1, res.output
+        assert f"{folder / 'train_opt.txt'}: direction 'atob' is neither AtoB nor BtoA" in lines[0]
+    assert not (tmp_path / "p").exists() and not (tmp_path / "run").exists()
+    res = run("import", folder / "latest_net_G.pth", tmp_path / "run", "--direction", "BtoA")  # said explicitly
+    assert res.exit_code == 0, res.output
+
+
+def test_a_huge_crop_size_in_train_opt_is_refused_before_building(tmp_path, monkeypatch):
+    import p2ptools.model.nets as nets
+
+    def build(*args, **kwargs):
+        raise AssertionError("built a generator for a crop size that should have been refused")
+
+    monkeypatch.setattr(nets, "build_generator", build)
+    folder = _official_copy(tmp_path, "unet", crop_size=str(2**22))
+    res = run("predict", folder / "latest_net_G.pth", OFFICIAL / "inputs", tmp_path / "p")
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert f"image_size={2**22}: the unet generator" in lines[0] and "at most image_size=8192" in lines[0]
+    assert "(read from train_opt.txt)" in lines[0]

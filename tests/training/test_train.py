@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from p2ptools.config import ModelConfig, TrainConfig
+from p2ptools.config import TrainConfig
+from p2ptools.model.config import ModelConfig
 from p2ptools.training import train as train_mod
 from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform
 from p2ptools.training.train import (

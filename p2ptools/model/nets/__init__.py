@@ -1,6 +1,6 @@
 """Networks: generators, discriminators, and a name → class registry.
 
-``build_generator(cfg)`` and ``build_discriminator(cfg)`` turn a :class:`~p2ptools.config.ModelConfig`
+``build_generator(cfg)`` and ``build_discriminator(cfg)`` turn a :class:`~p2ptools.model.config.ModelConfig`
 into initialised modules; unknown names raise an error listing the valid ones.
 """
 

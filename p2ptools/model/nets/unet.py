@@ -8,6 +8,9 @@ from torch import nn
 from p2ptools.errors import ConfigError
 from p2ptools.model.nets.blocks import ResidualSEBlock, fold_batchnorm_into, norm_layer
 
+#: the U-Net's layer kinds: the paper's plain convolutions, or residual squeeze-and-excitation blocks
+BLOCKS: tuple[str, ...] = ("conv", "se_res")
+
 
 class UNetGenerator(nn.Module):
     """U-Net: 4×4 stride-2 convolutions down, transposed convolutions up, skips by concatenation.
@@ -43,8 +46,8 @@ class UNetGenerator(nn.Module):
         super().__init__()
         if num_downs < 2:
             raise ConfigError(f"num_downs must be at least 2, got {num_downs}")
-        if block not in ("conv", "se_res"):
-            raise ConfigError(f"unknown generator block {block!r}; choose conv or se_res")
+        if block not in BLOCKS:
+            raise ConfigError(f"unknown generator block {block!r}; choose one of {', '.join(BLOCKS)}")
         self.num_downs = num_downs
         make_norm = norm_layer(norm)
         bias = norm != "batch"
