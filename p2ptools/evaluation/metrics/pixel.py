@@ -1,19 +1,14 @@
-"""Per-image pixel metrics on the 0–255 scale: L1, L2 (MSE), PSNR, SSIM, optionally inside a mask."""
+"""Per-image pixel metrics on the 0–255 scale: L1, L2 (MSE), PSNR, SSIM, optionally inside a mask.
+
+Each is ``f(real, fake, mask) → float``; their names, descriptions and which way is better are in
+:mod:`p2ptools.evaluation.metrics.registry`.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from skimage.metrics import structural_similarity
-
-#: Metric name → description written to the report (the scale is part of the name's meaning).
-DESCRIPTIONS: dict[str, str] = {
-    "l1": "mean absolute error, 0–255 scale",
-    "l2": "mean squared error, 0–255 scale",
-    "psnr": "peak signal-to-noise ratio in dB, peak 255 (inf for identical images)",
-    "ssim": "structural similarity (scikit-image, Gaussian 11×11 window σ 1.5, data range 255, RGB channels)",
-}
 
 
 def _pixels(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +50,8 @@ def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> 
     unmasked value. Images under 11 px use the largest uniform window that fits; under 3 px SSIM is
     undefined (NaN).
     """
+    from skimage.metrics import structural_similarity  # on first use: the CLI's help reads the registry
+
     if real.shape != fake.shape:
         raise ValueError(f"images differ in shape: {real.shape} vs {fake.shape}")
     side = min(real.shape[:2])
@@ -75,6 +72,3 @@ def ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray | None = None) -> 
     inner[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad] = True
     keep = mask & inner
     return float(smap[keep].mean()) if keep.any() else math.nan
-
-
-PIXEL_METRICS = {"l1": l1, "l2": l2, "psnr": psnr, "ssim": ssim}
