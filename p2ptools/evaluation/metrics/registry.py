@@ -87,6 +87,10 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("ssim", "image", True, "structural similarity (scikit-image, Gaussian 11×11 window σ 1.5, data "
                "range 255, RGB channels)", "structural similarity", pixel.ssim,
                undefined="images under 3 px on the short side, or an empty mask"),
+    MetricSpec("ms_ssim", "image", True, "multi-scale structural similarity (5 scales, weights 0.0448 0.2856 0.3001 "
+               "0.2363 0.1333, Gaussian 11 window σ 1.5, data range 255, RGB channels averaged; as pytorch-msssim)",
+               "multi-scale SSIM, images of 161 px and more", pixel.ms_ssim,
+               undefined="images under 161 px on the short side, or --mask-dir (not defined inside a mask)"),
     MetricSpec("vgg", "image", True, "VGG19 feature cosine per spatial position, mean over relu1_2, relu2_2, "
                "relu3_4, relu4_4, relu5_4", "VGG19 feature cosine", weights=("vgg19-dcbb9e9d.pth",),
                column="vgg_cos", columns=(r"vgg_relu\d+_\d+",)),
