@@ -178,9 +178,11 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
                           f"valid: {', '.join(sorted(PREDICT_KEYS))}")
     predict.setdefault("split", "test")
     evaluate = dict(doc.get("evaluate") or {})
-    metrics = evaluate.get("metrics", ["l1", "l2", "psnr", "ssim"])
-    evaluate["metrics"] = metrics if isinstance(metrics, list) else [m.strip() for m in str(metrics).split(",")]
     from p2ptools.evaluation.evaluate import EvalConfig
+    from p2ptools.evaluation.metrics.registry import DEFAULT_METRICS
+
+    metrics = evaluate.get("metrics", list(DEFAULT_METRICS))
+    evaluate["metrics"] = metrics if isinstance(metrics, list) else [m.strip() for m in str(metrics).split(",")]
 
     ev_probe = {k: v for k, v in evaluate.items() if k != "metrics"}
     eval_fields = {f.name for f in dataclasses.fields(EvalConfig)} - {"real", "fake", "out", "metrics", "segmenter"}

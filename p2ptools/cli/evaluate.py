@@ -8,6 +8,22 @@ import click
 
 from p2ptools.cli.options import max_pixels_option, weights_options
 from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
+from p2ptools.evaluation.metrics.registry import DEFAULT_METRICS, METRICS
+
+
+def _metric_names(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    """``--metrics`` as names of the metrics registry (a usage error names the unknown and the known)."""
+    names = tuple(m.strip() for m in value.split(",") if m.strip())
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise click.BadParameter(f"{'unknown metric(s) ' + ', '.join(unknown) if unknown else 'no metric given'}; "
+                                 f"choose from {', '.join(METRICS)}", ctx, param)
+    return names
+
+
+_METRICS_HELP = "Comma-separated, from: " + "; ".join(
+    f"{m.name} ({m.help}{', per set' if m.per == 'set' else ''}, {'↑' if m.higher_is_better else '↓'} better)"
+    for m in METRICS.values()) + "."
 
 
 @click.command(short_help="Score generated images against real ones: per-image and summary CSV.")
@@ -15,8 +31,8 @@ from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
               help="Real targets: a folder of images or an aligned A|B split.")
 @click.option("--fake", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Generated images with the same names (e.g. the output of p2ptools predict).")
-@click.option("--metrics", default="l1,l2,psnr,ssim", show_default=True,
-              help="Comma-separated: l1, l2, psnr, ssim, vgg, lpips, fid, kid, fcn.")
+@click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True, callback=_metric_names,
+              help=_METRICS_HELP)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
 @click.option("--label", default="", help="Name of this run in the reports (default: the fake folder's name).")
 @click.option("--real-side", type=click.Choice(HALVES), default=None,
@@ -41,7 +57,7 @@ from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
               help="Join the REPORTS folders into OUT/comparison.csv, a row per run (no --real/--fake then).")
 @click.argument("reports", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @max_pixels_option
-def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, compare: bool,
+def evaluate(real: Path | None, fake: Path | None, metrics: tuple[str, ...], out: Path, compare: bool,
              reports: tuple[Path, ...], **options: object) -> None:
     """Score --fake against --real and write OUT/per_image.csv and OUT/summary.csv.
 
@@ -63,8 +79,7 @@ def evaluate(real: Path | None, fake: Path | None, metrics: str, out: Path, comp
         return
     if real is None or fake is None or reports:
         raise click.UsageError("give --real and --fake (or --compare REPORT ...)")
-    cfg = EvalConfig(real=real, fake=fake, out=out, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
-                     **options)  # type: ignore[arg-type]
+    cfg = EvalConfig(real=real, fake=fake, out=out, metrics=metrics, **options)  # type: ignore[arg-type]
     result = run_evaluate(cfg)
     shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline"]]
     click.echo(shown.to_string(index=False))

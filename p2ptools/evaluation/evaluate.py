@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, Dataset
 from p2ptools.config import HALVES, REAL_KINDS, RESIZE_SIDES
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.evaluation.metrics import pixel
+from p2ptools.evaluation.metrics.registry import DEFAULT_METRICS, METRICS, check_names, pixel_metrics, spec_of
 from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
-from p2ptools.evaluation.report import thumb_names, write_comparison_page, write_report_page, write_thumbs
+from p2ptools.evaluation.report import ReportData, thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime.device import select_device
@@ -53,17 +54,6 @@ log = logging.getLogger(__name__)
 REPORT_FILES: tuple[str, ...] = ("per_image.csv", "summary.csv", "fcn.csv", "evaluate.json", "report.html",
                                   "report.json")
 
-PER_IMAGE_METRICS = ("l1", "l2", "psnr", "ssim", "vgg", "lpips")
-SET_METRICS = ("fid", "kid", "fcn")
-ALL_METRICS = PER_IMAGE_METRICS + SET_METRICS
-NOTES = {
-    "fid": "Fréchet Inception distance (pytorch-fid network, 2048-d pool features, fp32, bilinear resize to 299); "
-           "biased upwards at small n: compare only at equal n, prefer KID for a few hundred images",
-    "kid": "kernel Inception distance ×1 (unbiased MMD², cubic polynomial kernel), mean ± std over subsets",
-    "vgg_cos": "VGG19 feature cosine per spatial position, mean over relu1_2, relu2_2, relu3_4, relu4_4, relu5_4",
-    "lpips": "LPIPS v0.1 (AlexNet, Zhang et al. 2018): learned perceptual distance, lower is closer, 0 = identical",
-}
-
 
 @dataclass
 class EvalConfig:
@@ -73,7 +63,7 @@ class EvalConfig:
         real: real targets: a folder of images or an aligned A|B split.
         fake: generated images, named like the real ones.
         out: report folder.
-        metrics: metric names (see :data:`ALL_METRICS`).
+        metrics: metric names (see :data:`~p2ptools.evaluation.metrics.registry.METRICS`).
         label: the run's name in the reports.
         real_side: for an A|B ``real``: the half holding the target; None: from the prediction
             record in ``fake`` (``A`` for a model trained BtoA), else ``B``.
@@ -97,7 +87,7 @@ class EvalConfig:
     real: Path
     fake: Path
     out: Path
-    metrics: tuple[str, ...] = ("l1", "l2", "psnr", "ssim")
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     label: str = ""
     real_side: str | None = None
     real_kind: str = "auto"
@@ -120,11 +110,7 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, Path(value))
-        unknown = [m for m in self.metrics if m not in ALL_METRICS]
-        if unknown:
-            raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
-        if not self.metrics:
-            raise ConfigError("no metrics asked for")
+        check_names(self.metrics)
         if (self.real_side is not None and self.real_side not in HALVES) or self.real_kind not in REAL_KINDS:
             raise ConfigError("real_side must be A or B, real_kind auto, image or ab")
         if self.resize not in RESIZE_SIDES:
@@ -243,6 +229,31 @@ class EvalResult:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class EvalJob:
+    """What :func:`evaluate` resolved before scoring, shared by its steps.
+
+    Args:
+        cfg: the options, with ``real_side`` and ``label`` resolved (:func:`apply_prediction_record`).
+        pairs: ``(stem, real, fake)`` of every name (:func:`match_pairs`).
+        ab: whether ``real`` holds A|B images.
+        native: the GeoTIFF split ``real`` is, if it is one.
+        record: the prediction record of ``fake`` (None without one).
+        device: where the networks run.
+        with_input: whether the report shows the input beside each pair.
+        base: the mean-colour baseline, its colour and what it is (None: no baseline).
+    """
+
+    cfg: EvalConfig
+    pairs: list[tuple[str, Path, Path]]
+    ab: bool
+    native: NativeSplit | None
+    record: dict[str, Any] | None
+    device: torch.device
+    with_input: bool
+    base: tuple[np.ndarray, str] | None = None
+
+
 def summarize(values: pd.Series) -> dict[str, float]:
     """Mean, standard deviation, 95% t-interval of the mean, and n (infinite values kept as such)."""
     v = values.dropna().astype(float)
@@ -294,9 +305,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     device = select_device(cfg.device)
     report("evaluate %s: %d pairs, metrics %s, on %s", cfg.label, len(pairs), ", ".join(cfg.metrics), device)
     nets = load_networks(cfg, ab, native, device)
-    base = baseline_colour(cfg, record, pairs, ab, native)
+    job = EvalJob(cfg, pairs, ab, native, record, device, with_input, baseline_colour(cfg, record, pairs, ab, native))
     cached = cached_real_features(cfg, pairs, ab, nets)
-    scan = score_pairs(cfg, pairs, ab, native, nets, cached, base, device, progress)
+    scan = score_pairs(job, nets, cached, progress)
     if not scan.rows:
         lines = "\n".join(f"  {s}: {e}" for s, e in scan.errors[:30])
         raise InputError(f"no pair could be evaluated ({len(scan.errors)} failed):\n{lines}")
@@ -306,7 +317,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     per_image = pd.DataFrame(scan.rows)
     summary, fcn_table = summary_table(cfg, per_image, scan, nets, native, cached)
     save_real_features(cfg, cached)
-    summary["baseline"] = summary["metric"].map(baseline_means(scan)) if base is not None else math.nan
+    summary["baseline"] = summary["metric"].map(baseline_means(scan)) if job.base is not None else math.nan
     for r in summary.itertuples():
         spread = f" ± {r.std:.4g}" if math.isfinite(r.std) else ""
         against = f"; baseline {r.baseline:.4g}" if math.isfinite(r.baseline) else ""
@@ -314,7 +325,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     for metric, why in nets.unavailable.items():
         log.warning("%s: not computed: %s", metric, why)
     result = EvalResult(per_image, summary, fcn_table, scan.errors, dict(nets.unavailable))
-    write_reports(cfg, result, scan, nets, native, ab, with_input, record, base, device)
+    write_reports(job, result, scan, nets)
     return result
 
 
@@ -332,9 +343,9 @@ class Networks:
 
 
 def _weights_fix(metric: str) -> str:
-    from p2ptools.evaluation.weights import KNOWN_WEIGHTS, search_dirs
+    from p2ptools.evaluation.weights import search_dirs
 
-    files = [w.name for w in KNOWN_WEIGHTS.values() if metric in [u.strip() for u in w.used_by.split(",")]]
+    files = METRICS[metric].weights
     return (f"fix: p2ptools weights --download {' '.join(files)} (files are looked for in "
             f"{', '.join(str(d) for d in search_dirs())}), or leave {metric} out of --metrics")
 
@@ -392,11 +403,8 @@ def _weights_in_use(cfg: EvalConfig, nets: Networks) -> dict[str, str]:
     from p2ptools.evaluation.weights import KNOWN_WEIGHTS, weights_digest
 
     used = {"fid": nets.fid, "kid": nets.fid, "vgg": nets.vgg, "lpips": nets.lpips}
-    out = {}
-    for w in KNOWN_WEIGHTS.values():
-        if any(used.get(m.strip()) is not None for m in w.used_by.split(",")):
-            out[w.name] = weights_digest(w.name, cfg.weights_dir)
-    return out
+    files = {f for metric, net in used.items() if net is not None for f in METRICS[metric].weights}
+    return {name: weights_digest(name, cfg.weights_dir) for name in KNOWN_WEIGHTS if name in files}
 
 
 def cached_real_features(cfg: EvalConfig, pairs: list[tuple[str, Path, Path]], ab: bool, nets: Networks
@@ -429,12 +437,11 @@ class Scan:
     sizes: set[tuple[int, ...]] = field(default_factory=set)
 
 
-def score_pairs(cfg: EvalConfig, pairs: list[tuple[str, Path, Path]], ab: bool, native: NativeSplit | None,
-                nets: Networks, cached: dict[str, Any], base: tuple[np.ndarray, str] | None, device: torch.device,
-                progress: bool) -> Scan:
+def score_pairs(job: EvalJob, nets: Networks, cached: dict[str, Any], progress: bool = True) -> Scan:
     """One pass over the pairs (decoded by DataLoader workers): thumbnails, per-image metrics, the
     baseline's pixel metrics, and the features and confusions of the set metrics."""
-    ds = _PairSet(pairs, cfg, ab, native)
+    cfg, base = job.cfg, job.base
+    ds = _PairSet(job.pairs, cfg, job.ab, job.native)
     loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate)
     scan = Scan()
     with Ticker(len(ds), "evaluate", "images", show_bar=progress) as ticker, torch.inference_mode():
@@ -444,20 +451,19 @@ def score_pairs(cfg: EvalConfig, pairs: list[tuple[str, Path, Path]], ab: bool, 
             scan.errors += [(it["stem"], it["error"]) for it in items if it["error"]]
             for it in good:
                 write_thumbs(cfg.out, len(scan.rows), it)
-                scan.rows.append(_pixel_row(it, nets.want, native))
+                scan.rows.append(_pixel_row(it, nets.want, job.native))
                 scan.sizes.add(it["real"].shape)
                 if base is not None:
                     scan.base_rows.append(_baseline_row(it, base[0], nets.want))
-            _network_metrics(good, scan.rows[len(scan.rows) - len(good):], scan, nets, cached, device)
+            _network_metrics(good, scan.rows[len(scan.rows) - len(good):], scan, nets, cached, job.device)
     return scan
 
 
 def _pixel_row(it: dict[str, Any], want: set[str], native: NativeSplit | None) -> dict[str, Any]:
     row: dict[str, Any] = {"name": it["stem"]}
     real_px, fake_px = it.get("real_all", it["real"]), it.get("fake_all", it["fake"])
-    for name in ("l1", "l2", "psnr", "ssim"):
-        if name in want:
-            row[name] = pixel.PIXEL_METRICS[name](real_px, fake_px, it.get("mask"))
+    for spec in pixel_metrics(want):
+        row[spec.name] = spec.function(real_px, fake_px, it.get("mask"))  # type: ignore[misc]
     if "l1" in want and native is not None and native.per_band():
         for b in range(real_px.shape[-1]):
             row[f"l1_band{b + 1}"] = pixel.l1(real_px[..., b], fake_px[..., b], it.get("mask"))
@@ -496,7 +502,8 @@ def _network_metrics(good: list[dict[str, Any]], rows: list[dict[str, Any]], sca
 def summary_table(cfg: EvalConfig, per_image: pd.DataFrame, scan: Scan, nets: Networks, native: NativeSplit | None,
                   cached: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Mean, spread and interval per metric (set metrics once), and the FCN table."""
-    rows = [{"label": cfg.label, "metric": col, **summarize(per_image[col]), "note": _note(col, native)}
+    rows = [{"label": cfg.label, "metric": col, **summarize(per_image[col]),
+             "note": _note(col, native) + _undefined_note(col, per_image[col])}
             for col in per_image.columns if col != "name"]
     if nets.fid is not None:
         rows += _set_metric_rows(cfg, scan, nets, cached)
@@ -555,10 +562,9 @@ def read_frame_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, encoding_errors="surrogateescape", engine="python")
 
 
-def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,
-                  ab: bool, with_input: bool, record: dict[str, Any] | None, base: tuple[np.ndarray, str] | None,
-                  device: torch.device) -> None:
+def write_reports(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> None:
     """per_image.csv, summary.csv, fcn.csv, evaluate.json (with provenance), report.html/json."""
+    cfg, record, base = job.cfg, job.record, job.base
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "per_image.csv", frame_csv(result.per_image))
     atomic_write_text(cfg.out / "summary.csv", frame_csv(result.summary))
@@ -566,17 +572,20 @@ def write_reports(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Network
         atomic_write_text(cfg.out / "fcn.csv", frame_csv(result.fcn))
     confusion = (scan.conf_fake, list(nets.seg.class_names)) if nets.seg is not None and scan.conf_fake is not None \
         else None
-    prov = provenance(cfg, result, scan, nets, native, record, base, device)
-    write_report_page(cfg.out, cfg.label, result.per_image, result.summary, with_input,
-                      {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None,
-                       "model": (record or {}).get("run") or (record or {}).get("checkpoint")}, result.fcn, confusion,
-                      baseline=None if base is None else base[1], provenance=prov, unavailable=result.unavailable,
-                      errors=result.errors)
+    prov = provenance(job, result, scan, nets)
+    write_report_page(cfg.out, ReportData(
+        cfg.label, result.per_image, result.summary, job.with_input,
+        {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None,
+         "model": (record or {}).get("run") or (record or {}).get("checkpoint")}, result.fcn, confusion,
+        baseline=None if base is None else base[1], provenance=prov, unavailable=result.unavailable,
+        errors=result.errors))
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
-        "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": ab,
+        "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": job.ab,
         "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(result.per_image),
+        "metric_info": {m: {"per": METRICS[m].per, "higher_is_better": METRICS[m].higher_is_better,
+                            "description": METRICS[m].description} for m in cfg.metrics},
         "pixel_scale": "all bands, each on 0-255 by the dataset's range (contract low/high), not clipped"
-        if native is not None else "8-bit RGB",
+        if job.native is not None else "8-bit RGB",
         "run": (record or {}).get("run"), "checkpoint": (record or {}).get("checkpoint"),
         "baseline": None if base is None else {"what": base[1], "colour": [round(float(v), 3) for v in base[0]]},
         "unavailable": result.unavailable, "failed": [{"name": s, "error": e} for s, e in result.errors],
@@ -635,7 +644,7 @@ def baseline_colour(cfg: EvalConfig, record: dict[str, Any] | None, pairs: list[
     """The colour a model that learned nothing would paint everywhere: the training targets' mean
     colour when the prediction record names the training dataset, else the real set's mean colour.
     None for GeoTIFF splits (scored on all bands) or when no pixel metric is asked for."""
-    if native is not None or not set(cfg.metrics) & {"l1", "l2", "psnr", "ssim"}:
+    if native is not None or not pixel_metrics(cfg.metrics):
         return None
     train = _training_targets(record)
     if train is not None:
@@ -683,8 +692,8 @@ def _baseline_row(it: dict[str, Any], colour: np.ndarray, want: set[str]) -> dic
     """Pixel metrics of a constant image of ``colour`` against the real one."""
     real = it["real"]
     flat = np.broadcast_to(np.clip(np.rint(colour), 0, 255).astype(np.uint8), real.shape)
-    return {name: pixel.PIXEL_METRICS[name](real, np.ascontiguousarray(flat), it.get("mask"))
-            for name in ("l1", "l2", "psnr", "ssim") if name in want}
+    return {spec.name: spec.function(real, np.ascontiguousarray(flat), it.get("mask"))  # type: ignore[misc]
+            for spec in pixel_metrics(want)}
 
 
 def baseline_means(scan: Scan) -> dict[str, float]:
@@ -693,9 +702,7 @@ def baseline_means(scan: Scan) -> dict[str, float]:
     return {col: summarize(table[col])["mean"] for col in table.columns}
 
 
-def provenance(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, native: NativeSplit | None,
-               record: dict[str, Any] | None, base: tuple[np.ndarray, str] | None, device: torch.device
-               ) -> dict[str, Any]:
+def provenance(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> dict[str, Any]:
     """What the numbers rest on: versions, weights (SHA-256), resizing, image counts, device, notes."""
     import platform
 
@@ -703,6 +710,7 @@ def provenance(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, 
 
     from p2ptools import __version__
 
+    cfg, record, base = job.cfg, job.record, job.base
     n = len(result.per_image)
     notes = []
     if nets.fid is not None and n < 2048:
@@ -712,7 +720,7 @@ def provenance(cfg: EvalConfig, result: EvalResult, scan: Scan, nets: Networks, 
     return {
         "p2ptools": __version__, "torch": torch.__version__, "numpy": np.__version__,
         "scikit-image": skimage.__version__,
-        "python": platform.python_version(), "device": str(device), "precision": "fp32",
+        "python": platform.python_version(), "device": str(job.device), "precision": "fp32",
         "weights": [{"file": k, "sha256": v} for k, v in nets.weights.items()],
         "resize": {"pairs": cfg.resize, "filter": "bilinear (OpenCV INTER_LINEAR)" if cfg.resize != "none" else None,
                    "fid_kid": "bilinear to 299×299 inside the Inception network (pytorch-fid)" if nets.fid is not None
@@ -731,7 +739,7 @@ def _set_metric_note(metric: str, n_fake: int, n_real: int, dims: int, std: floa
     n = min(n_fake, n_real)
     if n < 2:
         return f"not available: {metric.upper()} needs at least 2 images on each side, got {n}"
-    note = NOTES[metric]
+    note = METRICS[metric].description
     if metric == "fid" and n < dims:
         note += (f"; only {n} image(s) for {dims}-d features: the covariances are singular and FID is dominated "
                  "by that bias (pytorch-fid asks for at least 2048)")
@@ -744,14 +752,26 @@ def _note(metric: str, native: NativeSplit | None) -> str:
     """The report's description of ``metric`` (with the scale of GeoTIFF bands where they were scored)."""
     if metric.startswith("l1_band"):
         return f"mean absolute error of band {metric[7:]}, 0-255 scale of the dataset's range"
-    note = pixel.DESCRIPTIONS.get(metric, NOTES.get(metric, ""))
-    if native is not None and native.specs[native.target].role == "photo" and metric in pixel.PIXEL_METRICS:
+    metric_spec = spec_of(metric)
+    if metric_spec is None:
+        return ""
+    note = metric_spec.description if metric == metric_spec.main_column else ""
+    if native is not None and native.specs[native.target].role == "photo" and metric_spec.function is not None:
         spec = native.specs[native.target]
         note = note.replace("RGB channels", "all bands") + (f"; all {spec.channels} band(s) of {spec.dtype}, each "
                                                             "put on 0-255 by the dataset's range, not clipped")
-    elif native is not None and (metric in ("fid", "kid", "lpips") or metric.startswith("vgg")):
+    elif native is not None and metric_spec.function is None:  # the networks' metrics
         note += "; on the RGB view (bands 1-3, or band 1 as gray)"
     return note
+
+
+def _undefined_note(column: str, values: pd.Series) -> str:
+    """``; NaN for k of n image(s): why`` when some values of ``column`` are NaN (the metric's ``undefined``)."""
+    spec, missing = spec_of(column), int(values.isna().sum())
+    if not missing or spec is None or not spec.undefined:
+        return ""
+    log.warning("%s: NaN for %d of %d image(s) (%s)", column, missing, len(values), spec.undefined)
+    return f"; NaN for {missing} of {len(values)} image(s): {spec.undefined}"
 
 
 def _split_rows(groups: list[list[dict[str, Any]]], rows: list[dict[str, Any]]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +22,61 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from p2ptools.evaluation.metrics.registry import METRICS, higher_is_better, spec_of
 from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table, url
 from p2ptools.runtime.output import atomic_write_text, write_image
 
 THUMB_DIR = "thumbs"
 THUMB_SIZE = 96  # the page shows them 96 px high
-#: per-image metrics where a higher value is better (the others: lower is better)
-HIGHER_IS_BETTER = ("psnr", "ssim", "vgg")
 PAGE_ROWS = 100
 
 
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` means a better image."""
-    return metric.startswith(HIGHER_IS_BETTER) or metric.startswith("fcn_")
+@dataclass
+class ReportData:
+    """What ``report.html`` shows of one run.
+
+    Args:
+        label: the run's name.
+        per_image: a row per image (``name`` and a column per metric), in the order their
+            thumbnails were written (row ``i`` → index ``i``).
+        summary: ``summary.csv``'s table (metric, mean, std, interval, n, baseline, note).
+        with_input: whether the thumbnails include the input.
+        info: ``real`` and ``fake`` folders, ``masked`` (bool), ``model`` (or None).
+        fcn: the FCN-score table, when asked.
+        confusion: the generated images' confusion matrix and the class names, with ``fcn``.
+        baseline: what the baseline is, in words (None: none).
+        provenance: what the numbers rest on (:func:`p2ptools.evaluation.evaluate.provenance`).
+        unavailable: metric → why it was not computed.
+        errors: ``(name, error)`` of the pairs left out.
+    """
+
+    label: str
+    per_image: pd.DataFrame
+    summary: pd.DataFrame
+    with_input: bool
+    info: dict[str, Any]
+    fcn: pd.DataFrame | None = None
+    confusion: tuple[np.ndarray, list[str]] | None = None
+    baseline: str | None = None
+    provenance: dict[str, Any] | None = None
+    unavailable: dict[str, str] | None = None
+    errors: list[tuple[str, str]] | None = None
+
+
+def _decimals(metric: str) -> int | None:
+    """Decimal places the page shows ``metric`` with (None: significant digits, for columns of no metric)."""
+    spec = spec_of(metric)
+    return None if spec is None else spec.decimals
+
+
+def _number(value: Any, metric: str) -> str:
+    """``value`` of ``metric`` for the page: the metric's decimal places when finite, else :func:`fmt`."""
+    decimals = _decimals(metric)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return fmt(value)
+    return f"{x:.{decimals}f}" if decimals is not None and np.isfinite(x) else fmt(value)
 
 
 def thumb_names(index: int, with_input: bool) -> dict[str, str]:
@@ -75,12 +118,13 @@ def _summary_cards(summary: pd.DataFrame) -> str:
             if "baseline" in summary.columns and np.isfinite(r.baseline)}
     cards = []
     for r in summary.itertuples():
-        ci = (f"95% CI {fmt(r.ci95_low)}–{fmt(r.ci95_high)}" if np.isfinite(r.ci95_low) else
-              (f"± {fmt(r.std)}" if np.isfinite(r.std) else ""))
+        ci = (f"95% CI {_number(r.ci95_low, r.metric)}–{_number(r.ci95_high, r.metric)}" if np.isfinite(r.ci95_low)
+              else (f"± {_number(r.std, r.metric)}" if np.isfinite(r.std) else ""))
         arrow = "↑ better" if higher_is_better(r.metric) else "↓ better"
-        against = f"<span class=\"base\">baseline {fmt(base[r.metric])}</span>" if r.metric in base else ""
+        against = (f"<span class=\"base\">baseline {_number(base[r.metric], r.metric)}</span>" if r.metric in base
+                   else "")
         cards.append(f"<div class=\"card\" title=\"{esc(r.note)}\"><span>{esc(r.metric)} · {arrow}</span>"
-                     f"<b>{fmt(r.mean)}</b><span>{ci} · n {int(r.n)}</span>{against}</div>")
+                     f"<b>{_number(r.mean, r.metric)}</b><span>{ci} · n {int(r.n)}</span>{against}</div>")
     return f"<div class=\"cards\">{''.join(cards)}</div>"
 
 
@@ -134,8 +178,9 @@ const state = {key: DEFAULT_SORT.key, desc: DEFAULT_SORT.desc, page: 0};
 function h(s) { return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
   .replace(/"/g, '&quot;').replace(/'/g, '&#39;'); }
 function u(p) { return h(String(p).split('/').map(encodeURIComponent).join('/')); }
-function cell(v) { if (v === null || v === undefined) return '–';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toPrecision(4); return v; }
+function cell(v, m) { if (v === null || v === undefined) return '–';
+  if (typeof v !== 'number') return v; if (Number.isInteger(v)) return String(v);
+  return m in DECIMALS && Math.abs(v) < 1e21 ? v.toFixed(DECIMALS[m]) : v.toPrecision(4); }
 function sortRows() {
   const k = state.key, s = state.desc ? -1 : 1;
   ROWS.sort((a, b) => { const x = a[k], y = b[k];
@@ -148,7 +193,7 @@ function render() {
   body.innerHTML = rows.map(r => '<tr data-name="' + h(r.name) + '"><td class="l">'
     + h(r.name) + '</td>'
     + ROLES.map(role => '<td><img class="t" loading="lazy" alt="' + h(role) + '" src="' + u(r.thumbs[role]) + '"></td>').join('')
-    + METRICS.map(m => '<td>' + h(cell(r[m])) + '</td>').join('') + '</tr>').join('');
+    + METRICS.map(m => '<td>' + h(cell(r[m], m)) + '</td>').join('') + '</tr>').join('');
   const pages = Math.max(1, Math.ceil(ROWS.length / PAGE_ROWS));
   document.getElementById('pageinfo').textContent = 'rows ' + (ROWS.length ? start + 1 : 0) + '–'
     + Math.min(start + PAGE_ROWS, ROWS.length) + ' of ' + ROWS.length + ' (page ' + (state.page + 1) + '/' + pages + ')';
@@ -164,16 +209,9 @@ sortRows(); render();
 """
 
 
-def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: pd.DataFrame, with_input: bool,
-                      info: dict[str, Any], fcn: pd.DataFrame | None = None,
-                      confusion: tuple[np.ndarray, list[str]] | None = None, baseline: str | None = None,
-                      provenance: dict[str, Any] | None = None, unavailable: dict[str, str] | None = None,
-                      errors: list[tuple[str, str]] | None = None) -> Path:
-    """Write ``out/report.html`` and ``out/report.json`` (rows with their thumbnails, for comparisons).
-
-    ``per_image`` rows must be in the order their thumbnails were written (row ``i`` → index ``i``).
-    """
-    metrics = [c for c in per_image.columns if c != "name"]
+def _json_rows(per_image: pd.DataFrame, metrics: list[str], with_input: bool) -> list[dict[str, Any]]:
+    """The rows of the page and of report.json: name, thumbnails, and each metric (None for NaN;
+    ±1e308 for ±inf, which JSON cannot hold and which sorts like it)."""
     rows = []
     for i, rec in enumerate(per_image.to_dict("records")):
         row = {"name": str(rec["name"]), "thumbs": thumb_names(i, with_input)}
@@ -183,42 +221,61 @@ def write_report_page(out: Path, label: str, per_image: pd.DataFrame, summary: p
             if v is not None and np.isinf(v):
                 row[m] = 1e308 if v > 0 else -1e308  # JSON has no infinity; sorts like it
         rows.append(row)
-    roles = list(thumb_names(0, with_input))
-    primary = next((m for m in ("l1", "lpips", "ssim", "psnr", "vgg_cos", "l2") if m in metrics),
-                   metrics[0] if metrics else "name")
-    default_sort = {"key": primary, "desc": not higher_is_better(primary)}
-    hists = "".join(f"<figure>{histogram(per_image[m].tolist(), m)}</figure>" for m in metrics)
+    return rows
+
+
+def _primary(metrics: list[str]) -> str:
+    """The column the page sorts by at first: the first metric of the registry that is shown."""
+    return next((s.main_column for s in METRICS.values() if s.per == "image" and s.main_column in metrics),
+                metrics[0] if metrics else "name")
+
+
+def _images_section(primary: str, roles: list[str], metrics: list[str], masked: bool) -> str:
+    """The image table's heading, pager and header row (rows are drawn by the page's script)."""
     heads = "".join(f"<th>{esc(r)}</th>" for r in roles)
     sortable = "".join(f"<th class=\"sort\" data-key=\"{esc(m)}\">{esc(m)}</th>" for m in metrics)
+    return (f"<h2>Images</h2><p class=\"note\">Worst first by {esc(primary)}; click a column to sort. "
+            f"Error map: mean absolute error per pixel (black 0, yellow ≥ 85 of 255)"
+            f"{', outside the mask dimmed' if masked else ''}.</p>"
+            f"<div class=\"pager\"><button id=\"prev\">◀ previous</button><button id=\"next\">next ▶</button>"
+            f"<span id=\"pageinfo\"></span></div>"
+            f"<table id=\"rows\"><thead><tr><th class=\"l sort\" data-key=\"name\">name</th>{heads}{sortable}</tr>"
+            f"</thead><tbody></tbody></table>")
+
+
+def write_report_page(out: Path, data: ReportData) -> Path:
+    """Write ``out/report.html`` and ``out/report.json`` (rows with their thumbnails, for comparisons)."""
+    per_image, summary, info = data.per_image, data.summary, data.info
+    metrics = [c for c in per_image.columns if c != "name"]
+    rows = _json_rows(per_image, metrics, data.with_input)
+    roles = list(thumb_names(0, data.with_input))
+    primary = _primary(metrics)
+    default_sort = {"key": primary, "desc": not higher_is_better(primary)}
+    hists = "".join(f"<figure>{histogram(per_image[m].tolist(), m)}</figure>" for m in metrics)
     body = [f"<h2>Summary</h2>{_summary_cards(summary)}",
-            _provenance(provenance, baseline, unavailable, errors),
+            _provenance(data.provenance, data.baseline, data.unavailable, data.errors),
             f"<details><summary>summary table</summary>"
             f"{table(_SUMMARY_SHOWN, summary.reindex(columns=_SUMMARY_SHOWN).values.tolist())}"
             f"</details>"]
     if metrics:
         body.append(f"<h2>Distributions</h2><div class=\"charts\">{hists}</div>")
-    if fcn is not None:
-        body.append("<h2>FCN-score</h2>" + table(list(fcn.columns), fcn.values.tolist(), left=3))
-        if confusion is not None:
+    if data.fcn is not None:
+        body.append("<h2>FCN-score</h2>" + table(list(data.fcn.columns), data.fcn.values.tolist(), left=3))
+        if data.confusion is not None:
             body.append("<h3>Confusion matrix of the generated images (row-normalised)</h3>"
-                        + _confusion(*confusion))
-    body.append(
-        f"<h2>Images</h2><p class=\"note\">Worst first by {esc(primary)}; click a column to sort. "
-        f"Error map: mean absolute error per pixel (black 0, yellow ≥ 85 of 255)"
-        f"{', outside the mask dimmed' if info.get('masked') else ''}.</p>"
-        f"<div class=\"pager\"><button id=\"prev\">◀ previous</button><button id=\"next\">next ▶</button>"
-        f"<span id=\"pageinfo\"></span></div>"
-        f"<table id=\"rows\"><thead><tr><th class=\"l sort\" data-key=\"name\">name</th>{heads}{sortable}</tr></thead>"
-        f"<tbody></tbody></table>")
+                        + _confusion(*data.confusion))
+    body.append(_images_section(primary, roles, metrics, bool(info.get("masked"))))
     sub = (f"real <span class=\"mono\">{esc(info.get('real', ''))}</span> · fake "
            f"<span class=\"mono\">{esc(info.get('fake', ''))}</span> · {len(rows)} images"
            + (f" · model <span class=\"mono\">{esc(info['model'])}</span>" if info.get("model") else ""))
+    decimals = {m: d for m in metrics if (d := _decimals(m)) is not None}
     script = (json_script("ROWS", rows) + json_script("METRICS", metrics) + json_script("ROLES", roles)
               + json_script("HIGHER", [m for m in metrics if higher_is_better(m)])
+              + json_script("DECIMALS", decimals)
               + json_script("DEFAULT_SORT", default_sort) + f"const PAGE_ROWS = {PAGE_ROWS};\n" + TABLE_SCRIPT)
-    atomic_write_text(out / "report.json", json.dumps({"label": label, "roles": roles, "rows": rows}) + "\n")
+    atomic_write_text(out / "report.json", json.dumps({"label": data.label, "roles": roles, "rows": rows}) + "\n")
     path = out / "report.html"
-    atomic_write_text(path, page(f"p2ptools evaluate · {label}", sub, "".join(body), script))
+    atomic_write_text(path, page(f"p2ptools evaluate · {data.label}", sub, "".join(body), script))
     return path
 
 

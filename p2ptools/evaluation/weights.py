@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from p2ptools.errors import P2PError
+from p2ptools.evaluation.metrics.registry import METRICS
 from p2ptools.runtime.download import DownloadFailed, fetch, is_offline, part_path, sha256_of, trusted_transport
 from p2ptools.runtime.progress import report
 
@@ -51,14 +52,19 @@ class WeightsFile:
         url: where it is downloaded from.
         sha256: its SHA-256 in hex (64 digits), or the prefix torchvision's file name carries where
             no full digest is published.
-        used_by: the metrics that need it.
+
+    Which metrics need it is said by the metrics registry (:attr:`used_by`).
     """
 
     name: str
     what: str
     url: str
     sha256: str
-    used_by: str
+
+    @property
+    def used_by(self) -> str:
+        """The metrics that need this file (those of the registry naming it in their ``weights``)."""
+        return ", ".join(m.name for m in METRICS.values() if self.name in m.weights)
 
 
 KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in (
@@ -66,16 +72,16 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in (
                 "FID Inception-v3 (pytorch-fid's port of TensorFlow's FID network)",
                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                 "pt_inception-2015-12-05-6726825d.pth",
-                "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", "fid, kid"),
+                "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"),
     WeightsFile("vgg19-dcbb9e9d.pth", "torchvision's ImageNet VGG19",
                 "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-                "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", "vgg"),
+                "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"),
     WeightsFile("alexnet-owt-7be5be79.pth", "torchvision's ImageNet AlexNet (the LPIPS backbone)",
                 "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-                "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", "lpips"),
+                "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02"),
     WeightsFile("lpips-v0.1-alex.pth", "LPIPS v0.1 linear heads for AlexNet (Zhang et al. 2018)",
                 "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
-                "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", "lpips"),
+                "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
 )}
 
 

@@ -19,7 +19,7 @@ def registry(tmp_path, monkeypatch):
     good = tmp_path / "good.pth"
     torch.save({"w": torch.arange(6.0)}, good)
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
-    spec = W.WeightsFile("test-weights.pth", "a test file", "http://127.0.0.1:9/never-used", digest, "test")
+    spec = W.WeightsFile("test-weights.pth", "a test file", "http://127.0.0.1:9/never-used", digest)
     monkeypatch.setitem(W.KNOWN_WEIGHTS, spec.name, spec)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
@@ -131,7 +131,7 @@ def test_every_known_file_has_a_full_digest_or_a_safe_transport(monkeypatch):
         assert len(spec.sha256) in (8, 64)
     full = [s for s in W.KNOWN_WEIGHTS.values() if len(s.sha256) == 64]
     assert len(full) == len(W.KNOWN_WEIGHTS)  # every known file, AlexNet included
-    prefix_only = W.WeightsFile("x-7be5be79.pth", "a file known by prefix", "https://x.invalid/x.pth", "7be5be79", "t")
+    prefix_only = W.WeightsFile("x-7be5be79.pth", "a file known by prefix", "https://x.invalid/x.pth", "7be5be79")
     monkeypatch.setenv("P2PTOOLS_WEIGHTS_URL", "http://mirror.invalid/weights")  # plain http, not this machine
     with pytest.raises(W.WeightsDownloadError, match="only a prefix of this file's SHA-256"):
         W.download(prefix_only)
