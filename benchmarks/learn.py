@@ -80,9 +80,9 @@ def main() -> None:
     device = torch.device("cpu")
     torch.manual_seed(0)
     train_ds = AlignedDataset(maps, "train", tcfg.direction, mcfg.load_size, mcfg.image_size, tcfg.augment, seed=0)
-    val_ds = AlignedDataset(maps, "val", tcfg.direction, mcfg.load_size, mcfg.image_size, train=False)
+    val_ds = AlignedDataset(maps, "val", tcfg.direction, mcfg.load_size, mcfg.image_size, augment="none")
     val_loader = DataLoader(val_ds, batch_size=8)
-    trivial = mean_image_l1(AlignedDataset(maps, "train", crop_size=mcfg.image_size, train=False), val_ds)
+    trivial = mean_image_l1(AlignedDataset(maps, "train", crop_size=mcfg.image_size, augment="none"), val_ds)
     print(f"trivial predictor (mean training map): val L1 {trivial:.2f}", flush=True)
     m = build_models(mcfg, tcfg, device)
     rows = [dict(seconds=0.0, step=0, epoch=0, **validate(m, val_loader, tcfg, device), trivial_l1_255=trivial)]

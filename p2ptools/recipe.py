@@ -119,13 +119,7 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     Raises:
         ConfigError: for unknown sections or fields, or invalid values, naming the recipe.
     """
-    path = Path(spec)
-    if not path.is_file():
-        bundled = recipes_dir() / f"{spec}.yaml"
-        if not bundled.is_file():
-            names = ", ".join(sorted(p.stem for p in recipes_dir().glob("*.yaml")))
-            raise ConfigError(f"recipe {spec!r} is neither a file nor a bundled recipe ({names})")
-        path = bundled
+    path = _recipe_path(spec)
     doc = read_yaml_mapping(path)
     for dotted, value in (sets or {}).items():
         _set_path(doc, dotted, value)
@@ -136,7 +130,47 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
         raise ConfigError(f"{src}: unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
     name = str(doc.get("name", path.stem))
     wd = Path(workdir) if workdir is not None else Path(doc.get("workdir", f"runs/{name}"))
-    data = doc.get("data") or {}
+    kind, stage_data = _data_section(doc.get("data") or {}, wd, src)
+    mcfg, train_map = _train_section(dict(doc.get("train") or {}), src)
+    predict = _predict_section(dict(doc.get("predict") or {}), src)
+    evaluate = _evaluate_section(dict(doc.get("evaluate") or {}), src)
+    fcn = _fcn_section(doc.get("fcn"), src)
+    _check_evaluate(evaluate, fcn, src)
+    return Recipe(name=name, workdir=wd, data_kind=kind, data=stage_data, model=mcfg, train=train_map,
+                  predict=predict, evaluate=evaluate, fcn=fcn, description=str(doc.get("description", "")),
+                  source=src)
+
+
+def _recipe_path(spec: str | Path) -> Path:
+    """The recipe file ``spec`` names: itself when it is a file, else the bundled ``recipes/SPEC.yaml``.
+
+    Raises:
+        ConfigError: when it is neither, listing the bundled recipes.
+    """
+    path = Path(spec)
+    if not path.is_file():
+        bundled = recipes_dir() / f"{spec}.yaml"
+        if not bundled.is_file():
+            names = ", ".join(sorted(p.stem for p in recipes_dir().glob("*.yaml")))
+            raise ConfigError(f"recipe {spec!r} is neither a file nor a bundled recipe ({names})")
+        path = bundled
+    return path
+
+
+def _data_section(data: dict[str, Any], wd: Path, src: str) -> tuple[str, dict[str, Any]]:
+    """The ``data:`` section: exactly one of ``tile``, ``make_inpaint``, ``dataset`` (+ ``download``).
+
+    Args:
+        data: the section.
+        wd: the work folder (the dataset is made in ``wd/data``).
+        src: the recipe file, for messages.
+
+    Returns:
+        The kind (``tile``, ``make_inpaint`` or ``dataset``) and the stage's settings.
+
+    Raises:
+        ConfigError: for a section that names no kind or several, an unknown archive, or invalid options.
+    """
     kinds = [k for k in ("tile", "make_inpaint", "dataset") if k in data]
     if len(kinds) != 1 or set(data) - {"tile", "make_inpaint", "dataset", "download"}:
         raise ConfigError(f"{src}: data needs exactly one of tile, make_inpaint, dataset")
@@ -152,13 +186,27 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
     kind = kinds[0]
     if kind == "tile":
         from_mapping(TileConfig, {**data["tile"], "out": wd / "data"}, f"{src}: data.tile")
-        stage_data = dict(data["tile"])
-    elif kind == "make_inpaint":
+        return kind, dict(data["tile"])
+    if kind == "make_inpaint":
         from_mapping(InpaintConfig, {**data["make_inpaint"], "out": wd / "data"}, f"{src}: data.make_inpaint")
-        stage_data = dict(data["make_inpaint"])
-    else:
-        stage_data = {"dataset": data["dataset"], **({"download": str(data["download"])} if "download" in data else {})}
-    train = dict(doc.get("train") or {})
+        return kind, dict(data["make_inpaint"])
+    return kind, {"dataset": data["dataset"], **({"download": str(data["download"])} if "download" in data else {})}
+
+
+def _train_section(train: dict[str, Any], src: str) -> tuple[ModelConfig, dict[str, Any]]:
+    """The ``train:`` section: a model preset (``model``), its overrides (``set``) and training options.
+
+    Args:
+        train: the section (a copy: ``model`` and ``set`` are taken out of it).
+        src: the recipe file, for messages.
+
+    Returns:
+        The model's configuration and the training options (the preset's, then the section's).
+
+    Raises:
+        ConfigError: for an unknown preset or option, an invalid value, or a model and training that
+            do not go together.
+    """
     preset = train.pop("model", "pix2pix")
     overrides = train.pop("set", {}) or {}
     model_map, train_map = load_preset(preset)
@@ -171,37 +219,72 @@ def load_recipe(spec: str | Path, workdir: Path | None = None, sets: dict[str, A
         check_model_and_training(mcfg, probe)
     except ConfigError as exc:
         raise ConfigError(f"{src}: train: {exc}") from None
-    predict = dict(doc.get("predict") or {})
+    return mcfg, train_map
+
+
+def _predict_section(predict: dict[str, Any], src: str) -> dict[str, Any]:
+    """The ``predict:`` section (fields :data:`PREDICT_KEYS`), with ``split`` defaulting to ``test``.
+
+    Raises:
+        ConfigError: for an unknown field.
+    """
     bad = sorted(set(predict) - PREDICT_KEYS)
     if bad:
         raise ConfigError(f"{src}: predict: unknown field(s) {', '.join(bad)}; "
                           f"valid: {', '.join(sorted(PREDICT_KEYS))}")
     predict.setdefault("split", "test")
-    evaluate = dict(doc.get("evaluate") or {})
+    return predict
+
+
+def _evaluate_section(evaluate: dict[str, Any], src: str) -> dict[str, Any]:
+    """The ``evaluate:`` section: ``metrics`` as a list (default: the registry's DEFAULT_METRICS) and EvalConfig's
+    fields.
+
+    Raises:
+        ConfigError: for a field the evaluate stage does not take.
+    """
     from p2ptools.evaluation.evaluate import EvalConfig
     from p2ptools.evaluation.metrics.registry import DEFAULT_METRICS
 
     metrics = evaluate.get("metrics", list(DEFAULT_METRICS))
     evaluate["metrics"] = metrics if isinstance(metrics, list) else [m.strip() for m in str(metrics).split(",")]
 
-    ev_probe = {k: v for k, v in evaluate.items() if k != "metrics"}
     eval_fields = {f.name for f in dataclasses.fields(EvalConfig)} - {"real", "fake", "out", "metrics", "segmenter"}
-    bad = sorted(set(ev_probe) - eval_fields)
+    bad = sorted(set(evaluate) - {"metrics"} - eval_fields)
     if bad:
         raise ConfigError(f"{src}: evaluate: unknown field(s) {', '.join(bad)}")
-    fcn = doc.get("fcn")
-    if fcn is not None:
-        fcn = dict(fcn or {})
-        bad = sorted(set(fcn) - FCN_KEYS)
-        if bad:
-            raise ConfigError(f"{src}: fcn: unknown field(s) {', '.join(bad)}; valid: {', '.join(sorted(FCN_KEYS))}")
+    return evaluate
+
+
+def _fcn_section(fcn: Any, src: str) -> dict[str, Any] | None:
+    """The optional ``fcn:`` section (fields :data:`FCN_KEYS`): None when the recipe has none.
+
+    Raises:
+        ConfigError: for an unknown field.
+    """
+    if fcn is None:
+        return None
+    fcn = dict(fcn or {})
+    bad = sorted(set(fcn) - FCN_KEYS)
+    if bad:
+        raise ConfigError(f"{src}: fcn: unknown field(s) {', '.join(bad)}; valid: {', '.join(sorted(FCN_KEYS))}")
+    return fcn
+
+
+def _check_evaluate(evaluate: dict[str, Any], fcn: dict[str, Any] | None, src: str) -> None:
+    """Check the ``evaluate:`` section's values, as the evaluate stage will build them.
+
+    Raises:
+        ConfigError: when the fcn metric has no ``fcn:`` section to train its segmenter, or for an
+            invalid value.
+    """
+    from p2ptools.evaluation.evaluate import EvalConfig
+
     if "fcn" in evaluate["metrics"] and fcn is None:
         raise ConfigError(f"{src}: the fcn metric needs an fcn: section (the segmenter to train)")
+    ev_probe = {k: v for k, v in evaluate.items() if k != "metrics"}
     EvalConfig(real=Path("."), fake=Path("."), out=Path("."), metrics=tuple(evaluate["metrics"]),
                segmenter=Path(".") if fcn is not None else None, **ev_probe)
-    return Recipe(name=name, workdir=wd, data_kind=kind, data=stage_data, model=mcfg, train=train_map,
-                  predict=predict, evaluate=evaluate, fcn=fcn, description=str(doc.get("description", "")),
-                  source=src)
 
 
 @dataclass
@@ -402,7 +485,7 @@ def where_to_get(name: str, key: str) -> str:
 def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
     if recipe.fcn is None:
         return upstream
-    from p2ptools.evaluation.segment import train_segmenter
+    from p2ptools.evaluation.segment import SegmenterOptions, train_segmenter
 
     seg_dir = recipe.workdir / "seg"
     settings = {"data": book.data.get("data", {}).get("digest"), "fcn": recipe.fcn}
@@ -413,7 +496,7 @@ def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, pr
         if changes:
             _say("fcn", changes, "training the segmenter anew")
             remove_inside(seg_dir, "segmenter.pt", "recipe")
-        train_segmenter(recipe.data_dir, seg_dir, progress=progress, **recipe.fcn)
+        train_segmenter(SegmenterOptions(dataset=recipe.data_dir, out=seg_dir, **recipe.fcn), progress=progress)
         result.stages["fcn"] = "ran"
     book.done("fcn", settings)
     return upstream

@@ -34,10 +34,11 @@ def pair(a_dir: Path, b_dir: Path, out: Path, resize_b: bool, format: str | None
     are listed and nothing is written; --resize resizes B to A instead.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.prep.pairs import pair_folders
+    from p2ptools.prep.pairs import PairOptions, pair_folders
 
-    report = pair_folders(a_dir, b_dir, out, resize_b, format or "png", jpeg_quality or 95, workers or 1,
-                          bool(overwrite))
+    options = PairOptions(a_dir=a_dir, b_dir=b_dir, out=out, resize_b=resize_b, format=format or "png",
+                          jpeg_quality=jpeg_quality or 95, workers=workers or 1, overwrite=bool(overwrite))
+    report = pair_folders(options)
     summary = f"{report.written + report.existing} A|B images in {out} (written now: {report.written})"
     if report.skipped:
         raise SceneFailures(report.skipped, summary)

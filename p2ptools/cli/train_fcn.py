@@ -34,8 +34,8 @@ def train_fcn(dataset: Path, out: Path, **options: object) -> None:
     Its pixel accuracy on real photos is the FCN-score's "ground truth" upper bound; use it with
     p2ptools evaluate --metrics fcn --segmenter SEG_DIR.
     """
-    from p2ptools.evaluation.segment import train_segmenter
+    from p2ptools.evaluation.segment import SegmenterOptions, train_segmenter
 
-    best = train_segmenter(dataset, out, **options)  # type: ignore[arg-type]
+    best = train_segmenter(SegmenterOptions(dataset=dataset, out=out, **options))  # type: ignore[arg-type]
     click.echo(f"segmenter in {out / 'segmenter.pt'}: {best['on']} per-pixel acc {best['per_pixel_acc']:.3f}, "
                f"mean class IoU {best['mean_class_iou']:.3f} (epoch {best['epoch']})")

@@ -229,10 +229,51 @@ class Segmenter:
                 for p, im in zip(pred, images, strict=True)]
 
 
-def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_side: str | None = None,
-                    arch: str = "unet", size: int = 256, epochs: int = 20, batch_size: int = 8, lr: float = 1e-3,
-                    workers: int = 2, device: str = "auto", seed: int = 0, backbone_weights: Path | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+@dataclass
+class SegmenterOptions:
+    """Options of ``p2ptools train-fcn`` (and of a recipe's ``fcn`` stage).
+
+    Args:
+        dataset: an aligned A|B dataset with ``train/`` (and ``val/``, for validation).
+        out: SEG_DIR, where ``segmenter.pt`` and ``train_fcn.json`` are written.
+        palette: label palette: a built-in name, a YAML/JSON file or ``kmeans:K``; None: from
+            ``dataset.json``.
+        label_side: which half (``A``/``B``) is the label; None: from ``dataset.json``.
+        arch: ``unet`` (:class:`SegUNet`) or ``fcn_resnet50``.
+        size: side the photos and labels are resized to (a multiple of 16).
+        epochs: training epochs.
+        batch_size: images per step.
+        lr: Adam's learning rate (cosine-annealed over the epochs).
+        workers: data-loading processes (0: in the main process).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        seed: seed of the weights, the shuffling and the flips.
+        backbone_weights: ImageNet ResNet-50 weights file for ``fcn_resnet50``.
+
+    Raises:
+        ConfigError: when ``size`` is not a multiple of 16.
+    """
+
+    dataset: Path
+    out: Path
+    palette: str | None = None
+    label_side: str | None = None
+    arch: str = "unet"
+    size: int = 256
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    backbone_weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.size % 16:
+            raise ConfigError(f"--size must be a multiple of 16, got {self.size}")
+        self.dataset, self.out = Path(self.dataset), Path(self.out)
+
+
+def train_segmenter(options: SegmenterOptions, progress: bool = True) -> dict[str, Any]:
     """Train a segmenter on the real photos → labels of ``dataset/train`` (validated on ``val/``).
 
     The cross-entropy is weighted by inverse square-root class frequency (buildings are a few per
@@ -241,73 +282,126 @@ def train_segmenter(dataset: Path, out: Path, palette: str | None = None, label_
     best validation mean class IoU (measured on train when there is no ``val/``) and
     ``out/train_fcn.json``.
 
+    Args:
+        options: what to train on, where to write, and how.
+        progress: a progress bar over the epochs.
+
     Returns:
         The validation scores of the saved epoch.
+
+    Raises:
+        ConfigError: when the labels' half or palette cannot be told, or for an unknown architecture.
+        InputError: when ``dataset/train`` is missing or holds no images.
+        OutputError: when another command is writing to ``out``.
     """
     from p2ptools.runtime.lock import hold
 
-    if size % 16:
-        raise ConfigError(f"--size must be a multiple of 16, got {size}")
-    dataset, out = Path(dataset), Path(out)
-    hold(out)  # one writer per output folder
-    train_files = list_split(dataset, "train")
-    pal, side = resolve_labels(dataset, palette, label_side, train_files)
-    val_files = list_split(dataset, "val") if has_images(dataset / "val") else []
-    dev = select_device(device)
-    torch.manual_seed(seed)
-    net = build_segmenter(arch, len(pal.classes), backbone_weights).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
-    train_ds = _SegData(train_files, pal, side, size, True, seed)
+    o = options
+    hold(o.out)  # one writer per output folder
+    train_files = list_split(o.dataset, "train")
+    pal, side = resolve_labels(o.dataset, o.palette, o.label_side, train_files)
+    val_files = list_split(o.dataset, "val") if has_images(o.dataset / "val") else []
+    dev = select_device(o.device)
+    torch.manual_seed(o.seed)
+    net = build_segmenter(o.arch, len(pal.classes), o.backbone_weights).to(dev)
+    train_ds = _SegData(train_files, pal, side, o.size, True, o.seed)
+    val_ds = _SegData(val_files or train_files, pal, side, o.size, False, o.seed)
+    on = "val" if val_files else "train"
     report("train-fcn: %s on %d %s image(s) of %s (%d classes, %d px), %d epochs of %d steps, validated on %s, %s",
-           arch, len(train_files), "train", dataset, len(pal.classes), size, epochs,
-           math.ceil(len(train_files) / batch_size), "val" if val_files else "train", dev)
+           o.arch, len(train_files), "train", o.dataset, len(pal.classes), o.size, o.epochs,
+           math.ceil(len(train_files) / o.batch_size), on, dev)
+    best, best_state = _fit_segmenter(net, train_ds, val_ds, on, o, dev, progress)
+    _save_segmenter(o, pal, side, best, best_state)
+    return best
+
+
+def _fit_segmenter(net: nn.Module, train_ds: _SegData, val_ds: _SegData, on: str, o: SegmenterOptions,
+                   dev: torch.device, progress: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """The epochs of :func:`train_segmenter`: the scores and weights of the epoch with the best mean class IoU.
+
+    Args:
+        net: the segmenter, on ``dev``.
+        train_ds: the training photos and labels.
+        val_ds: the photos and labels it is scored on after each epoch.
+        on: their name in the scores (``val``, or ``train`` when there is no ``val/``).
+        o: the options (epochs, batch size, learning rate, workers, seed).
+        dev: the device.
+        progress: a progress bar over the epochs.
+
+    Returns:
+        The best epoch's scores (``per_pixel_acc``, ``mean_class_iou`` …, ``epoch``, ``on``) and its
+        weights on the CPU.
+    """
+    n_classes = len(train_ds.palette.classes)
+    opt = torch.optim.Adam(net.parameters(), lr=o.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, o.epochs))
     # class frequencies: one pass over the training labels before the first epoch
-    weights = class_weights(train_ds, len(pal.classes)).to(dev)
+    weights = class_weights(train_ds, n_classes).to(dev)
     best: dict[str, Any] = {"per_pixel_acc": -1.0}
     best_state = None
-    bar = progress_bar(epochs, "train-fcn", "epoch", progress)
+    bar = progress_bar(o.epochs, "train-fcn", "epoch", progress)
     times: list[float] = []
-    for epoch in range(epochs):
+    for epoch in range(o.epochs):
         t0 = time.perf_counter()
         bar.update(1)
-        train_ds.epoch = epoch
-        net.train()
-        g = torch.Generator().manual_seed(seed + epoch)
-        batches = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=workers)
-        with Ticker(len(batches), f"train-fcn epoch {epoch + 1}/{epochs}", "steps", steps=0) as ticker:
-            for x, y in batches:  # a line at least every minute within long epochs
-                loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev), weight=weights)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                ticker.update(1)
+        loss = _train_epoch(net, opt, train_ds, weights, epoch, o, dev)
         sched.step()
-        net.eval()
-        conf = np.zeros((len(pal.classes),) * 2, dtype=np.int64)
-        with torch.inference_mode():
-            for x, y in DataLoader(_SegData(val_files or train_files, pal, side, size, False, seed),
-                                   batch_size=batch_size, num_workers=workers):
-                pred = _logits(net, x.to(dev)).argmax(1).cpu().numpy()
-                conf += confusion_matrix(y.numpy(), pred, len(pal.classes))
-        s = {**scores(conf), "epoch": epoch + 1, "on": "val" if val_files else "train"}
+        conf = _confusion(net, val_ds, n_classes, o, dev)
+        s = {**scores(conf), "epoch": epoch + 1, "on": on}
         times.append(time.perf_counter() - t0)
         report("train-fcn epoch %d/%d · %.1fs · loss %.3f · %s pixel acc %.3f · mean IoU %.3f · %s", epoch + 1,
-               epochs, times[-1], loss.item(), s["on"], s["per_pixel_acc"], s["mean_class_iou"],
-               f"ETA {duration((epochs - epoch - 1) * sum(times) / len(times))}" if epoch + 1 < epochs else "done")
+               o.epochs, times[-1], loss, s["on"], s["per_pixel_acc"], s["mean_class_iou"],
+               f"ETA {duration((o.epochs - epoch - 1) * sum(times) / len(times))}" if epoch + 1 < o.epochs else "done")
         if s["mean_class_iou"] >= best.get("mean_class_iou", -1.0):
             best, best_state = s, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     bar.close()
-    payload = {"format": SEG_FORMAT, "arch": arch, "n_classes": len(pal.classes), "size": size,
+    return best, best_state
+
+
+def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, train_ds: _SegData, weights: torch.Tensor, epoch: int,
+                 o: SegmenterOptions, dev: torch.device) -> float:
+    """One epoch of weighted cross-entropy steps over ``train_ds``, shuffled by ``o.seed + epoch``.
+
+    Returns:
+        The last step's loss.
+    """
+    train_ds.epoch = epoch
+    net.train()
+    g = torch.Generator().manual_seed(o.seed + epoch)
+    batches = DataLoader(train_ds, batch_size=o.batch_size, shuffle=True, generator=g, num_workers=o.workers)
+    with Ticker(len(batches), f"train-fcn epoch {epoch + 1}/{o.epochs}", "steps", steps=0) as ticker:
+        for x, y in batches:  # a line at least every minute within long epochs
+            loss = F.cross_entropy(_logits(net, x.to(dev)), y.to(dev), weight=weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ticker.update(1)
+    return loss.item()
+
+
+def _confusion(net: nn.Module, ds: _SegData, n_classes: int, o: SegmenterOptions, dev: torch.device) -> np.ndarray:
+    """The ``(n_classes, n_classes)`` confusion matrix of ``net`` on ``ds`` (in eval mode)."""
+    net.eval()
+    conf = np.zeros((n_classes,) * 2, dtype=np.int64)
+    with torch.inference_mode():
+        for x, y in DataLoader(ds, batch_size=o.batch_size, num_workers=o.workers):
+            pred = _logits(net, x.to(dev)).argmax(1).cpu().numpy()
+            conf += confusion_matrix(y.numpy(), pred, n_classes)
+    return conf
+
+
+def _save_segmenter(o: SegmenterOptions, pal: Palette, side: str, best: dict[str, Any],
+                    best_state: dict[str, torch.Tensor] | None) -> None:
+    """Write ``OUT/segmenter.pt`` (weights, palette, size, architecture, scores) and ``OUT/train_fcn.json``."""
+    payload = {"format": SEG_FORMAT, "arch": o.arch, "n_classes": len(pal.classes), "size": o.size,
                "palette": pal.to_dict(), "label_side": side, "state": best_state, "scores": best}
     buf = io.BytesIO()
     torch.save(payload, buf)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "segmenter.pt", buf.getvalue())
-    atomic_write_text(out / "train_fcn.json", json.dumps({"dataset": str(dataset), "arch": arch, "size": size,
-                                                          "epochs": epochs, "palette": pal.to_dict(),
-                                                          "label_side": side, "best": best}, indent=2) + "\n")
-    return best
+    o.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(o.out / "segmenter.pt", buf.getvalue())
+    atomic_write_text(o.out / "train_fcn.json", json.dumps({"dataset": str(o.dataset), "arch": o.arch, "size": o.size,
+                                                            "epochs": o.epochs, "palette": pal.to_dict(),
+                                                            "label_side": side, "best": best}, indent=2) + "\n")
 
 
 def load_segmenter(path: Path, device: torch.device) -> Segmenter:

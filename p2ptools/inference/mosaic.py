@@ -61,7 +61,7 @@ from p2ptools.inference.scene_io import (
     temp_output,
     write_rows,
 )
-from p2ptools.inference.scene_plan import ScenePlan, output_profile, plan_scene, scene_info
+from p2ptools.inference.scene_plan import PlanOptions, ScenePlan, output_profile, plan_scene, scene_info
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -172,8 +172,8 @@ def predict_scene(
         if not is_georeferenced(src):
             log.warning("%s has no georeference (CRS and transform): the prediction is written on its pixel grid "
                         "without one", scene)
-        plan = plan_scene(src, scene, contract, direction, meta["path"], input_kind, palette, rgb, T, overlap, blend,
-                     T // 4 if pad is None else pad)
+        plan = plan_scene(src, scene, contract, direction, meta["path"], T,
+                          PlanOptions(input_kind, palette, rgb, overlap, blend, T // 4 if pad is None else pad))
         info = scene_info(src, scene, plan, contract.photo, bands)
         width_p = src.width + 2 * plan.pad
         bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]

@@ -91,14 +91,49 @@ def _check_native_photo(spec: HalfSpec, scene: Path, count: int, dtype: str, mod
     return "native"
 
 
+@dataclass(frozen=True)
+class PlanOptions:
+    """What a whole-scene prediction was asked for: how the raster is read, the windows, the output.
+
+    Args:
+        input_kind: ``auto`` (from the contract), ``labels`` or ``rgb``.
+        palette: palette for label input when the checkpoint carries none.
+        rgb: for a model that writes labels, write its RGB colours instead of classes.
+        overlap: pixels shared by neighbouring windows.
+        blend: ``hann`` or ``none``.
+        pad: pixels mirrored around the scene.
+    """
+
+    input_kind: str
+    palette: str | None
+    rgb: bool
+    overlap: int
+    blend: str
+    pad: int
+
+
 def plan_scene(src: rasterio.io.DatasetReader, scene: Path, contract: DataContract, direction: str, model: str,
-          input_kind: str, palette: str | None, rgb: bool, T: int, overlap: int, blend: str, pad: int) -> ScenePlan:
+               T: int, options: PlanOptions) -> ScenePlan:
     """Check the raster against the run's data contract and lay out the windows.
+
+    Args:
+        src: the raster, open.
+        scene: its path or URL, for messages.
+        contract: the run's data contract.
+        direction: the run's ``AtoB`` or ``BtoA``.
+        model: the checkpoint, for messages.
+        T: the model's tile size.
+        options: what the prediction was asked for.
+
+    Returns:
+        What is read and written, and the window grid.
 
     Raises:
         InputError: if the raster does not fit what the model was trained on.
         ConfigError: if an option contradicts the contract.
     """
+    input_kind, palette, rgb = options.input_kind, options.palette, options.rgb
+    overlap, blend, pad = options.overlap, options.blend, options.pad
     count = len(colour_bands(src)) or src.count
     dtype = src.dtypes[0]
     reads, writes = contract.roles(direction)

@@ -131,18 +131,9 @@ def _pair_one(task: _PairTask) -> tuple[str, str]:
     return task.a, ""
 
 
-def pair_folders(
-    a_dir: Path,
-    b_dir: Path,
-    out: Path,
-    resize_b: bool = False,
-    fmt: str = "png",
-    jpeg_quality: int = 95,
-    workers: int = 1,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> PairReport:
-    """Join same-named images of ``a_dir`` and ``b_dir`` into ``OUT/[split/]<stem>.<fmt>`` A|B images.
+@dataclass
+class PairOptions:
+    """Options of ``p2ptools pair``.
 
     Args:
         a_dir: folder of A images (optionally with train/val/test subfolders).
@@ -150,17 +141,39 @@ def pair_folders(
         out: output folder.
         resize_b: resize B to A's size where they differ (area when shrinking, bicubic when
             growing); without it, size mismatches are an error.
-        fmt: ``png`` or ``jpg``.
+        format: ``png`` or ``jpg``.
         jpeg_quality: JPEG quality.
         workers: processes.
         overwrite: start over in a folder that holds an earlier dataset.
+    """
+
+    a_dir: Path
+    b_dir: Path
+    out: Path
+    resize_b: bool = False
+    format: str = "png"
+    jpeg_quality: int = 95
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.a_dir, self.b_dir, self.out = Path(self.a_dir), Path(self.b_dir), Path(self.out)
+
+
+def pair_folders(options: PairOptions, progress: bool = True) -> PairReport:
+    """Join same-named images of ``a_dir`` and ``b_dir`` into ``OUT/[split/]<stem>.<format>`` A|B images.
+
+    Args:
+        options: the folders, the output's format and how to run.
         progress: show a progress bar.
 
     Raises:
         InputError: listing unmatched names, or size mismatches when ``resize_b`` is False;
             nothing is written then.
     """
-    a_dir, b_dir, out = Path(a_dir), Path(b_dir), Path(out)
+    a_dir, b_dir, out = options.a_dir, options.b_dir, options.out
+    resize_b, fmt, jpeg_quality = options.resize_b, options.format, options.jpeg_quality
+    workers, overwrite = options.workers, options.overwrite
     triples = match_folders(a_dir, b_dir, check_sizes=not resize_b)
     params: dict[str, Any] = {
         "a": str(a_dir.resolve()), "b": str(b_dir.resolve()), "resize": resize_b, "format": fmt,

@@ -404,8 +404,7 @@ def _process_chunk(task: ChunkTask, info: SceneInfo, palette: Palette) -> ChunkR
             to_write.append((path, dx, tile))
     if to_write and task.fmt == "tif":
         for path, dx, tile in to_write:
-            write_geotiff_pair(path, img, info, labels[:, dx : dx + size], tile, size, palette, task.label_is_a,
-                               task.tif_bands)
+            write_geotiff_pair(path, img, task, labels[:, dx : dx + size], tile, palette)
             result.written += 1
     elif to_write:  # read the photo over the span of the tiles to write only
         first, last = to_write[0][1], to_write[-1][1] + size
@@ -512,15 +511,25 @@ def write_tif_tile(final: Path, data: np.ndarray, info: SceneInfo, tile: TileWin
     write_geotiff(final, data, profile, colormap)
 
 
-def write_geotiff_pair(a_path: Path, img: rasterio.io.DatasetReader, info: SceneInfo, labels: np.ndarray,
-                       tile: TileWindow, size: int, palette: Palette, label_is_a: bool,
-                       bands: tuple[int, ...] | None) -> None:
+def write_geotiff_pair(a_path: Path, img: rasterio.io.DatasetReader, task: ChunkTask, labels: np.ndarray,
+                       tile: TileWindow, palette: Palette) -> None:
     """Write one tile as two georeferenced GeoTIFFs (A and B folders, atomically): the labels as class
-    values with the palette as colour table, the photo in its own dtype and bands, nodata kept."""
+    values with the palette as colour table, the photo in its own dtype and bands, nodata kept.
+
+    Args:
+        a_path: the tile's path in the split's ``A`` folder (its ``B`` twin has the same name).
+        img: the scene's photo, open.
+        task: the chunk the tile belongs to (its scene, tile size, label half and photo bands).
+        labels: the tile's class values, ``(size, size)``.
+        tile: the tile's window in the scene.
+        palette: the label palette (the labels' colour table).
+    """
     from p2ptools.prep.targets import read_native
 
-    photo, chosen = _read(info.pair.image, lambda: read_native(img, tile.y, tile.x, size, bands), tile.y, tile.x)
-    label_dir, photo_dir = ("A", "B") if label_is_a else ("B", "A")
+    info, size = task.info, task.size
+    photo, chosen = _read(info.pair.image, lambda: read_native(img, tile.y, tile.x, size, task.tif_bands),
+                          tile.y, tile.x)
+    label_dir, photo_dir = ("A", "B") if task.label_is_a else ("B", "A")
     split_dir = a_path.parent.parent
     colormap = {c.value: (*c.color, 255) for c in palette.classes} if labels.dtype in (np.uint8, np.uint16) else None
     name = a_path.name

@@ -72,15 +72,35 @@ class VectorMask:
 
     def __init__(self, path: Path, spec: VectorSpec, crs: str, transform: tuple[float, ...], height: int, width: int,
                  background: int, dtype: str) -> None:
-        import pyogrio
-        import pyogrio.raw
         import rasterio
-        import shapely
-        from rasterio.warp import transform_geom
 
         self.path, self.spec, self.background, self.dtype = Path(path), spec, background, dtype
         self.transform = rasterio.Affine(*transform[:6])
         self.height, self.width = height, width
+        src_crs, geoms, field_data = self._read()
+        if not crs:
+            raise InputError(f"{self.path}: vector labels need a georeferenced photo, and this scene has no CRS")
+        kept_geoms, kept_classes = self._repair(geoms, self._classes(field_data, len(geoms)))
+        if str(src_crs) != str(crs) and kept_geoms:
+            kept_geoms = self._reproject(kept_geoms, src_crs, crs)
+        order = sorted(range(len(kept_geoms)), key=lambda i: -kept_geoms[i].area)  # smaller on top (burnt last)
+        self.geoms = [kept_geoms[i] for i in order]
+        self.classes = [kept_classes[i] for i in order]
+        self._index(crs)
+        if self.repaired or self.skipped:
+            log.warning("%s: %d invalid geometries repaired, %d empty skipped", self.path, self.repaired, self.skipped)
+
+    def _read(self) -> tuple[Any, Any, Any]:
+        """The file's CRS, its geometries (shapely) and its class field's values (None without a field).
+
+        Raises:
+            InputError: for an unreadable file, a missing field, or a file without CRS.
+        """
+        import pyogrio
+        import pyogrio.raw
+        import shapely
+
+        spec = self.spec
         try:
             info = pyogrio.read_info(self.path)
             columns = [spec.field] if spec.field else []
@@ -95,10 +115,12 @@ class VectorMask:
         if not info.get("crs"):
             raise InputError(f"{self.path}: has no CRS; p2ptools cannot place its features on the photo "
                              "(set one, e.g. ogr2ogr -a_srs EPSG:XXXX)")
-        if not crs:
-            raise InputError(f"{self.path}: vector labels need a georeferenced photo, and this scene has no CRS")
-        geoms = shapely.from_wkb(wkb)
-        classes = self._classes(field_data[0] if spec.field else None, len(geoms))
+        return info["crs"], shapely.from_wkb(wkb), field_data[0] if spec.field else None
+
+    def _repair(self, geoms: Any, classes: list[int]) -> tuple[list[Any], list[int]]:
+        """The usable geometries and their classes: invalid ones repaired, empty ones skipped (both counted)."""
+        import shapely
+
         self.repaired = self.skipped = 0
         kept_geoms, kept_classes = [], []
         for g, c in zip(geoms, classes, strict=True):
@@ -113,20 +135,36 @@ class VectorMask:
                     continue
             kept_geoms.append(g)
             kept_classes.append(c)
-        if str(info["crs"]) != str(crs) and kept_geoms:
-            try:
-                mapped = transform_geom(info["crs"], crs, [shapely.geometry.mapping(g) for g in kept_geoms])
-            except Exception as exc:  # PROJ errors for coordinates outside the source CRS's range
-                raise InputError(f"{self.path}: cannot reproject its features from {info['crs']} to the photo's {crs} "
-                                 f"({exc}); are its coordinates really in {info['crs']}? (a GeoJSON file without "
-                                 "a 'crs' member is read as WGS84 longitude/latitude)") from exc
-            kept_geoms = [shapely.geometry.shape(m) for m in mapped]
+        return kept_geoms, kept_classes
+
+    def _reproject(self, geoms: list[Any], src_crs: Any, crs: str) -> list[Any]:
+        """``geoms`` from the file's CRS to the photo's.
+
+        Raises:
+            InputError: when PROJ cannot transform them (coordinates outside the source CRS's range).
+        """
+        import shapely
+        from rasterio.warp import transform_geom
+
+        try:
+            mapped = transform_geom(src_crs, crs, [shapely.geometry.mapping(g) for g in geoms])
+        except Exception as exc:  # PROJ errors for coordinates outside the source CRS's range
+            raise InputError(f"{self.path}: cannot reproject its features from {src_crs} to the photo's {crs} "
+                             f"({exc}); are its coordinates really in {src_crs}? (a GeoJSON file without "
+                             "a 'crs' member is read as WGS84 longitude/latitude)") from exc
+        return [shapely.geometry.shape(m) for m in mapped]
+
+    def _index(self, crs: str) -> None:
+        """The STR-tree of ``self.geoms``.
+
+        Raises:
+            InputError: when there is no usable feature, or none overlaps the scene.
+        """
+        import shapely
+
         left, top = self.transform.c, self.transform.f
-        right, bottom = self.transform * (width, height)
+        right, bottom = self.transform * (self.width, self.height)
         scene = shapely.box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-        order = sorted(range(len(kept_geoms)), key=lambda i: -kept_geoms[i].area)  # smaller on top (burnt last)
-        self.geoms = [kept_geoms[i] for i in order]
-        self.classes = [kept_classes[i] for i in order]
         if not self.geoms:
             raise InputError(f"{self.path}: no usable features ({self.skipped} empty or unrepairable)")
         self.tree = shapely.STRtree(self.geoms)
@@ -134,8 +172,6 @@ class VectorMask:
             b = shapely.total_bounds(self.geoms)
             raise InputError(f"{self.path}: no feature overlaps scene {tuple(round(v, 2) for v in scene.bounds)} "
                              f"(features cover {tuple(round(float(v), 2) for v in b)} in {crs})")
-        if self.repaired or self.skipped:
-            log.warning("%s: %d invalid geometries repaired, %d empty skipped", self.path, self.repaired, self.skipped)
 
     def _classes(self, data: Any, n: int) -> list[int]:
         spec = self.spec

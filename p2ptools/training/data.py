@@ -63,16 +63,14 @@ class AlignedDataset(Dataset):
         direction: ``AtoB`` or ``BtoA``.
         load_size: resize before the random crop.
         crop_size: size of the returned images.
-        augment: ``none``, ``flip`` or ``d4`` (see :func:`paired_transform`); only used when
-            ``train`` is True.
-        train: draw random transforms (else resize only).
+        augment: ``flip`` or ``d4``: random transforms (see :func:`paired_transform`), for training;
+            ``none``: resize only (validation).
         seed: seed of the per-sample random draws.
         limit: use only the first ``limit`` files (sorted).
     """
 
     def __init__(self, root: Path, split: str | None, direction: str = "AtoB", load_size: int = 286,
-                 crop_size: int = 256, augment: str = "flip", train: bool = True, seed: int = 0,
-                 limit: int | None = None) -> None:
+                 crop_size: int = 256, augment: str = "flip", seed: int = 0, limit: int | None = None) -> None:
         from p2ptools.prep.bands import half_specs, is_tif_split, tif_pairs
 
         folder = Path(root) / split if split else Path(root)
@@ -85,7 +83,7 @@ class AlignedDataset(Dataset):
         else:
             self.files = list_split(root, split)[:limit]
         self.direction, self.load_size, self.crop_size = direction, load_size, crop_size
-        self.augment, self.train, self.seed = augment, train, seed
+        self.augment, self.seed = augment, seed
         self.epoch = 0
 
     def drop_unreadable(self, threads: int = 4) -> list[tuple[str, str]]:
@@ -146,8 +144,7 @@ class AlignedDataset(Dataset):
         return (a, b) if self.direction == "AtoB" else (b, a)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        augment = self.augment if self.train else "none"
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment != "none" else None
         if self.pairs is not None:
             from p2ptools.prep.bands import read_tif
 
@@ -156,10 +153,10 @@ class AlignedDataset(Dataset):
             fb = self.specs["B"].encode(read_tif(b_path)[0], str(b_path))
             if self.direction == "BtoA":
                 fa, fb = fb, fa
-            fa, fb = paired_transform(fa, fb, self.load_size, self.crop_size, augment, rng)
+            fa, fb = paired_transform(fa, fb, self.load_size, self.crop_size, self.augment, rng)
             return {"A": _float_tensor(fa), "B": _float_tensor(fb), "name": a_path.stem}
         a, b = read_ab(self.files[i], self.direction)
-        a, b = paired_transform(a, b, self.load_size, self.crop_size, augment, rng)
+        a, b = paired_transform(a, b, self.load_size, self.crop_size, self.augment, rng)
         return {"A": to_tensor(a), "B": to_tensor(b), "name": self.files[i].stem}
 
 

@@ -621,11 +621,11 @@ def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device
 def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, AlignedDataset | None]:
     """The training split and the validation split (None when ``val/`` holds no images)."""
     train_ds = AlignedDataset(tcfg.dataset, "train", tcfg.direction, mcfg.load_size, mcfg.image_size,
-                              tcfg.augment, train=True, seed=tcfg.seed)
+                              tcfg.augment, seed=tcfg.seed)
     _leave_out_unreadable(train_ds, "train")
     if has_images(tcfg.dataset / "val"):
         val_ds = AlignedDataset(tcfg.dataset, "val", tcfg.direction, mcfg.load_size, mcfg.image_size,
-                                "none", train=False, limit=tcfg.val_images)
+                                "none", limit=tcfg.val_images)
         _leave_out_unreadable(val_ds, "val")
         return train_ds, val_ds
     log.warning("%s has no val/ images: nothing is validated, best.pt is not written%s", tcfg.dataset,

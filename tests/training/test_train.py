@@ -96,7 +96,7 @@ def test_one_epoch_reduces_l1_on_real_pairs(facades):
     torch.manual_seed(0)
     mcfg = ModelConfig(**TINY)
     tcfg = _cfg(facades, facades / "unused")
-    ds = AlignedDataset(facades, "train", crop_size=32, load_size=36, train=False)
+    ds = AlignedDataset(facades, "train", crop_size=32, load_size=36, augment="none")
     m = build_models(mcfg, tcfg, torch.device("cpu"))
     pairs = [(ds[i]["A"][None], ds[i]["B"][None]) for i in range(len(ds))]
 
