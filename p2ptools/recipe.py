@@ -503,6 +503,7 @@ def _fcn_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, pr
 
 
 def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str, progress: bool) -> str:
+    from p2ptools.inference.options import PredictOptions
     from p2ptools.inference.predict import predict_folder
 
     data_dir, run_dir = recipe.data_dir, recipe.workdir / "run"
@@ -518,9 +519,9 @@ def _predict_stage(recipe: Recipe, book: _Book, result: RunResult, upstream: str
     else:
         if changes:
             _say("predict", changes, "predicting again")
-        predict_folder(run_dir, data_dir / split, pred_dir, which=which, input_kind="ab",
-                       batch_size=recipe.predict.get("batch_size", 8), device=recipe.predict.get("device", "auto"),
-                       amp=recipe.predict.get("amp", "auto"), progress=progress)
+        predict_folder(run_dir, data_dir / split, pred_dir, PredictOptions(
+            which, "ab", recipe.predict.get("batch_size", 8), recipe.predict.get("device", "auto"),
+            recipe.predict.get("amp", "auto"), progress=progress))
         result.stages["predict"] = "ran"
     return book.done("predict", settings)
 

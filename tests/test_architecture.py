@@ -108,3 +108,26 @@ def test_the_command_line_starts_without_torch():
             "assert CliRunner().invoke(cli, ['--help']).exit_code == 0; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_no_function_over_60_lines():
+    long = [f"{p.relative_to(PACKAGE.parent)}:{fn.lineno} {fn.name} ({_body_lines(fn)})"
+            for p, tree in _modules() for fn in _functions(tree) if _body_lines(fn) > MAX_LINES]
+    assert not long, "\n".join(long)
+
+
+def test_no_function_outside_the_cli_takes_more_than_8_parameters():
+    wide = [f"{p.relative_to(PACKAGE.parent)}:{fn.lineno} {fn.name} ({_params(fn)})"
+            for p, tree in _modules() if "cli" not in p.relative_to(PACKAGE).parts[:1]
+            for fn in _functions(tree) if _params(fn) > MAX_PARAMS]
+    assert not wide, "\n".join(wide)
+
+
+def test_every_click_choice_takes_its_list_from_a_registry():
+    literal = []
+    for p, tree in _modules():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "Choice"
+                    and node.args and isinstance(node.args[0], (ast.List, ast.Tuple, ast.Set))):
+                literal.append(f"{p.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not literal, "\n".join(literal)

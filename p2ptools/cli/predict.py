@@ -77,42 +77,43 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     test-time behaviour.
     """
     from p2ptools.errors import SceneFailures
-    from p2ptools.inference.predict import predict_folder
+    from p2ptools.inference.options import PredictOptions
     from p2ptools.prep.sources import is_list_file
 
     whole = input_dir.is_file() or scenes
     if whole and (dropout == "on" or batch_stats == "on" or side_by_side):  # windows of a scene are normalised alike
         raise click.UsageError("--dropout, --batch-stats and --side-by-side are for folders of images")
-    band_list = tuple(int(b) for b in bands.split(",")) if bands else None
-    if scenes or is_list_file(input_dir):
-        from p2ptools.inference.scenes import SceneOptions, predict_scenes
+    many_scenes = scenes or is_list_file(input_dir)
+    if not many_scenes and (workers > 1 or dask):
+        raise click.UsageError("--workers and --dask are for many scenes (a list file, or a folder with --scenes)")
+    if not input_dir.is_file() and not scenes and input_kind in ("labels", "rgb"):
+        raise click.UsageError("--input-kind labels/rgb are for a raster INPUT; use a or ab for a folder")
+    options = PredictOptions(which, input_kind, batch_size, device, amp, engine, dropout=dropout == "on",
+                             batch_stats=batch_stats == "on", side_by_side=side_by_side, overlap=overlap, blend=blend,
+                             palette=palette, bands=tuple(int(b) for b in bands.split(",")) if bands else None,
+                             overviews=overviews, rgb=rgb)
+    if many_scenes:
+        from p2ptools.inference.scenes import predict_scenes
 
-        options = SceneOptions(which, overlap, blend, batch_size, device, amp, input_kind, palette, band_list,
-                               overviews, rgb, engine)
         many = predict_scenes(run, input_dir, out, options, workers, dask)
         summary = (f"{many.count('written')} scene(s) translated, {many.count('existing')} already there, "
                    f"into {out} from {many.checkpoint}")
         if many.failures:
             raise SceneFailures(many.failures, summary)
         click.echo(summary)
-        return
-    if workers > 1 or dask:
-        raise click.UsageError("--workers and --dask are for many scenes (a list file, or a folder with --scenes)")
-    if input_dir.is_file():
+    elif input_dir.is_file():
         from p2ptools.inference.mosaic import predict_scene
         from p2ptools.runtime.lock import file_lock
 
         with file_lock(out):
-            rep = predict_scene(run, input_dir, out, which, overlap, blend, batch_size, device, amp,
-                                input_kind, palette, band_list, overviews, rgb=rgb, engine=engine)
+            rep = predict_scene(run, input_dir, out, options)
         click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
                    f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
-        return
-    if input_kind in ("labels", "rgb"):
-        raise click.UsageError("--input-kind labels/rgb are for a raster INPUT; use a or ab for a folder")
-    report = predict_folder(run, input_dir, out, which, input_kind, dropout == "on", batch_stats == "on",
-                            side_by_side, batch_size, device, amp, engine=engine)
-    summary = f"{report.written} images from {report.checkpoint} ({report.input_kind} input) in {out}"
-    if report.skipped:
-        raise SceneFailures(report.skipped, summary)
-    click.echo(summary)
+    else:
+        from p2ptools.inference.predict import predict_folder
+
+        report = predict_folder(run, input_dir, out, options)
+        summary = f"{report.written} images from {report.checkpoint} ({report.input_kind} input) in {out}"
+        if report.skipped:
+            raise SceneFailures(report.skipped, summary)
+        click.echo(summary)

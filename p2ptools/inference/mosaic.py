@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -53,6 +55,7 @@ from p2ptools.config import BLENDS
 from p2ptools.contract import from_checkpoint
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.inference.engine import EngineRequest, make_engine, prepared_generator
+from p2ptools.inference.options import PredictOptions
 from p2ptools.inference.scene_io import (
     check_raster_output,
     finish_output,
@@ -95,28 +98,8 @@ class MosaicReport:
         return self.width * self.height / 1e6 / self.seconds if self.seconds else math.nan
 
 
-def predict_scene(
-    run_or_ckpt: Path,
-    scene: Path,
-    out: Path,
-    which: str = "latest",
-    overlap: int | None = None,
-    blend: str = "hann",
-    batch_size: int = 8,
-    device: str = "auto",
-    amp: str = "auto",
-    input_kind: str = "auto",
-    palette: str | None = None,
-    bands: tuple[int, ...] | None = None,
-    overviews: bool = False,
-    band_width: int = 4096,
-    progress: bool = True,
-    rgb: bool = False,
-    pad: int | None = None,
-    tags: dict[str, str] | None = None,
-    window_lines: bool = True,
-    engine: str = "auto",
-) -> MosaicReport:
+def predict_scene(run_or_ckpt: Path, scene: Path, out: Path, options: PredictOptions | None = None,
+                  tags: dict[str, str] | None = None) -> MosaicReport:
     """Translate a whole raster (see the module docstring).
 
     The run's data contract (:mod:`p2ptools.contract`) decides what the raster must be and how it is
@@ -126,43 +109,24 @@ def predict_scene(
 
     Args:
         run_or_ckpt: run folder or checkpoint.
-        scene: input GeoTIFF.
+        scene: input GeoTIFF (or a remote path).
         out: output GeoTIFF path.
-        which: checkpoint of a run folder.
-        overlap: pixels shared by neighbouring windows (default: a quarter of the tile); 0 with
-            ``blend="none"`` is a plain stitch.
-        blend: ``hann`` (default) or ``none`` (each output pixel from one tile, the last written).
-        batch_size: windows per forward pass.
-        device: ``auto`` or a torch device string.
-        amp: ``auto``, ``none``, ``bf16`` or ``fp16``.
-        input_kind: ``auto`` (from the contract), ``labels`` or ``rgb``.
-        palette: palette for label input when the checkpoint carries none.
-        bands: photo bands (1-based) for RGB input (default: the contract's, else RGB of RGB/RGBN).
-        overviews: build overviews (2, 4, 8, … average) into the output.
-        band_width: widest band processed at once (bounds memory).
-        progress: show a progress bar.
-        rgb: for a model that writes labels, write its RGB colours instead of classes.
-        pad: pixels mirrored around the scene (default a quarter of the tile; 0: none).
+        options: the raster fields of :class:`PredictOptions` (overlap, blend, bands, palette, rgb,
+            overviews, band_width, pad, window_lines) and the common ones (which, input_kind,
+            batch_size, device, amp, engine, progress); None: the defaults.
         tags: extra GDAL metadata items written into the output.
-        window_lines: log a line at every tenth of the windows (off when many scenes share the log).
 
     Raises:
         InputError: for unreadable input, or input that does not fit the run's data contract.
         ConfigError: for bad options (e.g. a label raster without a palette).
     """
-    import time
-
     start = time.perf_counter()
-    dev = select_device(device)
-    G, mcfg, meta = prepared_generator(run_or_ckpt, which, dev)
+    options = options or PredictOptions()
+    dev = select_device(options.device)
+    G, mcfg, meta = prepared_generator(run_or_ckpt, options.which, dev)
     contract = from_checkpoint(meta.get("dataset"))
-    direction = meta["train_config"].get("direction", "AtoB")
     T = mcfg.image_size
-    overlap = T // 4 if overlap is None else overlap
-    if blend not in BLENDS:
-        raise ConfigError(f"blend must be hann or none, got {blend!r}")
-    if not 0 <= overlap < T:
-        raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")
+    overlap = _checked_overlap(options, T)
     scene, out = (scene if is_remote(scene) else Path(scene)), Path(out)
     check_raster_output(scene, out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,32 +136,13 @@ def predict_scene(
         if not is_georeferenced(src):
             log.warning("%s has no georeference (CRS and transform): the prediction is written on its pixel grid "
                         "without one", scene)
-        plan = plan_scene(src, scene, contract, direction, meta["path"], T,
-                          PlanOptions(input_kind, palette, rgb, overlap, blend, T // 4 if pad is None else pad))
-        info = scene_info(src, scene, plan, contract.photo, bands)
-        width_p = src.width + 2 * plan.pad
-        bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
-        total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
-        run = make_engine(G, meta, EngineRequest(mcfg.in_channels, T, dev, amp,
-                                                 channels_last=dev.type in ("cpu", "cuda")), engine)
-        tmp = temp_output(out)
-        try:
-            profile = output_profile(src, plan)
-            with open_output(tmp, profile, plan, tags) as dst, \
-                    Ticker(total, f"predict {scene.name}", "windows", steps=10 if window_lines else 0,
-                           show_bar=progress) as bar:
-                for b0, b1 in bands_x:  # vertical bands of the (mirrored) scene, each top to bottom
-                    _predict_band(run, src, dst, info, plan, [x for x in plan.xs if x < b1 and x + T > b0], b0, b1,
-                                  batch_size, bar)
-            finish_output(tmp, out, src, plan, profile, overviews)
-        except Exception as exc:
-            if is_disk_full(exc):  # the output's disk, never the scene's fault
-                raise disk_full(out, None) from None
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
-            for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
-                extra.unlink(missing_ok=True)
+        plan = plan_scene(src, scene, contract, meta["train_config"].get("direction", "AtoB"), meta["path"], T,
+                          PlanOptions(options.input_kind, options.palette, options.rgb, overlap, options.blend,
+                                      T // 4 if options.pad is None else options.pad))
+        info = scene_info(src, scene, plan, contract.photo, options.bands)
+        run = make_engine(G, meta, EngineRequest(mcfg.in_channels, T, dev, options.amp,
+                                                 channels_last=dev.type in ("cpu", "cuda")), options.engine)
+        total = _render(_Scene(run, src, out, scene.name, info, plan, options), tags)
     result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind)
     result.seconds = time.perf_counter() - start
     report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
@@ -205,13 +150,79 @@ def predict_scene(
     return result
 
 
-def _predict_band(run, src, dst, info: SceneInfo, plan: ScenePlan, xs: list[int], b0: int, b1: int, batch_size: int,
-                  bar) -> None:
+def _checked_overlap(options: PredictOptions, T: int) -> int:
+    """The overlap in pixels (default a quarter of the tile).
+
+    Raises:
+        ConfigError: for an unknown blend or an overlap outside ``[0, T)``.
+    """
+    overlap = T // 4 if options.overlap is None else options.overlap
+    if options.blend not in BLENDS:
+        raise ConfigError(f"blend must be one of {', '.join(BLENDS)}, got {options.blend!r}")
+    if not 0 <= overlap < T:
+        raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")
+    return overlap
+
+
+@dataclass
+class _Scene:
+    """One scene being translated: the engine, the open raster, the output, the plan and the options."""
+
+    run: Any
+    src: Any
+    out: Path
+    name: str
+    info: SceneInfo
+    plan: ScenePlan
+    options: PredictOptions
+    dst: Any = None
+    bar: Any = None
+
+
+def _vertical_bands(scene: _Scene) -> list[tuple[int, int, list[int]]]:
+    """``(b0, b1, window columns)`` of each vertical band of the mirrored scene, at most ``band_width`` wide."""
+    T, width = scene.plan.T, scene.src.width + 2 * scene.plan.pad
+    step = scene.options.band_width
+    return [(b0, min(b0 + step, width), [x for x in scene.plan.xs if x < min(b0 + step, width) and x + T > b0])
+            for b0 in range(0, width, step)]
+
+
+def _render(scene: _Scene, tags: dict[str, str] | None) -> int:
+    """Translate every band into a temporary GeoTIFF, then finish it into ``scene.out``; returns the windows.
+
+    Raises:
+        DiskFullError: naming the output when its disk fills (never the scene's fault).
+    """
+    bands = _vertical_bands(scene)
+    total = sum(len(scene.plan.ys) * len(xs) for _, _, xs in bands)
+    out, opts = scene.out, scene.options
+    tmp = temp_output(out)
+    try:
+        profile = output_profile(scene.src, scene.plan)
+        with open_output(tmp, profile, scene.plan, tags) as scene.dst, \
+                Ticker(total, f"predict {scene.name}", "windows",
+                       steps=10 if opts.window_lines else 0, show_bar=opts.progress) as scene.bar:
+            for b0, b1, xs in bands:  # vertical bands of the (mirrored) scene, each top to bottom
+                _predict_band(scene, xs, b0, b1)
+        finish_output(tmp, out, scene.src, scene.plan, profile, opts.overviews)
+    except Exception as exc:
+        if is_disk_full(exc):  # the output's disk, never the scene's fault
+            raise disk_full(out, None) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+        for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
+            extra.unlink(missing_ok=True)
+    return total
+
+
+def _predict_band(scene: _Scene, xs: list[int], b0: int, b1: int) -> None:
     """Accumulate and write one vertical band ``[b0, b1)`` (padded coordinates) of the scene, top to bottom.
 
     Rows and columns are in the coordinates of the scene mirrored by ``plan.pad`` pixels on every
     side; only the scene itself is written.
     """
+    run, src, info, plan, batch_size = scene.run, scene.src, scene.info, scene.plan, scene.options.batch_size
     T, p, weights, ys = plan.T, plan.pad, plan.weights, plan.ys
     x0 = xs[0]
     span = xs[-1] + T - x0  # columns read for this band's windows
@@ -239,11 +250,11 @@ def _predict_band(run, src, dst, info: SceneInfo, plan: ScenePlan, xs: list[int]
                 else:
                     acc[:, :, lo - b0 : hi - b0] += o[:, :, sl] * weights[:, sl]
                     wsum[:, lo - b0 : hi - b0] += weights[:, sl]
-            bar.update(len(group))
+            scene.bar.update(len(group))
         valid_rows |= valid[:, b0 - x0 : b1 - x0]
         last = r == len(ys) - 1
         done = min(T, height_p - y) if last else ys[r + 1] - y  # rows no later window touches
-        write_rows(dst, plan, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid_rows[:done], y, b0,
+        write_rows(scene.dst, plan, acc[:, :done] / np.maximum(wsum[:done], 1e-12), valid_rows[:done], y, b0,
                     src.height, src.width)
         # move the accumulator down: rows [done, T) carry over to the next window row
         acc = np.concatenate([acc[:, done:], np.zeros((C, done, bw), np.float32)], axis=1)

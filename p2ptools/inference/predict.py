@@ -10,6 +10,7 @@ shifts colours between neighbouring tiles and shows as seams in mosaics. ``dropo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from torch import nn
 from p2ptools.contract import check_label_image, from_checkpoint
 from p2ptools.errors import InputError, P2PError
 from p2ptools.inference.engine import EngineRequest, make_engine
+from p2ptools.inference.options import PredictOptions
 from p2ptools.model.checkpoints import load_generator
 from p2ptools.model.tensors import resize_square, set_inference_mode, to_image, to_tensor
+from p2ptools.prep.bands import is_tif_split
 from p2ptools.prep.dataset import read_ab
 from p2ptools.prep.images import image_size, list_images, load_rgb8
 from p2ptools.runtime.device import select_device
@@ -77,76 +80,73 @@ def detect_input_kind(folder: Path, files: list[Path]) -> str:
     return "ab" if sizes and all(w == 2 * h for w, h in sizes) else "a"
 
 
-def predict_folder(
-    run_or_ckpt: Path,
-    input_dir: Path,
-    out_dir: Path,
-    which: str = "latest",
-    input_kind: str = "auto",
-    dropout: bool = False,
-    batch_stats: bool = False,
-    side_by_side: bool = False,
-    batch_size: int = 8,
-    device: str = "auto",
-    amp: str = "auto",
-    progress: bool = True,
-    engine: str = "auto",
-) -> PredictReport:
+@dataclass
+class LoadedModel:
+    """A generator loaded for prediction: the module (in its inference mode), its config, the
+    checkpoint's metadata and the device."""
+
+    G: nn.Module
+    mcfg: Any
+    meta: dict[str, Any]
+    device: torch.device
+
+
+def predict_folder(run_or_ckpt: Path, input_dir: Path, out_dir: Path,
+                   options: PredictOptions | None = None) -> PredictReport:
     """Translate every image of ``input_dir`` and write ``out_dir/<stem>.png``.
 
     Args:
         run_or_ckpt: a run folder or a checkpoint file.
-        input_dir: a folder of A images, or an aligned A|B split (``train/``, ``val/``, ``test/``).
+        input_dir: a folder of A images, an aligned A|B split (``train/``, ``val/``, ``test/``), or a
+            split of GeoTIFF tile pairs (``tile --format tif``: :func:`predict_tif_split`).
         out_dir: output folder.
-        which: checkpoint of a run folder: ``latest``, ``best`` or ``epoch_K``.
-        input_kind: ``auto``, ``a`` or ``ab``.
-        dropout: keep dropout on (the paper's test-time noise).
-        batch_stats: normalise with batch statistics (the paper's test mode).
-        side_by_side: also write ``out_dir/side_by_side/<stem>.png`` = input | output [| target].
-        batch_size: images per forward pass.
-        device: ``auto`` or a torch device string.
-        amp: ``none``, ``bf16`` or ``fp16`` autocast.
-        engine: ``auto``, ``torch`` or ``onnxruntime`` (:mod:`p2ptools.inference.engine`).
-        progress: show a progress bar.
+        options: the common fields of :class:`PredictOptions` and the folder ones (dropout,
+            batch_stats, side_by_side); None: the defaults.
 
     Raises:
         InputError: if the folder has no images or the checkpoint cannot be read.
     """
-    dev = select_device(device)
-    G, mcfg, meta = load_generator(run_or_ckpt, which, dev)
-    set_inference_mode(G, dropout, batch_stats)
-    if batch_stats and batch_size != 1:  # the paper's test mode normalises each image by itself
+    options = options or PredictOptions()
+    dev = select_device(options.device)
+    G, mcfg, meta = load_generator(run_or_ckpt, options.which, dev)
+    set_inference_mode(G, options.dropout, options.batch_stats)
+    if options.batch_stats and options.batch_size != 1:  # the paper's test mode normalises each image by itself
         log.info("--batch-stats on: one image per forward pass, so no output depends on its batch-mates")
-        batch_size = 1
+        options = dataclasses.replace(options, batch_size=1)
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     check_not_inside(out_dir, [input_dir])
-    from p2ptools.prep.bands import is_tif_split
-
+    model = LoadedModel(G, mcfg, meta, dev)
     if is_tif_split(input_dir):
-        return predict_tif_split(G, mcfg, meta, input_dir, out_dir, batch_size, dev, amp, progress,
-                                 run_or_ckpt=run_or_ckpt, engine=engine, training_layers=dropout or batch_stats)
+        return predict_tif_split(model, input_dir, out_dir, options, run_or_ckpt)
+    return _predict_images(model, input_dir, out_dir, options, run_or_ckpt)
+
+
+def _predict_images(model: LoadedModel, input_dir: Path, out_dir: Path, options: PredictOptions,
+                    run_or_ckpt: Path) -> PredictReport:
+    """:func:`predict_folder` on a folder of images (A, or A|B pairs)."""
+    mcfg, meta = model.mcfg, model.meta
     files = input_images(input_dir, out_dir)
-    kind = detect_input_kind(input_dir, files) if input_kind == "auto" else input_kind
+    kind = detect_input_kind(input_dir, files) if options.input_kind == "auto" else options.input_kind
     check_distinct_outputs(out_dir, ((p.name, f"{p.stem}.png") for p in files))
     claim_folder(out_dir, {f"{d}{p.stem}.png" for p in files for d in ("", "side_by_side/")} | {"predict.json"},
                  inputs=[input_dir])
-    run = make_engine(G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, dev, amp, dropout or batch_stats),
-                      engine)
-    job = _FolderJob(mcfg, meta, kind, run, side_by_side, out_dir)
+    run = make_engine(model.G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, model.device, options.amp,
+                                                   options.training_layers), options.engine)
+    job = _FolderJob(mcfg, meta, kind, run, options.side_by_side, out_dir)
     report("predict: %d %s image(s) of %s with %s (%s, %d px) → %s", len(files), kind, input_dir, meta["path"],
            job.direction, mcfg.image_size, out_dir)
     rep = PredictReport(out_dir, meta["path"], kind)
-    with progress_bar(len(files), "predict", "img", progress) as bar:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
+    with progress_bar(len(files), "predict", "img", options.progress) as bar:
+        for start in range(0, len(files), options.batch_size):
+            chunk = files[start : start + options.batch_size]
             job.run_batch(chunk, rep)
             bar.update(len(chunk))
     if job.resized:
         report("predict: %d image(s) were not %d px (the model's size): translated at %d px and resized back to "
                "their own size", job.resized, mcfg.image_size, mcfg.image_size)
-    write_prediction_record(out_dir, run_or_ckpt, meta, input=str(input_dir), input_kind=kind, dropout=dropout,
-                            batch_stats=batch_stats, image_size=mcfg.image_size, written=rep.written,
-                            resized_back=job.resized)
+    write_prediction_record(out_dir, run_or_ckpt, meta, input=str(input_dir), input_kind=kind,
+                            dropout=options.dropout, batch_stats=options.batch_stats, image_size=mcfg.image_size,
+                            written=rep.written, resized_back=job.resized)
     return rep
 
 
@@ -239,9 +239,8 @@ def write_prediction_record(out_dir: Path, run_or_ckpt: Path, meta: dict[str, An
     }, indent=2, default=str) + "\n")
 
 
-def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: Path, out_dir: Path, batch_size: int,
-                      dev: torch.device, amp: str, progress: bool = True, run_or_ckpt: Path | None = None,
-                      engine: str = "auto", training_layers: bool = False) -> PredictReport:
+def predict_tif_split(model: LoadedModel, input_dir: Path, out_dir: Path, options: PredictOptions,
+                      run_or_ckpt: Path | None = None) -> PredictReport:
     """Translate a split of GeoTIFF tile pairs (``tile --format tif``): the model's input half of each
     pair → ``OUT/<tile>.tif`` with the tile's CRS and transform, in the target's dtype and bands
     (labels as class values with the palette as colour table).
@@ -249,42 +248,56 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
     Raises:
         InputError: if the run was not trained on GeoTIFF tiles, or their bands differ.
     """
-    from p2ptools.prep.bands import half_specs, read_tif, tif_pairs
+    from p2ptools.prep.bands import half_specs, tif_pairs
 
+    mcfg, meta = model.mcfg, model.meta
     dataset = meta.get("dataset") or {}
     if not (dataset.get("contract") or {}).get("tif"):
         raise InputError(f"{input_dir}: holds GeoTIFF tile pairs, but the model {meta['path']} was trained on image "
                          "pairs; train on the GeoTIFF tiles (tile --format tif) to translate them")
     specs = half_specs(dataset["contract"])
-    direction = meta["train_config"].get("direction", "AtoB")
-    src, dst = ("A", "B") if direction == "AtoB" else ("B", "A")
+    halves = ("A", "B") if meta["train_config"].get("direction", "AtoB") == "AtoB" else ("B", "A")
     pairs = tif_pairs(input_dir)
-    planned = {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}
-    claim_folder(out_dir, planned, inputs=[input_dir])
+    claim_folder(out_dir, {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}, inputs=[input_dir])
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = PredictReport(out_dir, meta["path"], "tif")
-    run = make_engine(G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, dev, amp, training_layers), engine)
-    with progress_bar(len(pairs), "predict", "tile", progress) as bar:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
-            inputs, geos = [], []
-            for a, b in chunk:
-                data, geo = read_tif(a if src == "A" else b)
-                if data.shape[0] != (1 if specs[src].role == "label" else specs[src].channels):
-                    raise InputError(f"{a if src == 'A' else b}: {data.shape[0]} band(s); the model {meta['path']} "
-                                     f"reads {specs[src].channels}")
-                inputs.append(resize_square(specs[src].encode(data, str(a if src == "A" else b)), mcfg.image_size))
-                geos.append(geo)
-            x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
-                             for i in inputs]).to(dev)
-            y = run(x).float().cpu().numpy()  # (N, C, size, size) in [-1, 1]
-            for (a, _), out, geo in zip(chunk, y, geos, strict=True):
-                label = specs[dst].role == "label"
-                colormap = {c["value"]: (*c["color"], 255) for c in specs[dst].palette["classes"]} if label else None
-                values = specs[dst].decode(out)
-                write_geotiff(out_dir / f"{a.stem}.tif", values, {"compress": "deflate", **geo}, colormap)
-                report.written += 1
+    rep = PredictReport(out_dir, meta["path"], "tif")
+    run = make_engine(model.G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, model.device, options.amp,
+                                                   options.training_layers), options.engine)
+    with progress_bar(len(pairs), "predict", "tile", options.progress) as bar:
+        for start in range(0, len(pairs), options.batch_size):
+            chunk = pairs[start : start + options.batch_size]
+            rep.written += _tif_batch(run, model, chunk, (specs[halves[0]], specs[halves[1]]), halves[0], out_dir)
             bar.update(len(chunk))
     write_prediction_record(out_dir, run_or_ckpt or Path(meta["path"]), meta, input=str(input_dir), input_kind="tif",
-                            image_size=mcfg.image_size, written=report.written)
-    return report
+                            image_size=mcfg.image_size, written=rep.written)
+    return rep
+
+
+def _tif_batch(run: Any, model: LoadedModel, chunk: list[tuple[Path, Path]], specs: tuple[Any, Any], src: str,
+               out_dir: Path) -> int:
+    """Translate one batch of GeoTIFF tile pairs (the ``src`` half of each, read with ``specs[0]``) and write
+    the outputs (decoded with ``specs[1]``); returns how many were written.
+
+    Raises:
+        InputError: for a tile whose band count is not the model's.
+    """
+    from p2ptools.prep.bands import read_tif
+
+    read_spec, write_spec = specs
+    inputs, geos = [], []
+    for a, b in chunk:
+        path = a if src == "A" else b
+        data, geo = read_tif(path)
+        if data.shape[0] != (1 if read_spec.role == "label" else read_spec.channels):
+            raise InputError(f"{path}: {data.shape[0]} band(s); the model {model.meta['path']} reads "
+                             f"{read_spec.channels}")
+        inputs.append(resize_square(read_spec.encode(data, str(path)), model.mcfg.image_size))
+        geos.append(geo)
+    x = torch.stack([torch.from_numpy(np.ascontiguousarray(np.atleast_3d(i))).permute(2, 0, 1)
+                     for i in inputs]).to(model.device)
+    y = run(x).float().cpu().numpy()  # (N, C, size, size) in [-1, 1]
+    label = write_spec.role == "label"
+    colormap = {c["value"]: (*c["color"], 255) for c in write_spec.palette["classes"]} if label else None
+    for (a, _), out, geo in zip(chunk, y, geos, strict=True):
+        write_geotiff(out_dir / f"{a.stem}.tif", write_spec.decode(out), {"compress": "deflate", **geo}, colormap)
+    return len(chunk)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from p2ptools.errors import DiskFullError, InputError, P2PError
+from p2ptools.inference.options import PredictOptions
 from p2ptools.model.checkpoints import resolve_checkpoint
 from p2ptools.prep.raster import RASTER_EXTENSIONS
 from p2ptools.prep.sources import RemotePath, is_list_file, is_remote, read_list
@@ -39,31 +40,13 @@ PREDICTION_TAG = "P2PTOOLS_PREDICTION"
 
 
 @dataclass(frozen=True)
-class SceneOptions:
-    """The options of ``predict_scene`` shared by every scene (see its docstring)."""
-
-    which: str = "latest"
-    overlap: int | None = None
-    blend: str = "hann"
-    batch_size: int = 8
-    device: str = "auto"
-    amp: str = "auto"
-    input_kind: str = "auto"
-    palette: str | None = None
-    bands: tuple[int, ...] | None = None
-    overviews: bool = False
-    rgb: bool = False
-    engine: str = "auto"
-
-
-@dataclass(frozen=True)
 class SceneTask:
     """One scene to translate: the checkpoint file, the scene, the output, the options, the run's tag."""
 
     checkpoint: str
     scene: str
     out: str
-    options: SceneOptions
+    options: PredictOptions
     tag: str
     threads: int = 0  # torch threads in a local worker (0: leave as is)
 
@@ -119,13 +102,12 @@ def list_scenes(source: Path) -> list[Path | RemotePath]:
     return scenes
 
 
-def run_tag(checkpoint: Path, scene: Path | RemotePath, options: SceneOptions) -> str:
-    """What makes an output of this run: the checkpoint file's version, the scene and the options."""
+def run_tag(checkpoint: Path, scene: Path | RemotePath, options: PredictOptions) -> str:
+    """What makes an output of this run: the checkpoint file's version, the scene and the options that
+    change the result (:meth:`PredictOptions.scene_result`: not the device nor the batch size)."""
     st = Path(checkpoint).stat()
     what = {"checkpoint": str(Path(checkpoint).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "scene": str(scene if is_remote(scene) else Path(scene).resolve()), **asdict(options)}
-    what.pop("device")  # where it ran and how many windows a pass holds do not change the result
-    what.pop("batch_size")
+            "scene": str(scene if is_remote(scene) else Path(scene).resolve()), **options.scene_result()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -144,12 +126,10 @@ def predict_one(task: SceneTask) -> SceneResult:
         import torch
 
         torch.set_num_threads(task.threads)
-    o = task.options
+    quiet = dataclasses.replace(task.options, progress=False, window_lines=False)  # one line per scene instead
     try:
         rep = predict_scene(Path(task.checkpoint), RemotePath(task.scene) if is_remote(task.scene) else
-                            Path(task.scene), Path(task.out), o.which, o.overlap, o.blend, o.batch_size, o.device,
-                            o.amp, o.input_kind, o.palette, o.bands, o.overviews, progress=False, rgb=o.rgb,
-                            tags={PREDICTION_TAG: task.tag}, window_lines=False, engine=o.engine)
+                            Path(task.scene), Path(task.out), quiet, tags={PREDICTION_TAG: task.tag})
     except DiskFullError:
         raise  # the output's disk, not this scene: the run stops, finished scenes stay
     except P2PError as exc:
@@ -161,8 +141,8 @@ def _failed(task: SceneTask, exc: BaseException) -> SceneResult:
     return SceneResult(task.scene, task.out, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: SceneOptions | None = None,
-                   workers: int = 1, dask: str | None = None, progress: bool = True) -> ScenesReport:
+def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: PredictOptions | None = None,
+                   workers: int = 1, dask: str | None = None) -> ScenesReport:
     """Translate every raster of ``source`` (a folder or a list file) into ``out_dir/<stem>.tif``
     (see the module docstring).
 
@@ -170,17 +150,17 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Scen
         run_or_ckpt: run folder or checkpoint.
         source: a folder of rasters or a list file of paths/URLs.
         out_dir: the output folder.
-        options: options of every scene's prediction.
+        options: options of every scene's prediction (``progress``: a bar, or a line per scene when
+            stderr is not a terminal).
         workers: local worker processes (each gets an equal share of the CPU's threads).
         dask: a Dask scheduler address or ``local:N`` (workers then come from the cluster).
-        progress: show a progress bar (a line per scene when stderr is not a terminal).
 
     Raises:
         InputError: no rasters, or names that collide.
         OutputError: ``out_dir`` holds files p2ptools did not write, or lies inside the input.
         SceneFailures: if some scenes failed (after the others are done), with the reasons.
     """
-    options = options or SceneOptions()
+    options = options or PredictOptions()
     checkpoint = resolve_checkpoint(run_or_ckpt, options.which)
     scenes = list_scenes(source)
     out_dir = Path(out_dir)
@@ -200,7 +180,7 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Scen
         threads = max(1, (os.cpu_count() or 1) // local_workers)
         tasks = [dataclasses.replace(t, threads=threads) for t in tasks]
     start = time.perf_counter()
-    with Ticker(len(tasks), "predict", "scenes", show_bar=progress) as bar:
+    with Ticker(len(tasks), "predict", "scenes", show_bar=options.progress) as bar:
         for res in imap_unordered(predict_one, tasks, local_workers, dask, on_error=_failed):
             rep.results.append(res)
             bar.update(1)

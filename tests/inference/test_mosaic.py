@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
 from p2ptools.inference.mosaic import predict_scene
+from p2ptools.inference.options import PredictOptions
 from p2ptools.inference.scene_plan import hann_window
 from p2ptools.model.config import ModelConfig
 from p2ptools.training.train import fit
@@ -57,7 +58,7 @@ def test_hann_weights():
 def test_output_matches_input_grid_for_any_size(run, tmp_path, h, w):
     scene = write_tif(tmp_path / "labels.tif", blocks_mask(h, w, [0, 255], block=8))
     out = tmp_path / "out.tif"
-    rep = predict_scene(run, scene, out, progress=False)
+    rep = predict_scene(run, scene, out, PredictOptions(progress=False))
     assert rep.input_kind == "labels"
     with rasterio.open(scene) as a, rasterio.open(out) as b:
         assert (b.width, b.height, b.count, b.dtypes[0]) == (a.width, a.height, 3, "uint8")
@@ -71,7 +72,7 @@ def test_nodata_stays_nodata(photo_run, tmp_path):
     img[:, :40, :30] = 0
     scene = write_tif(tmp_path / "rgb.tif", img, nodata=0)
     out = tmp_path / "out.tif"
-    predict_scene(photo_run, scene, out, rgb=True, progress=False)
+    predict_scene(photo_run, scene, out, PredictOptions(rgb=True, progress=False))
     with rasterio.open(out) as b:
         mask = b.dataset_mask()
         data = b.read()
@@ -90,8 +91,8 @@ def test_blending_removes_the_seams_of_a_plain_stitch(run, tmp_path):
     # a uniform scene: any step in the output at the tile period is a seam (the U-Net's border effects)
     scene = write_tif(tmp_path / "labels.tif", np.zeros((320, 320), np.uint8))
     stitched, blended = tmp_path / "stitch.tif", tmp_path / "blend.tif"
-    predict_scene(run, scene, stitched, overlap=0, blend="none", progress=False)
-    predict_scene(run, scene, blended, progress=False)
+    predict_scene(run, scene, stitched, PredictOptions(overlap=0, blend="none", progress=False))
+    predict_scene(run, scene, blended, PredictOptions(progress=False))
     # the scene is mirrored by 8 px (a quarter tile): the stitch's tiles start at scene column 32k − 8
     borders = [c for b in range(24, 300, 32) for c in (b - 1, b)]  # both sides of the stitch's tile borders
     inner = [c for b in range(24, 300, 32) for c in (b - 16, b - 15)]  # tile centres
@@ -109,8 +110,8 @@ def test_blending_removes_the_seams_of_a_plain_stitch(run, tmp_path):
 def test_band_processing_equals_one_band(run, tmp_path):
     scene = write_tif(tmp_path / "labels.tif", blocks_mask(70, 150, [0, 255], block=8))
     one, many = tmp_path / "one.tif", tmp_path / "many.tif"
-    predict_scene(run, scene, one, progress=False)
-    predict_scene(run, scene, many, band_width=40, progress=False)  # 4 bands, windows computed twice
+    predict_scene(run, scene, one, PredictOptions(progress=False))
+    predict_scene(run, scene, many, PredictOptions(band_width=40, progress=False))  # 4 bands, windows computed twice
     with rasterio.open(one) as a, rasterio.open(many) as b:
         assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
 
@@ -158,14 +159,14 @@ def test_checkpoint_carries_the_data_contract(run, tiles):
 def test_photo_to_label_model_writes_a_class_raster(photo_run, tmp_path):
     scene = write_tif(tmp_path / "rgb.tif", photo(80, 100, seed=3))
     out = tmp_path / "classes.tif"
-    rep = predict_scene(photo_run, scene, out, progress=False)
+    rep = predict_scene(photo_run, scene, out, PredictOptions(progress=False))
     assert rep.input_kind == "rgb"
     with rasterio.open(out) as b:
         assert (b.count, b.dtypes[0]) == (1, "uint8")
         assert set(np.unique(b.read(1))) <= {0, 255}  # palette values, never a blend of them
         cmap = b.colormap(1)
         assert cmap[0] == (0, 0, 0, 255) and cmap[255] == (255, 255, 255, 255)
-    predict_scene(photo_run, scene, tmp_path / "colours.tif", rgb=True, progress=False)
+    predict_scene(photo_run, scene, tmp_path / "colours.tif", PredictOptions(rgb=True, progress=False))
     with rasterio.open(tmp_path / "colours.tif") as b:
         assert b.count == 3
 
@@ -222,7 +223,7 @@ def test_mirrored_borders(run, tmp_path):
     dev = {}
     for pad in (0, 8):
         out = tmp_path / f"pad{pad}.tif"
-        predict_scene(run, scene, out, pad=pad, progress=False)
+        predict_scene(run, scene, out, PredictOptions(pad=pad, progress=False))
         img = rasterio.open(out).read().astype(float)
         inside = img[:, 40:56, 40:56].mean(axis=(1, 2))[:, None]
         dev[pad] = np.abs(img[:, :, 0] - inside).mean() + np.abs(img[:, 0, :] - inside).mean()
@@ -235,7 +236,7 @@ def test_real_spacenet_scene(tmp_path):
     assert CliRunner().invoke(cli, ["tile", str(src), str(tmp_path / "tiles"), "--size", "64"]).exit_code == 0
     model = _train(tmp_path, tmp_path / "tiles", "BtoA")
     out = tmp_path / "buildings.tif"
-    rep = predict_scene(model, src / "images" / "a.tif", out, progress=False)
+    rep = predict_scene(model, src / "images" / "a.tif", out, PredictOptions(progress=False))
     with rasterio.open(out) as b, rasterio.open(src / "images" / "a.tif") as a:
         assert (b.width, b.height, b.count) == (a.width, a.height, 1) and b.transform == a.transform
         assert set(np.unique(b.read(1))) <= {0, 255}
@@ -248,5 +249,5 @@ def test_instance_norm_generator_is_warned_about(tiles, tmp_path, caplog):
         TrainConfig(dataset=tiles, out=run, epochs=1, workers=0, max_steps=2, batch_size=4), progress=False)
     scene = write_tif(tmp_path / "labels.tif", blocks_mask(64, 64, [0, 255], block=8))
     with caplog.at_level("WARNING"):
-        predict_scene(run, scene, tmp_path / "o.tif", progress=False)
+        predict_scene(run, scene, tmp_path / "o.tif", PredictOptions(progress=False))
     assert any("instance normalisation" in r.getMessage() for r in caplog.records)

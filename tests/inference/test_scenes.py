@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
 from p2ptools.inference.mosaic import predict_scene
+from p2ptools.inference.options import PredictOptions
 from p2ptools.model.config import ModelConfig
 from p2ptools.training.train import fit
 from tests.conftest import blocks_mask, photo, write_tif
@@ -52,7 +53,7 @@ def test_a_folder_of_scenes_equals_one_scene_at_a_time(setup, tmp_path):
     got = _pixels(tmp_path / "out")
     assert sorted(got) == ["labels_0.tif", "labels_1.tif", "labels_2.tif"]
     for name in got:
-        predict_scene(root / "run", root / "scenes" / name, tmp_path / "single" / name, progress=False)
+        predict_scene(root / "run", root / "scenes" / name, tmp_path / "single" / name, PredictOptions(progress=False))
     single = _pixels(tmp_path / "single")
     for name, (data, mask, transform) in got.items():
         assert np.array_equal(data, single[name][0]) and np.array_equal(mask, single[name][1])

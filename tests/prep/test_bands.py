@@ -10,6 +10,7 @@ import rasterio
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
+from p2ptools.inference.options import PredictOptions
 from p2ptools.prep.bands import HalfSpec
 from tests.conftest import blocks_mask, photo, shared_path, write_tif
 
@@ -111,7 +112,8 @@ def test_labels_to_rgbn_and_back(rgbn_tiles, tmp_path):
     for direction, half in (("AtoB", "A"), ("BtoA", "B")):
         name = sorted((rgbn_tiles / "val" / half).glob("*.tif"))[0]
         out = tmp_path / f"one_{direction}.tif"
-        predict_scene(tmp_path / f"run_{direction}", name, out, overlap=0, blend="none", pad=0, progress=False)
+        options = PredictOptions(overlap=0, blend="none", pad=0, progress=False)
+        predict_scene(tmp_path / f"run_{direction}", name, out, options)
         with rasterio.open(out) as p, rasterio.open(tmp_path / f"pred_{direction}" / name.name) as ref:
             diff = np.abs(p.read().astype(np.int64) - ref.read().astype(np.int64))
             assert diff.max() <= 1, diff.max()  # BatchNorm folded into the convolutions: float rounding only

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
+from p2ptools.inference.options import PredictOptions
 from p2ptools.model.config import ModelConfig
 from p2ptools.training import train as train_mod
 from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform
@@ -221,9 +222,9 @@ def test_predict_dropout_modes(pairs, tmp_path):
     from p2ptools.inference.predict import predict_folder
 
     fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", max_steps=2), progress=False)
-    a = predict_folder(tmp_path / "run", pairs / "val", tmp_path / "a", progress=False)
-    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "b", progress=False)
-    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "c", dropout=True, progress=False)
+    a = predict_folder(tmp_path / "run", pairs / "val", tmp_path / "a", PredictOptions(progress=False))
+    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "b", PredictOptions(progress=False))
+    predict_folder(tmp_path / "run", pairs / "val", tmp_path / "c", PredictOptions(dropout=True, progress=False))
     assert a.written == 3
     names = sorted(p.name for p in (tmp_path / "a").glob("*.png"))
     same = [(tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names]

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
+from p2ptools.inference.options import PredictOptions
 from p2ptools.model.checkpoints import load_checkpoint, load_generator
 from p2ptools.runtime import device as device_mod
 from p2ptools.runtime.output import write_image
@@ -200,8 +201,9 @@ def test_batch_stats_outputs_do_not_depend_on_batch_mates(pairs, tmp_path):
     one = tmp_path / "one"
     (one / "x").mkdir(parents=True)
     shutil.copy(pairs / "train" / "0.png", one / "x" / "0.png")
-    predict_folder(run, one / "x", tmp_path / "alone", batch_stats=True, progress=False)
-    predict_folder(run, pairs / "train", tmp_path / "crowd", batch_stats=True, batch_size=6, progress=False)
+    predict_folder(run, one / "x", tmp_path / "alone", PredictOptions(batch_stats=True, progress=False))
+    predict_folder(run, pairs / "train", tmp_path / "crowd",
+                   PredictOptions(batch_stats=True, batch_size=6, progress=False))
     assert (tmp_path / "alone" / "0.png").read_bytes() == (tmp_path / "crowd" / "0.png").read_bytes()
 
 
