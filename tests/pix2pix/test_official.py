@@ -108,3 +108,21 @@ def test_the_resnet_preset_trains_and_predicts(tmp_path):
     assert res.exit_code == 0, res.output
     res = run("predict", tmp_path / "run", data / "val", tmp_path / "p")
     assert res.exit_code == 0 and len(list((tmp_path / "p").glob("*.png"))) == 2, res.output
+
+
+def test_import_replaces_only_an_earlier_import_and_only_with_overwrite(tiny_run, tmp_path):
+    target = tmp_path / "run"
+    assert run("import", OFFICIAL / "resnet" / "latest_net_G.pth", target).exit_code == 0
+    first = (target / "latest.pt").read_bytes()
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", target)
+    assert res.exit_code == 1 and "holds an earlier import" in res.output and "--overwrite" in res.output, res.output
+    assert (target / "latest.pt").read_bytes() == first
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", target, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert (target / "latest.pt").read_bytes() != first
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_run, trained)
+    before = (trained / "latest.pt").read_bytes()
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", trained, "--overwrite")
+    assert res.exit_code == 1 and "holds a run p2ptools import did not write" in res.output, res.output
+    assert (trained / "latest.pt").read_bytes() == before
