@@ -81,6 +81,7 @@ from p2ptools.prep.raster import (
     open_raster,
 )
 from p2ptools.prep.sources import is_remote
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.space import disk_full, is_disk_full
@@ -177,7 +178,7 @@ def predict_scene(
         raise ConfigError(f"overlap must be in [0, {T}) for a {T}-px model, got {overlap}")
     scene, out = (scene if is_remote(scene) else Path(scene)), Path(out)
     check_raster_output(scene, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out.parent)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -206,9 +207,9 @@ def predict_scene(
                 raise disk_full(out, None) from None
             raise
         finally:
-            tmp.unlink(missing_ok=True)
+            door.remove(tmp)
             for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
-                extra.unlink(missing_ok=True)
+                door.remove(extra)
     result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind)
     result.seconds = time.perf_counter() - start
     report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,

@@ -27,6 +27,7 @@ from p2ptools.pix2pix.checkpoints import load_generator
 from p2ptools.pix2pix.data import read_ab, resize_square, to_image, to_tensor
 from p2ptools.pix2pix.engine import make_engine
 from p2ptools.prep.images import image_size, list_images, load_rgb8
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import (
     DATASET_FILE,
@@ -274,7 +275,7 @@ def predict_tif_split(G: nn.Module, mcfg: Any, meta: dict[str, Any], input_dir: 
     pairs = tif_pairs(input_dir)
     planned = {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}
     claim_folder(out_dir, planned, inputs=[input_dir])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out_dir)
     report = PredictReport(out_dir, meta["path"], "tif")
     run = make_engine(G, meta, mcfg.in_channels, mcfg.image_size, dev, engine, amp)
     with progress_bar(len(pairs), "predict", "tile", progress) as bar:
