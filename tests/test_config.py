@@ -1,6 +1,6 @@
 """Model configurations are bounded and spelt exactly, in one place (ModelConfig.validate), whatever
-they come from: a preset, --set, a checkpoint (tests/pix2pix/test_checkpoints.py, with unknown keys)
-or an official train_opt.txt (tests/pix2pix/test_official.py)."""
+they come from: a preset, --set, a checkpoint (tests/model/test_checkpoints.py, with unknown keys)
+or an official train_opt.txt (tests/model/test_official.py)."""
 
 from __future__ import annotations
 

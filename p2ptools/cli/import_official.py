@@ -18,8 +18,10 @@ from p2ptools.config import AB_DIRECTIONS
               help="The label palette (name or YAML/JSON file) when the model reads label maps (label → photo).")
 @click.option("--size", type=click.IntRange(min=4), default=None, show_default="the crop size it was trained at",
               help="The size images are translated at.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier import in RUN_DIR (a training run or files of anyone else are never replaced).")
 def import_official(official: Path, run_dir: Path, direction: str | None, palette: str | None,
-                    size: int | None) -> None:
+                    size: int | None, overwrite: bool) -> None:
     """Write OFFICIAL (a *_net_G.pth of the official pix2pix/CycleGAN code) as RUN_DIR/latest.pt.
 
     The architecture comes from train_opt.txt beside the file, or from its tensor shapes (unet_128,
@@ -34,5 +36,5 @@ def import_official(official: Path, run_dir: Path, direction: str | None, palett
     """
     from p2ptools.model.import_run import import_official as run_import
 
-    target = run_import(official, run_dir, direction, palette, size)
+    target = run_import(official, run_dir, direction, palette, size, overwrite)
     click.echo(f"imported {official} → {target}")

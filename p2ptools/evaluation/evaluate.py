@@ -44,6 +44,7 @@ from p2ptools.evaluation.native import NativeSplit, find_native_split, load_pair
 from p2ptools.evaluation.report import ReportData, thumb_names, write_comparison_page, write_report_page, write_thumbs
 from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder, csv_line_end
 from p2ptools.runtime.progress import Ticker, report
@@ -565,7 +566,7 @@ def read_frame_csv(path: Path) -> pd.DataFrame:
 def write_reports(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> None:
     """per_image.csv, summary.csv, fcn.csv, evaluate.json (with provenance), report.html/json."""
     cfg, record, base = job.cfg, job.record, job.base
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(cfg.out)
     atomic_write_text(cfg.out / "per_image.csv", frame_csv(result.per_image))
     atomic_write_text(cfg.out / "summary.csv", frame_csv(result.summary))
     if result.fcn is not None:
@@ -781,19 +782,41 @@ def _split_rows(groups: list[list[dict[str, Any]]], rows: list[dict[str, Any]]):
         i += len(g)
 
 
+def _read_summary(rep: Path) -> pd.DataFrame:
+    """``rep/summary.csv`` of an evaluate report (columns label, metric, mean, std, n).
+
+    Raises:
+        InputError: when it is missing, unreadable, or lacks those columns.
+    """
+    path = rep / "summary.csv"
+    if not path.is_file():
+        raise InputError(f"{rep}: no summary.csv (run p2ptools evaluate --out {rep} first)")
+    try:
+        s = read_frame_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser and empty-file errors are ValueErrors
+        raise InputError(f"{path}: not a readable evaluate summary ({' '.join(str(exc).split())}); run p2ptools "
+                         f"evaluate --out {rep} again") from None
+    missing = [c for c in ("label", "metric", "mean", "std", "n") if c not in s.columns]
+    if missing:
+        raise InputError(f"{path}: not an evaluate summary (no {', '.join(missing)} column); run p2ptools evaluate "
+                         f"--out {rep} again")
+    return s
+
+
 def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
     """One table, a row per run (its label), a column per metric (means; ``kid_std`` beside KID).
 
     Raises:
-        InputError: if a report folder has no summary.csv.
+        InputError: if a report folder has no summary.csv, or a damaged summary.csv or report.json
+            (before anything is written).
     """
+    from p2ptools.evaluation.report import read_report_doc
+
     claim_folder(out, {"comparison.csv", "comparison.html"})
     rows = []
     for rep in reports:
-        path = Path(rep) / "summary.csv"
-        if not path.is_file():
-            raise InputError(f"{rep}: no summary.csv (run p2ptools evaluate --out {rep} first)")
-        s = read_frame_csv(path)
+        s = _read_summary(Path(rep))
+        read_report_doc(Path(rep))  # a damaged one is told now, before anything is written
         row: dict[str, Any] = {"run": s["label"].iloc[0] if len(s) else Path(rep).name}
         for r in s.itertuples():
             row[r.metric] = r.mean
@@ -802,7 +825,7 @@ def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:
         row["n"] = int(s["n"].max()) if len(s) else 0
         rows.append(row)
     table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out)
     atomic_write_text(out / "comparison.csv", frame_csv(table))
     write_comparison_page(out, table, [Path(r) for r in reports])
     return table

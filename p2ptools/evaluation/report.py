@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from p2ptools.errors import InputError
 from p2ptools.evaluation.metrics.registry import METRICS, higher_is_better, spec_of
 from p2ptools.runtime.html import esc, fmt, histogram, json_script, page, table, url
 from p2ptools.runtime.output import atomic_write_text, write_image
@@ -279,6 +280,26 @@ def write_report_page(out: Path, data: ReportData) -> Path:
     return path
 
 
+def read_report_doc(report_dir: Path) -> dict[str, Any] | None:
+    """``report_dir/report.json`` (what a comparison shows of a report), or None when there is none.
+
+    Raises:
+        InputError: when it is there but not a readable JSON object (a damaged or truncated file).
+    """
+    path = Path(report_dir) / "report.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable evaluate report ({exc}); run p2ptools evaluate --out "
+                         f"{report_dir} again, or compare without it") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not an evaluate report (a JSON object); run p2ptools evaluate --out {report_dir} "
+                         "again, or compare without it")
+    return doc
+
+
 def write_comparison_page(out: Path, table_df: pd.DataFrame, reports: list[Path], max_images: int = 60) -> Path:
     """``out/comparison.html``: the runs' metrics side by side, a chart per metric, and the same images
     of every run next to each other (thumbnails linked from each report folder)."""
@@ -288,10 +309,7 @@ def write_comparison_page(out: Path, table_df: pd.DataFrame, reports: list[Path]
         vals = [(i, float(v)) for i, v in enumerate(table_df[m].tolist()) if pd.notna(v)]
         charts.append(f"<figure>{_bars([str(table_df['run'].iloc[i]) for i, _ in vals], [v for _, v in vals], m)}"
                       "</figure>")
-    docs = []
-    for rep in reports:
-        f = Path(rep) / "report.json"
-        docs.append(json.loads(f.read_text()) if f.is_file() else None)
+    docs = [read_report_doc(Path(rep)) for rep in reports]
     strip = ""
     usable = [(Path(rep), d) for rep, d in zip(reports, docs, strict=True)
               if isinstance(d, dict) and isinstance(d.get("rows"), list)

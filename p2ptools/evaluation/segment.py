@@ -34,6 +34,7 @@ from p2ptools.evaluation.metrics.fcn import confusion_matrix, per_class, scores
 from p2ptools.prep.dataset import has_images, list_split
 from p2ptools.prep.images import load_rgb8
 from p2ptools.prep.labels import Palette, decolorize, load_palette, palette_from_dict
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import DATASET_FILE, atomic_write_bytes, atomic_write_text, read_dataset_json
 from p2ptools.runtime.progress import Ticker, duration, report
@@ -397,7 +398,7 @@ def _save_segmenter(o: SegmenterOptions, pal: Palette, side: str, best: dict[str
                "palette": pal.to_dict(), "label_side": side, "state": best_state, "scores": best}
     buf = io.BytesIO()
     torch.save(payload, buf)
-    o.out.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(o.out)
     atomic_write_bytes(o.out / "segmenter.pt", buf.getvalue())
     atomic_write_text(o.out / "train_fcn.json", json.dumps({"dataset": str(o.dataset), "arch": o.arch, "size": o.size,
                                                             "epochs": o.epochs, "palette": pal.to_dict(),

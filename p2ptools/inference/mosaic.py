@@ -72,6 +72,7 @@ from p2ptools.prep.raster import (
     open_raster,
 )
 from p2ptools.prep.sources import is_remote
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.space import disk_full, is_disk_full
@@ -129,7 +130,7 @@ def predict_scene(run_or_ckpt: Path, scene: Path, out: Path, options: PredictOpt
     overlap = _checked_overlap(options, T)
     scene, out = (scene if is_remote(scene) else Path(scene)), Path(out)
     check_raster_output(scene, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out.parent)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_TIFF_INTERNAL_MASK=True), open_raster(scene) as src, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -210,9 +211,9 @@ def _render(scene: _Scene, tags: dict[str, str] | None) -> int:
             raise disk_full(out, None) from None
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        door.remove(tmp)
         for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
-            extra.unlink(missing_ok=True)
+            door.remove(extra)
     return total
 
 

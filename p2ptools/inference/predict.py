@@ -31,6 +31,7 @@ from p2ptools.model.tensors import resize_square, set_inference_mode, to_image, 
 from p2ptools.prep.bands import is_tif_split
 from p2ptools.prep.dataset import read_ab
 from p2ptools.prep.images import image_size, list_images, load_rgb8
+from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
 from p2ptools.runtime.output import (
     DATASET_FILE,
@@ -259,7 +260,7 @@ def predict_tif_split(model: LoadedModel, input_dir: Path, out_dir: Path, option
     halves = ("A", "B") if meta["train_config"].get("direction", "AtoB") == "AtoB" else ("B", "A")
     pairs = tif_pairs(input_dir)
     claim_folder(out_dir, {f"{a.stem}.tif" for a, _ in pairs} | {"predict.json"}, inputs=[input_dir])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out_dir)
     rep = PredictReport(out_dir, meta["path"], "tif")
     run = make_engine(model.G, meta, EngineRequest(mcfg.in_channels, mcfg.image_size, model.device, options.amp,
                                                    options.training_layers), options.engine)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +29,7 @@ from p2ptools.prep.raster import (
     read_photo,
     read_valid,
 )
-from p2ptools.runtime.space import disk_full, is_disk_full
+from p2ptools.runtime import door
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +58,7 @@ def check_raster_output(scene: Path, out: Path) -> None:
     """
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise OutputError(f"{out}: whole-scene predictions are GeoTIFFs; name the output .tif or .tiff")
+    door.refuse_link(out)  # never written through, nor replaced
     if out.exists() and out.resolve() == scene.resolve():
         raise OutputError(f"{out}: is the input scene; write the prediction to another file")
     if out.exists():
@@ -144,15 +143,9 @@ def write_rows(dst, plan: ScenePlan, colors: np.ndarray, keep: np.ndarray, y: in
 
 
 def temp_output(out: Path) -> Path:
-    """A temporary file beside ``out`` for the rows as they are finished (a full disk said as such)."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp.tif", dir=out.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(out, None) from None
-        raise
-    os.close(fd)
-    return Path(name)
+    """A temporary file beside ``out`` for the rows as they are finished, created exclusively
+    (:func:`p2ptools.runtime.door.temp_path`; a full disk said as such)."""
+    return door.temp_path(out, ".tmp.tif")
 
 
 def open_output(tmp: Path, profile: dict[str, Any], plan: ScenePlan, tags: dict[str, str] | None) -> Any:
@@ -176,7 +169,7 @@ def finish_output(tmp: Path, out: Path, src: rasterio.io.DatasetReader, plan: Sc
             factors = [2**k for k in range(1, 12) if max(src.width, src.height) / 2**k >= 256]
             if factors:
                 dst.build_overviews(factors, Resampling.nearest if plan.writes == "classes" else Resampling.average)
-    final_tmp = out.parent / f".{out.name}.{os.getpid()}.part.tif"
+    final_tmp = door.temp_path(out, ".part.tif")  # GDAL writes a file p2ptools made, never one planted there
     floating = np.issubdtype(np.dtype(profile["dtype"]), np.floating)
     # deflate on every core (0.75 → 0.40 s for 4096² RGB), but only in the command's own process: a
     # worker forked after GDAL started its thread pool would wait forever on threads it does not have
@@ -184,4 +177,4 @@ def finish_output(tmp: Path, out: Path, src: rasterio.io.DatasetReader, plan: Sc
     rio_shutil.copy(tmp, final_tmp, driver="GTiff", compress="deflate", predictor=3 if floating else 2,
                     tiled=True, blockxsize=256, blockysize=256, copy_src_overviews=bool(overviews),
                     bigtiff="if_safer", **threads)
-    os.replace(final_tmp, out)
+    door.replace(final_tmp, out)

@@ -16,7 +16,6 @@ Every file is written atomically (a temporary file and a rename) and rebuilds it
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import logging
@@ -35,6 +34,7 @@ from p2ptools.config import AB_DIRECTIONS, TrainConfig, from_mapping
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.model.config import ModelConfig
 from p2ptools.model.nets import build_generator
+from p2ptools.runtime import door
 from p2ptools.runtime.output import atomic_write_bytes, contained, foreign_files, read_dataset_json, remove_inside
 from p2ptools.runtime.safeload import load_torch_file
 
@@ -270,12 +270,13 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
 
 
 def run_files(run_dir: Path) -> list[Path]:
-    """The files of ``run_dir`` that a training run writes (:data:`RUN_FILE_PATTERN`), and nothing else."""
+    """The files of ``run_dir`` that a training run writes (:data:`RUN_FILE_PATTERN`), and nothing else
+    (a link is never one: p2ptools makes none)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     return [p for p in sorted(run_dir.rglob("*"))
-            if (p.is_file() or p.is_symlink()) and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())
+            if p.is_file() and not p.is_symlink() and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())
             and contained(run_dir, p.relative_to(run_dir)) is not None]
 
 
@@ -289,6 +290,5 @@ def clear_run(run_dir: Path) -> list[Path]:
     empties; nothing else."""
     removed = [p for p in run_files(run_dir) if remove_inside(Path(run_dir), p.relative_to(run_dir), "run folder")]
     for folder in ("samples", "tensorboard"):
-        with contextlib.suppress(OSError):
-            (Path(run_dir) / folder).rmdir()  # only when empty
+        door.remove_empty_folder(Path(run_dir) / folder)
     return removed

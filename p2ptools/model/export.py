@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from p2ptools import __version__
-from p2ptools.errors import ConfigError
+from p2ptools.errors import ConfigError, OutputError
+from p2ptools.runtime import door
 from p2ptools.runtime.output import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,38 @@ def onnx_graph(G: torch.nn.Module, in_channels: int, size: int, opset: int = OPS
     return buf.getvalue()
 
 
-def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int = OPSET, check: bool = True
-                ) -> ExportReport:
+def written_by_export(path: Path) -> bool:
+    """Whether ``path`` is an ONNX file this module wrote (its metadata names p2ptools' version)."""
+    onnx = _require_onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not an ONNX file (any parse error): not one of ours
+        return False
+    return any(p.key == "p2ptools_version" for p in model.metadata_props)
+
+
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """``out`` may be written: a new file, or (``overwrite``) one an earlier export wrote.
+
+    Raises:
+        OutputError: for a link, a folder or a file p2ptools did not write (never replaced), or an earlier
+            export without ``overwrite``.
+    """
+    door.refuse_link(out)
+    if not out.exists():
+        return
+    if not out.is_file():
+        raise OutputError(f"{out}: is not a file; name the exported .onnx file elsewhere")
+    if not written_by_export(out):
+        raise OutputError(f"{out}: exists and was not written by p2ptools export; p2ptools never replaces it: "
+                          "choose another name, or move it away")
+    if not overwrite:
+        raise OutputError(f"{out}: exists (an earlier p2ptools export); use --overwrite to replace it, or another "
+                          "name")
+
+
+def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int = OPSET, check: bool = True,
+                overwrite: bool = False) -> ExportReport:
     """Write the generator of a run, checkpoint or official file as ONNX.
 
     Args:
@@ -90,6 +121,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
         which: the checkpoint of a run folder.
         opset: the ONNX opset.
         check: run the file with ONNX Runtime and compare with torch (needs onnxruntime).
+        overwrite: replace ``out`` when an earlier export wrote it (a file of anyone else never is).
 
     Returns:
         The report (max |ONNX Runtime − torch| when checked).
@@ -97,6 +129,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
     Raises:
         ConfigError: without the onnx package, or for an output name that is not ``.onnx``.
         InputError: for an unreadable checkpoint.
+        OutputError: ``out`` exists and is not an earlier export, or is one and ``overwrite`` is off.
     """
     from p2ptools.model.checkpoints import load_generator
     from p2ptools.model.tensors import set_inference_mode
@@ -105,6 +138,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"{out}: name the exported file .onnx")
+    check_export_target(out, overwrite)
     G, mcfg, meta = load_generator(run_or_ckpt, which, "cpu")
     set_inference_mode(G)
     if hasattr(G, "fold_batchnorm"):
@@ -124,6 +158,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
     model.doc_string = f"p2ptools {mcfg.name} generator; {NORMALISATION}"
+    check_export_target(out, overwrite)  # again: another command may have written it meanwhile
     atomic_write_bytes(out, model.SerializeToString())
     shape = (2, mcfg.in_channels, size, size)
     diff = _check(out, G, shape) if check else None

@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from p2ptools.errors import OutputError
+from p2ptools.runtime import door
 
 #: p2ptools' state folder inside an output folder, and the lock file in it
-STATE_DIR = ".p2ptools"
+STATE_DIR = door.STATE_DIR
 LOCK_FILE = "lock"
 
 #: resolved lock path → (file descriptor, depth) of the locks this process holds
@@ -60,9 +61,8 @@ def _acquire(path: Path, folder: Path) -> int:
     Raises:
         OutputError: when another process holds it (naming that process).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = door.open_lock(folder, path)  # never through a link; OUT/.p2ptools a real folder
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,7 +74,7 @@ def _acquire(path: Path, folder: Path) -> int:
             raise OutputError(f"{folder}: cannot lock {path} ({exc.strerror}); p2ptools needs a file system "
                               "with advisory locks to keep two commands from writing one folder") from None
         try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(path).st_ino
         except FileNotFoundError:
             same = False
         if same:  # not a file that was removed between our open and our lock
@@ -95,11 +95,15 @@ def folder_lock(folder: Path, lock_path: Path | None = None) -> Iterator[Path]:
         The lock file's path.
 
     Raises:
-        OutputError: when another command holds the folder, naming its pid and command line.
+        OutputError: when another command holds the folder, naming its pid and command line; when the
+            lock cannot be made (a read-only folder, ``OUT/.p2ptools`` a link or a file, a link at the
+            lock), naming the folder; :class:`~p2ptools.errors.DiskFullError` for a full disk.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: exists and is not a folder")
+    if lock_path is None:
+        door.check_state_folder(folder)  # before its path is resolved: a link there is never followed
     path = lock_path if lock_path is not None else folder / STATE_DIR / LOCK_FILE
     key = str(path.parent.resolve() / path.name) if path.parent.exists() else str(path.absolute())
     if key in _HELD:
@@ -113,9 +117,14 @@ def folder_lock(folder: Path, lock_path: Path | None = None) -> Iterator[Path]:
         return
     fd = _acquire(path, folder)
     key = str(path.parent.resolve() / path.name)
-    os.ftruncate(fd, 0)
-    os.write(fd, os.fsencode(f"pid={os.getpid()}\ncommand={command_line()}\n"  # a name's bytes kept as they are
-                             f"started={time.strftime('%Y-%m-%d %H:%M:%S')}\n"))
+    try:
+        door.write_lock(folder, path, fd, f"pid={os.getpid()}\ncommand={command_line()}\n"
+                                          f"started={time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    except BaseException:
+        os.close(fd)
+        raise
+    if lock_path is None:
+        door.add_root(folder)  # the files written inside it go through checked folders (runtime.door)
     _HELD[key] = (fd, 1)
     try:
         yield path
@@ -123,7 +132,7 @@ def folder_lock(folder: Path, lock_path: Path | None = None) -> Iterator[Path]:
         del _HELD[key]
         if lock_path is not None:
             with contextlib.suppress(OSError):
-                path.unlink()
+                door.remove(path)
         os.close(fd)  # releases the lock
 
 

@@ -23,9 +23,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,9 +32,10 @@ import numpy as np
 
 from p2ptools import __version__
 from p2ptools.errors import OutputError
+from p2ptools.runtime import door
 from p2ptools.runtime.formats import encode
 from p2ptools.runtime.lock import LOCK_FILE, STATE_DIR, hold
-from p2ptools.runtime.names import gdal_name, is_utf8
+from p2ptools.runtime.names import gdal_name
 from p2ptools.runtime.settings import changed_settings, format_change
 from p2ptools.runtime.space import disk_full, is_disk_full
 
@@ -47,27 +46,12 @@ log = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, never
+    through a link (:func:`p2ptools.runtime.door.write_bytes`, the one writer of p2ptools).
 
     The file gets the permissions the umask gives new files (0644 under 022), as a plain write would.
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(path, len(data)) from None
-        raise
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would create it (mkstemp makes 0600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise disk_full(path, len(data)) from None
-        raise
+    door.write_bytes(path, data)
 
 
 def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
@@ -76,25 +60,22 @@ def write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any],
     dtype are filled in), an optional band-1 colour table, and p2ptools' ``TIFFTAG_SOFTWARE``."""
     import rasterio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     full = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
             "dtype": data.dtype.name, **profile}
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp.tif"
-    if not is_utf8(tmp.name):  # GDAL creates it through its folder (gdal_name): its own name must be UTF-8
-        tmp = path.parent / f".p2ptools.{os.getpid()}.tmp.tif"
+    tmp = door.temp_path(path, ".tmp.tif")  # created exclusively: GDAL writes a file p2ptools made
     try:
-        with gdal_name(tmp, new=True) as name, rasterio.open(name, "w", **full) as dst:
+        with gdal_name(tmp) as name, rasterio.open(name, "w", **full) as dst:  # the file door made, any name
             dst.write(data)
             if colormap is not None:
                 dst.write_colormap(1, colormap)
             dst.update_tags(TIFFTAG_SOFTWARE="p2ptools")
-        os.replace(tmp, path)
+        door.replace(tmp, path)
     except Exception as exc:
         if is_disk_full(exc):
             raise disk_full(path, data.nbytes) from None
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        door.remove(tmp)
 
 
 def text_bytes(text: str) -> bytes:
@@ -271,10 +252,7 @@ def remove_inside(out: Path, rel: str | Path, what: str = "record") -> bool:
         log.warning("%s: skipped %r from a %s: it lies outside the output folder, which p2ptools never "
                     "touches", out, str(rel), what)
         return False
-    if path.is_file() or path.is_symlink():
-        path.unlink(missing_ok=True)
-        return True
-    return False
+    return door.remove(path)
 
 
 def check_distinct_outputs(out: Path, pairs: Iterable[tuple[str, str]]) -> None:
@@ -356,15 +334,20 @@ def owned_files(out: Path, fixed: Iterable[str] = ()) -> set[str]:
 
 
 def foreign_files(out: Path, owned: set[str]) -> list[str]:
-    """Files under ``out`` (outside ``.p2ptools/``) that p2ptools did not write, sorted."""
+    """Files under ``out`` (outside ``.p2ptools/``) that p2ptools did not write, sorted.
+
+    A link is always foreign, even at a name p2ptools records or plans: p2ptools makes no links, and
+    never writes through or replaces one (:mod:`p2ptools.runtime.door`).
+    """
     if not out.is_dir():
         return []
     found = []
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if rel == STATE_DIR or rel.startswith(STATE_DIR + "/") or (path.is_dir() and not path.is_symlink()):
+        link = path.is_symlink()
+        if rel == STATE_DIR or rel.startswith(STATE_DIR + "/") or (not link and path.is_dir()):
             continue
-        if rel not in owned:
+        if link or rel not in owned:
             found.append(rel)
     return found
 
@@ -405,20 +388,16 @@ def remove_owned(out: Path, owned: set[str]) -> int:
         for entry in state.iterdir():  # all but the lock the running command holds (runtime.lock)
             if entry.name == LOCK_FILE:
                 continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink(missing_ok=True)
+            door.remove_tree(entry)  # a link there is removed itself, never followed
     for folder in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()
                           and contained(out, p.relative_to(out)) is not None),
                          key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only succeeds when empty
+        door.remove_empty_folder(folder)
     return removed
 
 
 def check_not_inside(out: Path, inputs: Iterable[Path | None]) -> None:
-    """Refuse an output folder that is, or lies inside, an input folder (before anything is written).
+    """Refuse an output folder that is, lies inside, or holds an input (before anything is written).
 
     Raises:
         OutputError: naming both.
@@ -431,6 +410,9 @@ def check_not_inside(out: Path, inputs: Iterable[Path | None]) -> None:
         if o == s or s in o.parents:
             raise OutputError(f"{out}: the output folder is {'the input folder' if o == s else 'inside the input'} "
                               f"{src}; write the outputs elsewhere")
+        if o in s.parents and Path(src).exists():  # (a URL is no local path)
+            raise OutputError(f"{out}: the output folder holds the input {src}; p2ptools writes only into a folder "
+                              "of its own outputs: write them beside the input (e.g. another folder), not around it")
 
 
 def prepare_output(
@@ -463,8 +445,7 @@ def prepare_output(
         diff = _describe_difference(existing, kind, params, input_names)
         raise OutputError(f"{out}: holds a different {existing.get('kind')} dataset ({diff}); "
                           "use another folder, or --overwrite to replace it (only files p2ptools wrote are removed)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR).mkdir(exist_ok=True)
+    door.state_folder(out)
     return existing is not None
 
 
@@ -482,7 +463,7 @@ def claim_folder(out: Path, planned: Iterable[str], inputs: Iterable[Path | None
     check_not_inside(out, inputs)
     _check_folder(out, owned_files(out) | planned)
     hold(out)  # after the checks that refuse a user's folder, so a refusal writes nothing there
-    out.mkdir(parents=True, exist_ok=True)
+    door.ensure_folder(out)
     record_plan(out, planned)
 
 

@@ -46,6 +46,7 @@ from p2ptools.model.config import ModelConfig, check_model_and_training
 from p2ptools.model.nets import build_discriminator, build_generator
 from p2ptools.model.tensors import to_image
 from p2ptools.prep.dataset import has_images
+from p2ptools.runtime import door
 from p2ptools.runtime.device import autocast, resolve_amp, select_device
 from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
@@ -251,12 +252,14 @@ class _Logs:
             return
         for path, cols in ((self.losses, LOSS_COLUMNS), (self.val, VAL_COLUMNS)):
             rows = []
-            if resume_step is not None and path.is_file():  # drop rows logged after the checkpoint
-                rows = [r for r in csv.DictReader(path.open()) if int(r["step"]) <= resume_step]
-            with path.open("w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
-                w.writeheader()
-                w.writerows(rows)
+            if resume_step is not None and path.is_file() and not path.is_symlink():  # drop rows after the checkpoint
+                with path.open(newline="") as fh:
+                    rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+            door.write_text(path, buf.getvalue())  # atomic, never through a link
         with contextlib.suppress(ImportError):
             from torch.utils.tensorboard import SummaryWriter
 
@@ -265,8 +268,9 @@ class _Logs:
     def add(self, path: Path, cols: list[str], row: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=cols, lineterminator="\n").writerow({k: row.get(k, "") for k in cols})
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=cols, lineterminator="\n").writerow({k: row.get(k, "") for k in cols})
+        door.append_text(path, buf.getvalue())
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("epoch", "step") and isinstance(v, float) and math.isfinite(v):
@@ -410,7 +414,7 @@ class _Trainer:
             raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "
                               f"use --resume {self.run_dir} or another --out")
         refuse_foreign(self.run_dir, foreign_run_files(self.run_dir))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        door.ensure_folder(self.run_dir)
         torch.manual_seed(tcfg.seed)
         np.random.seed(tcfg.seed % 2**32)
         random.seed(tcfg.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import cv2
@@ -141,3 +142,18 @@ def test_fcn_score_ground_truth_beats_blurred_copies(tmp_path):
     assert overall.loc["ground truth", "per_pixel_acc"] >= overall.loc["generated", "per_pixel_acc"]
     assert overall.loc["ground truth", "mean_class_iou"] > overall.loc["generated", "mean_class_iou"]
     assert set(fcn["class"]) == {"all", "background", "building"}
+
+
+@pytest.mark.parametrize("damage", ["report.json", "summary.csv"])
+def test_compare_of_a_damaged_report_is_one_line_and_writes_nothing(tmp_path, damage):
+    for name in ("a", "b"):
+        rep = tmp_path / name
+        rep.mkdir()
+        (rep / "summary.csv").write_text("label,metric,mean,std,ci95_low,ci95_high,n,note\n"
+                                         f"{name},l1,3.5,1.0,3.0,4.0,10,\n")
+        (rep / "report.json").write_text(json.dumps({"label": name, "roles": [], "rows": []}) + "\n")
+    (tmp_path / "b" / damage).write_bytes(b'{"label": "b", "rows": [{"na' if damage == "report.json" else b"")
+    res = run("evaluate", "--compare", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "cmp")
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+    assert res.output.startswith(f"Error: {tmp_path / 'b' / damage}: not ") and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "cmp" / "comparison.csv").exists()

@@ -46,3 +46,25 @@ def test_export_of_a_p2ptools_run_carries_its_contract(tiny_run, tmp_path):
     assert json.loads(meta["model_config"])["name"] == "tiny" and "data_contract" in meta  # null: no dataset.json
     res = CliRunner().invoke(cli, ["export", str(tiny_run), str(tmp_path / "t.bin")])
     assert res.exit_code == 1 and "name the exported file .onnx" in res.output
+
+
+def test_export_replaces_only_its_own_file_and_only_with_overwrite(tiny_run, tmp_path):
+    theirs = tmp_path / "theirs.onnx"
+    theirs.write_bytes(b"someone else's model")
+    for extra in ([], ["--overwrite"]):
+        res = CliRunner().invoke(cli, ["export", str(tiny_run), str(theirs), "--no-check", *extra])
+        assert res.exit_code == 1 and f"{theirs}: exists and was not written by p2ptools" in res.output, res.output
+    assert theirs.read_bytes() == b"someone else's model"
+    link = tmp_path / "link.onnx"
+    link.symlink_to(theirs)
+    res = CliRunner().invoke(cli, ["export", str(tiny_run), str(link), "--no-check", "--overwrite"])
+    assert res.exit_code == 1 and f"{link}: is a link" in res.output, res.output
+    assert link.is_symlink() and theirs.read_bytes() == b"someone else's model"
+    own = tmp_path / "own.onnx"
+    res = CliRunner().invoke(cli, ["export", str(tiny_run), str(own), "--no-check"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["export", str(tiny_run), str(own), "--no-check"])
+    assert res.exit_code == 1 and "(an earlier p2ptools export); use --overwrite" in res.output, res.output
+    res = CliRunner().invoke(cli, ["export", str(tiny_run), str(own), "--no-check", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert any(p.key == "p2ptools_version" for p in onnx.load(str(own)).metadata_props)

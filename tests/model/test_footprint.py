@@ -41,7 +41,7 @@ def test_discriminator_parameters_are_exact(norm):
 
 
 def test_the_paper_networks_and_readable_sizes():
-    assert GENERATOR_SIZES["unet"][0]() == 54_413_955 + 64 + 512  # tests/pix2pix/test_nets.py::test_paper_sizes
+    assert GENERATOR_SIZES["unet"][0]() == 54_413_955 + 64 + 512  # tests/model/test_nets.py::test_paper_sizes
     assert DISCRIMINATOR_SIZES["patch"][0]() == 2_768_705
     assert count(2_100_000_000_000) == "2.1e12" and count(9999) == "9999"
     assert size_of(4 * 2**40 * 2) == "8.0 TiB" and size_of(10**400).endswith("YiB")  # no float overflow

@@ -148,3 +148,21 @@ def test_a_huge_crop_size_in_train_opt_is_refused_before_building(tmp_path, monk
     assert res.exit_code == 1 and len(lines) == 1, res.output
     assert f"image_size={2**22}: the unet generator" in lines[0] and "at most image_size=8192" in lines[0]
     assert "(read from train_opt.txt)" in lines[0]
+
+
+def test_import_replaces_only_an_earlier_import_and_only_with_overwrite(tiny_run, tmp_path):
+    target = tmp_path / "run"
+    assert run("import", OFFICIAL / "resnet" / "latest_net_G.pth", target).exit_code == 0
+    first = (target / "latest.pt").read_bytes()
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", target)
+    assert res.exit_code == 1 and "holds an earlier import" in res.output and "--overwrite" in res.output, res.output
+    assert (target / "latest.pt").read_bytes() == first
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", target, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert (target / "latest.pt").read_bytes() != first
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_run, trained)
+    before = (trained / "latest.pt").read_bytes()
+    res = run("import", OFFICIAL / "unet" / "latest_net_G.pth", trained, "--overwrite")
+    assert res.exit_code == 1 and "holds a run p2ptools import did not write" in res.output, res.output
+    assert (trained / "latest.pt").read_bytes() == before

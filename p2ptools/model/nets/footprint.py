@@ -4,7 +4,7 @@
 built, so a checkpoint, preset or ``--set`` asking for ``ngf=100000`` is refused with what it would
 need instead of an allocator's traceback. Each ``*_parameters`` function takes the keyword arguments
 of its network's constructor and returns exactly ``sum(p.numel() for p in net.parameters())``
-(tests/pix2pix/test_footprint.py checks every variant); each ``*_activations`` function is a rough
+(tests/model/test_footprint.py checks every variant); each ``*_activations`` function is a rough
 count of the values one forward pass of one ``size × size`` image produces (the outputs of its
 convolutions, norms and activations, and the U-Net's skip concatenations: within ~20% of a count of
 every layer's output), the least that training one image holds.
