@@ -61,7 +61,7 @@ from p2ptools.inference.scene_io import (
     temp_output,
     write_rows,
 )
-from p2ptools.inference.scene_plan import ScenePlan, output_profile, plan_scene, scene_info
+from p2ptools.inference.scene_plan import ScenePlan, describe_input, output_profile, plan_scene, scene_info
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -89,6 +89,7 @@ class MosaicReport:
     tiles: int
     input_kind: str
     seconds: float = 0.0
+    what: str = ""  # the input in words: "1-band photo", "label raster" … (:func:`describe_input`)
 
     @property
     def mpix_per_s(self) -> float:
@@ -175,6 +176,7 @@ def predict_scene(
         plan = plan_scene(src, scene, contract, direction, meta["path"], input_kind, palette, rgb, T, overlap, blend,
                      T // 4 if pad is None else pad)
         info = scene_info(src, scene, plan, contract.photo, bands)
+        what = describe_input(plan, info.bands, src.count, src.dtypes[0])
         width_p = src.width + 2 * plan.pad
         bands_x = [(b0, min(b0 + band_width, width_p)) for b0 in range(0, width_p, band_width)]
         total = sum(len(plan.ys) * sum(1 for x in plan.xs if x < b1 and x + T > b0) for b0, b1 in bands_x)
@@ -198,9 +200,9 @@ def predict_scene(
             tmp.unlink(missing_ok=True)
             for extra in out.parent.glob(f".{out.name}.*.part.tif*"):
                 extra.unlink(missing_ok=True)
-    result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind)
+    result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind, what=what)
     result.seconds = time.perf_counter() - start
-    report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
+    report("predicted %s (%d×%d %s, %d windows) in %s → %s", scene, src.width, src.height, result.what, total,
            duration(result.seconds), out)
     return result
 
