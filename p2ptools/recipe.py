@@ -57,9 +57,40 @@ def recipes_dir() -> Path:
     return bundled_dir("recipes")
 
 
+def bundled_recipes() -> list[str]:
+    """The names of the bundled recipes (the ``*.yaml`` files of :func:`recipes_dir`), sorted."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
 def sample_root() -> Path:
     """The labelled sample scene shipped in the package (Inria layout: images/ + gt/)."""
     return Path(__file__).resolve().parent / "sample_data"
+
+
+#: The word ``predict`` reads as the built-in demo's scene (unless a file or folder of that name exists).
+SAMPLE_INPUT = "sample"
+
+
+def sample_scene() -> Path:
+    """The built-in demo's input scene: the shipped NAIP scene's panchromatic band (``tile --sample``'s A)."""
+    return sample_root() / "naip" / "pan" / "naip.tif"
+
+
+def resolve_sample_input(path: Path) -> Path:
+    """``path``, or the demo's scene (:func:`sample_scene`) when ``path`` is the bare word ``sample`` and
+    no file or folder of that name exists in the working folder (an explicit path always wins).
+
+    Args:
+        path: INPUT as typed.
+
+    Returns:
+        The path to read.
+    """
+    if str(path) != SAMPLE_INPUT or path.exists():
+        return path
+    scene = sample_scene()
+    report("INPUT sample: the built-in demo's grey scene, %s", scene)
+    return scene
 
 
 def _substitute(value: Any) -> Any:
@@ -151,7 +182,7 @@ def _recipe_path(spec: str | Path) -> Path:
     if not path.is_file():
         bundled = recipes_dir() / f"{spec}.yaml"
         if not bundled.is_file():
-            names = ", ".join(sorted(p.stem for p in recipes_dir().glob("*.yaml")))
+            names = ", ".join(bundled_recipes())
             raise ConfigError(f"recipe {spec!r} is neither a file nor a bundled recipe ({names})")
         path = bundled
     return path

@@ -81,15 +81,20 @@ def evaluate(real: Path | None, fake: Path | None, metrics: tuple[str, ...], out
         raise click.UsageError("give --real and --fake (or --compare REPORT ...)")
     cfg = EvalConfig(real=real, fake=fake, out=out, metrics=metrics, **options)  # type: ignore[arg-type]
     result = run_evaluate(cfg)
-    shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline"]]
-    click.echo(shown.to_string(index=False))
+    if len(result.summary):  # nothing computed: no table at all (the lines below say why)
+        shown = result.summary[["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline", "identity"]]
+        shown = shown.drop(columns=[c for c in ("baseline", "identity") if shown[c].isna().all()])  # none here
+        click.echo(shown.rename(columns={"identity": "input itself"}).to_string(
+            index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     click.echo(f"reports: {out / 'per_image.csv'}, {out / 'summary.csv'}" + (
-        f", {out / 'fcn.csv'}" if result.fcn is not None else ""))
-    if result.unavailable or result.errors:  # everything else was scored and written; the exit is 1
+        f", {out / 'fcn.csv'}" if result.fcn is not None else "") + f"; to look at: {out / 'report.html'}")
+    if result.unavailable or result.errors or not len(result.summary):  # the rest was scored and written; exit 1
         lines = [f"  metric {m} not computed: {why}" for m, why in result.unavailable.items()]
         lines += [f"  {name}: {error}" for name, error in result.errors[:30]]
         if len(result.errors) > 30:
             lines.append(f"  … and {len(result.errors) - 30} more (evaluate.json lists them all)")
-        raise click.ClickException(f"{len(result.per_image)} pair(s) scored and written; {len(result.unavailable)} "
-                                   f"metric(s) not computed, {len(result.errors)} pair(s) left out:\n"
-                                   + "\n".join(lines))
+        done = (f"{len(result.per_image)} pair(s) scored and written" if len(result.summary) else
+                f"nothing computed: no metric asked for ({', '.join(metrics)}) could run on the "
+                f"{len(result.per_image)} pair(s)")
+        raise click.ClickException(f"{done}; {len(result.unavailable)} metric(s) not computed, {len(result.errors)} "
+                                   "pair(s) left out:\n" + "\n".join(lines))

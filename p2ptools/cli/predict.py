@@ -11,9 +11,16 @@ from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 from p2ptools.inference.engine import ENGINE_CHOICES, ENGINES
 
 
+def _input_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """INPUT, an existing path; ``sample`` is the built-in demo's scene when nothing here has that name."""
+    from p2ptools.recipe import resolve_sample_input
+
+    return click.Path(exists=True, path_type=Path).convert(resolve_sample_input(Path(value)), param, ctx)
+
+
 @click.command(short_help="Run a trained generator on a folder of images or a whole raster.")
 @click.argument("run", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR_OR_CKPT")
-@click.argument("input_dir", type=click.Path(exists=True, path_type=Path), metavar="INPUT")
+@click.argument("input_dir", callback=_input_path, metavar="INPUT")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--checkpoint", "which", default="latest", show_default=True,
               help="Checkpoint of a run folder: latest, best or epoch_K.")
@@ -57,7 +64,8 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     """Translate INPUT with the generator of RUN_DIR_OR_CKPT.
 
     INPUT is a folder of A images or a split of an aligned dataset (A|B images: A is translated,
-    B is the target shown with --side-by-side): writes OUT/<name>.png at the model's size.
+    B is the target shown with --side-by-side): writes OUT/<name>.png at each input's own size
+    (translated at the model's size and resized back, which it says).
 
     INPUT may also be a whole GeoTIFF of any size (OUT is then a .tif): class labels or a
     photo, checked against the run's data contract (bands, dtype, stretch, label or photo),
@@ -66,6 +74,9 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
     mask. A photo → label model writes a class raster with the palette as colour table (--rgb:
     colours). A model trained on GeoTIFF tiles (tile --format tif) reads all bands of the raster
     in their dtype and writes the target's bands and dtype (e.g. 4 bands of uint16).
+
+    INPUT sample (when no file or folder here has that name) is the built-in demo's grey scene,
+    the one tile --sample cuts: p2ptools predict RUN sample colour.tif.
 
     Many scenes: INPUT a list file (.txt, one path or URL per line) or a folder with --scenes;
     OUT is then a folder of <scene>.tif. --workers N or --dask ADDRESS|local:N translate scenes
@@ -107,7 +118,7 @@ def predict(run: Path, input_dir: Path, out: Path, which: str, input_kind: str, 
 
         with file_lock(out):
             rep = predict_scene(run, input_dir, out, options)
-        click.echo(f"{rep.width}×{rep.height} {rep.input_kind} raster → {out} ({rep.tiles} windows, "
+        click.echo(f"{rep.width}×{rep.height} {rep.what} → {out} ({rep.tiles} windows, "
                    f"{rep.mpix_per_s:.2f} MPix/s) from {rep.checkpoint}")
     else:
         from p2ptools.inference.predict import predict_folder

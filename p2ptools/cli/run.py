@@ -8,21 +8,9 @@ from pathlib import Path
 import click
 
 from p2ptools.cli.options import max_pixels_option, parse_assignments
-from p2ptools.recipe import STAGES
+from p2ptools.recipe import STAGES, bundled_recipes
 
-
-@click.command(short_help="Run a recipe: data → train → predict → evaluate, resuming where it stopped.")
-@click.argument("recipe")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Overrides the recipe's workdir.")
-@click.option("--set", "sets", multiple=True, metavar="SECTION.FIELD=VALUE",
-              help="Override a recipe field, e.g. --set train.epochs=5 --set data.tile.src=/data/inria.")
-@click.option("--until", type=click.Choice(STAGES),
-              help="Stop after this stage.")
-@click.option("--offline", is_flag=True, default=None,
-              help="Never download (a recipe's dataset archive, the metrics' weights); also P2PTOOLS_OFFLINE=1.")
-@max_pixels_option
-def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None, offline: bool | None) -> None:
-    """Run RECIPE: a YAML file, or a bundled recipe (sample, inria, landcover, maps, facades, inpaint).
+_HELP = f"""Run RECIPE: a YAML file, or a bundled recipe ({", ".join(bundled_recipes())}).
 
     Every stage is skipped when its output is already complete, so rerunning continues a recipe.
     The facades and maps recipes download their pix2pix archive into data/ on first use (checked
@@ -34,6 +22,20 @@ def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | N
       p2ptools run inria --set data.tile.src=/data/AerialImageDataset/train
       p2ptools run my-recipe.yaml --until train
     """
+
+
+@click.command(help=_HELP, short_help="Run a recipe: data → train → predict → evaluate, resuming where it stopped.")
+@click.argument("recipe")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Overrides the recipe's workdir.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Override a recipe field, e.g. --set train.epochs=5 --set data.tile.src=/data/inria.")
+@click.option("--until", type=click.Choice(STAGES),
+              help="Stop after this stage.")
+@click.option("--offline", is_flag=True, default=None,
+              help="Never download (a recipe's dataset archive, the metrics' weights); also P2PTOOLS_OFFLINE=1.")
+@max_pixels_option
+def run(recipe: str, workdir: Path | None, sets: tuple[str, ...], until: str | None, offline: bool | None) -> None:
+    """Run RECIPE (the help, with the bundled recipes read from the recipes folder, is ``_HELP``)."""
     from p2ptools.recipe import load_recipe, run_recipe
 
     rec = load_recipe(recipe, workdir, parse_assignments(sets))

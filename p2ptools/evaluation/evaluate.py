@@ -46,7 +46,13 @@ from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime import door
 from p2ptools.runtime.device import select_device
-from p2ptools.runtime.output import atomic_write_bytes, atomic_write_text, claim_folder, csv_line_end
+from p2ptools.runtime.output import (
+    atomic_write_bytes,
+    atomic_write_text,
+    claim_folder,
+    csv_line_end,
+    read_dataset_json,
+)
 from p2ptools.runtime.progress import Ticker, report
 
 log = logging.getLogger(__name__)
@@ -243,6 +249,8 @@ class EvalJob:
         device: where the networks run.
         with_input: whether the report shows the input beside each pair.
         base: the mean-colour baseline, its colour and what it is (None: no baseline).
+        identity: what the identity baseline is (the input itself as the output), when input and target
+            are comparable images (:func:`identity_baseline`; None: none).
     """
 
     cfg: EvalConfig
@@ -253,6 +261,7 @@ class EvalJob:
     device: torch.device
     with_input: bool
     base: tuple[np.ndarray, str] | None = None
+    identity: str | None = None
 
 
 def summarize(values: pd.Series) -> dict[str, float]:
@@ -306,7 +315,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     device = select_device(cfg.device)
     report("evaluate %s: %d pairs, metrics %s, on %s", cfg.label, len(pairs), ", ".join(cfg.metrics), device)
     nets = load_networks(cfg, ab, native, device)
-    job = EvalJob(cfg, pairs, ab, native, record, device, with_input, baseline_colour(cfg, record, pairs, ab, native))
+    job = EvalJob(cfg, pairs, ab, native, record, device, with_input, baseline_colour(cfg, record, pairs, ab, native),
+                  identity_baseline(cfg, record, ab, native))
     cached = cached_real_features(cfg, pairs, ab, nets)
     scan = score_pairs(job, nets, cached, progress)
     if not scan.rows:
@@ -319,9 +329,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     summary, fcn_table = summary_table(cfg, per_image, scan, nets, native, cached)
     save_real_features(cfg, cached)
     summary["baseline"] = summary["metric"].map(baseline_means(scan)) if job.base is not None else math.nan
+    identity = identity_means(scan) if job.identity is not None else {}
+    job.identity = job.identity if identity else None  # some input was not comparable: no identity baseline
+    summary["identity"] = summary["metric"].map(identity) if identity else math.nan
     for r in summary.itertuples():
         spread = f" ± {r.std:.4g}" if math.isfinite(r.std) else ""
-        against = f"; baseline {r.baseline:.4g}" if math.isfinite(r.baseline) else ""
+        against = "".join(f"; {what} {v:.4g}" for what, v in (("baseline", r.baseline), ("input itself", r.identity))
+                          if math.isfinite(v))
         report("evaluate %s: %s = %.4g%s (n %d%s)", r.label, r.metric, r.mean, spread, r.n, against)
     for metric, why in nets.unavailable.items():
         log.warning("%s: not computed: %s", metric, why)
@@ -431,6 +445,7 @@ class Scan:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     base_rows: list[dict[str, Any]] = field(default_factory=list)
+    identity_rows: list[dict[str, Any] | None] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     feats: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"real": [], "fake": []})
     conf_fake: np.ndarray | None = None
@@ -456,6 +471,8 @@ def score_pairs(job: EvalJob, nets: Networks, cached: dict[str, Any], progress: 
                 scan.sizes.add(it["real"].shape)
                 if base is not None:
                     scan.base_rows.append(_baseline_row(it, base[0], nets.want))
+                if job.identity is not None:
+                    scan.identity_rows.append(_identity_row(it, nets.want))
             _network_metrics(good, scan.rows[len(scan.rows) - len(good):], scan, nets, cached, job.device)
     return scan
 
@@ -579,7 +596,7 @@ def write_reports(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) 
         {"real": cfg.real, "fake": cfg.fake, "masked": cfg.mask_dir is not None,
          "model": (record or {}).get("run") or (record or {}).get("checkpoint")}, result.fcn, confusion,
         baseline=None if base is None else base[1], provenance=prov, unavailable=result.unavailable,
-        errors=result.errors))
+        errors=result.errors, identity=job.identity))
     atomic_write_text(cfg.out / "evaluate.json", json.dumps({
         "label": cfg.label, "real": str(cfg.real), "fake": str(cfg.fake), "real_is_ab": job.ab,
         "real_side": cfg.real_side, "metrics": list(cfg.metrics), "n": len(result.per_image),
@@ -588,7 +605,10 @@ def write_reports(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) 
         "pixel_scale": "all bands, each on 0-255 by the dataset's range (contract low/high), not clipped"
         if job.native is not None else "8-bit RGB",
         "run": (record or {}).get("run"), "checkpoint": (record or {}).get("checkpoint"),
-        "baseline": None if base is None else {"what": base[1], "colour": [round(float(v), 3) for v in base[0]]},
+        "baseline": None if base is None else {"what": base[1], "colour": [round(float(v), 3) for v in base[0]],
+                                               "scores": _scores(result.summary, "baseline")},
+        "identity": None if job.identity is None else {"what": job.identity,
+                                                       "scores": _scores(result.summary, "identity")},
         "unavailable": result.unavailable, "failed": [{"name": s, "error": e} for s, e in result.errors],
         "provenance": prov,
     }, indent=2, default=str) + "\n")
@@ -689,6 +709,50 @@ def _mean_colour(files: list[Path], side: str | None, limit: int = 2000) -> np.n
     return total / max(count, 1)
 
 
+def identity_baseline(cfg: EvalConfig, record: dict[str, Any] | None, ab: bool, native: NativeSplit | None
+                      ) -> str | None:
+    """What the identity baseline is, in words, when there is one: the input itself as the output, for an
+    A|B ``--real`` whose halves are images (neither a label map by the prediction record's data contract or
+    the split's ``dataset.json``) and a pixel metric; scored only when every input has its target's size
+    (:func:`identity_means`). None for GeoTIFF splits, ``--labels`` and label data."""
+    if not ab or native is not None or cfg.labels is not None or not pixel_metrics(cfg.metrics):
+        return None
+    contract = (record or {}).get("contract") or {}
+    roles = {contract.get("a"), contract.get("b")}
+    if not contract:
+        try:
+            meta = read_dataset_json(cfg.real.parent) or {}
+        except P2PError:
+            meta = {}
+        roles = {meta.get("A"), meta.get("B")}
+    if "label" in roles:
+        return None
+    half = "A" if cfg.real_side == "B" else "B"
+    return f"each pair's input ({half} half), unchanged"
+
+
+def _identity_row(it: dict[str, Any], want: set[str]) -> dict[str, Any] | None:
+    """Pixel metrics of the input itself against the real image (None when their sizes differ)."""
+    real, inp = it["real"], it.get("label")
+    if inp is None or inp.shape != real.shape:
+        return None
+    return {spec.name: spec.function(real, inp, it.get("mask")) for spec in pixel_metrics(want)}  # type: ignore[misc]
+
+
+def identity_means(scan: Scan) -> dict[str, float]:
+    """The identity baseline's mean per pixel metric (summary.csv's ``identity``); empty unless every
+    scored pair's input was comparable to its target."""
+    if not scan.identity_rows or any(r is None for r in scan.identity_rows):
+        return {}
+    table = pd.DataFrame(scan.identity_rows)
+    return {col: summarize(table[col])["mean"] for col in table.columns}
+
+
+def _scores(summary: pd.DataFrame, column: str) -> dict[str, float]:
+    """``{metric: value}`` of a baseline column of the summary (its finite values)."""
+    return {r["metric"]: float(r[column]) for _, r in summary.iterrows() if math.isfinite(r[column])}
+
+
 def _baseline_row(it: dict[str, Any], colour: np.ndarray, want: set[str]) -> dict[str, Any]:
     """Pixel metrics of a constant image of ``colour`` against the real one."""
     real = it["real"]
@@ -731,6 +795,7 @@ def provenance(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> 
         "model": {"run": (record or {}).get("run"), "checkpoint": (record or {}).get("checkpoint"),
                   "direction": (record or {}).get("direction")} if record else None,
         "baseline": base[1] if base is not None else None,
+        "identity": job.identity,
         "notes": notes,
     }
 

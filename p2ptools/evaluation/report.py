@@ -40,7 +40,7 @@ class ReportData:
         label: the run's name.
         per_image: a row per image (``name`` and a column per metric), in the order their
             thumbnails were written (row ``i`` → index ``i``).
-        summary: ``summary.csv``'s table (metric, mean, std, interval, n, baseline, note).
+        summary: ``summary.csv``'s table (metric, mean, std, interval, n, baseline, note, identity).
         with_input: whether the thumbnails include the input.
         info: ``real`` and ``fake`` folders, ``masked`` (bool), ``model`` (or None).
         fcn: the FCN-score table, when asked.
@@ -49,6 +49,7 @@ class ReportData:
         provenance: what the numbers rest on (:func:`p2ptools.evaluation.evaluate.provenance`).
         unavailable: metric → why it was not computed.
         errors: ``(name, error)`` of the pairs left out.
+        identity: what the identity baseline is, in words (None: none).
     """
 
     label: str
@@ -62,6 +63,7 @@ class ReportData:
     provenance: dict[str, Any] | None = None
     unavailable: dict[str, str] | None = None
     errors: list[tuple[str, str]] | None = None
+    identity: str | None = None
 
 
 def _decimals(metric: str) -> int | None:
@@ -114,26 +116,31 @@ def write_thumbs(out: Path, index: int, item: dict[str, Any]) -> None:
         write_image(out / rel, _small(pictures[role]), "jpg", jpeg_quality=85)
 
 
+def _baselines(summary: pd.DataFrame, metric: str) -> str:
+    """The baselines' values of ``metric`` on its card (mean colour, input itself), where the summary has them."""
+    row = summary[summary["metric"] == metric]
+    shown = [(what, row[col].iloc[0]) for col, what in (("baseline", "mean colour"), ("identity", "input itself"))
+             if col in summary.columns and len(row) and np.isfinite(row[col].iloc[0])]
+    return "".join(f"<span class=\"base\">{what} {_number(v, metric)}</span>" for what, v in shown)
+
+
 def _summary_cards(summary: pd.DataFrame) -> str:
-    base = {r.metric: r.baseline for r in summary.itertuples()
-            if "baseline" in summary.columns and np.isfinite(r.baseline)}
     cards = []
     for r in summary.itertuples():
         ci = (f"95% CI {_number(r.ci95_low, r.metric)}–{_number(r.ci95_high, r.metric)}" if np.isfinite(r.ci95_low)
               else (f"± {_number(r.std, r.metric)}" if np.isfinite(r.std) else ""))
         arrow = "↑ better" if higher_is_better(r.metric) else "↓ better"
-        against = (f"<span class=\"base\">baseline {_number(base[r.metric], r.metric)}</span>" if r.metric in base
-                   else "")
+        against = _baselines(summary, r.metric)
         cards.append(f"<div class=\"card\" title=\"{esc(r.note)}\"><span>{esc(r.metric)} · {arrow}</span>"
                      f"<b>{_number(r.mean, r.metric)}</b><span>{ci} · n {int(r.n)}</span>{against}</div>")
     return f"<div class=\"cards\">{''.join(cards)}</div>"
 
 
-_SUMMARY_SHOWN = ["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline", "note"]
+_SUMMARY_SHOWN = ["metric", "mean", "std", "ci95_low", "ci95_high", "n", "baseline", "identity", "note"]
 
 
 def _provenance(prov: dict[str, Any] | None, baseline: str | None, unavailable: dict[str, str] | None,
-                errors: list[tuple[str, str]] | None) -> str:
+                errors: list[tuple[str, str]] | None, identity: str | None = None) -> str:
     """What the numbers rest on, and what is missing, as a section of the page."""
     parts = []
     if unavailable:
@@ -144,8 +151,11 @@ def _provenance(prov: dict[str, Any] | None, baseline: str | None, unavailable: 
             f"<li>{esc(s)}: {esc(e)}</li>" for s, e in errors[:50]) + ("<li>…</li>" if len(errors) > 50 else "")
             + "</ul>")
     if baseline:
-        parts.append(f"<p class=\"note\">Baseline: every pixel the {esc(baseline)}, scored on the same images (what "
+        parts.append(f"<p class=\"note\">Baseline <i>mean colour</i>: every pixel the {esc(baseline)}, scored on the same images (what "
                      "a model that learned nothing scores); a model should beat it clearly.</p>")
+    if identity:
+        parts.append(f"<p class=\"note\">Baseline <i>input itself</i>: {esc(identity)}, scored as the output on the same images "
+                     "(what a model that changes nothing scores).</p>")
     if prov:
         rows = [("p2ptools", prov.get("p2ptools")), ("torch", prov.get("torch")), ("numpy", prov.get("numpy")),
                 ("scikit-image", prov.get("scikit-image")), ("device, precision",
@@ -254,7 +264,7 @@ def write_report_page(out: Path, data: ReportData) -> Path:
     default_sort = {"key": primary, "desc": not higher_is_better(primary)}
     hists = "".join(f"<figure>{histogram(per_image[m].tolist(), m)}</figure>" for m in metrics)
     body = [f"<h2>Summary</h2>{_summary_cards(summary)}",
-            _provenance(data.provenance, data.baseline, data.unavailable, data.errors),
+            _provenance(data.provenance, data.baseline, data.unavailable, data.errors, data.identity),
             f"<details><summary>summary table</summary>"
             f"{table(_SUMMARY_SHOWN, summary.reindex(columns=_SUMMARY_SHOWN).values.tolist())}"
             f"</details>"]

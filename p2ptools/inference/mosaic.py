@@ -64,7 +64,14 @@ from p2ptools.inference.scene_io import (
     temp_output,
     write_rows,
 )
-from p2ptools.inference.scene_plan import PlanOptions, ScenePlan, output_profile, plan_scene, scene_info
+from p2ptools.inference.scene_plan import (
+    PlanOptions,
+    ScenePlan,
+    describe_input,
+    output_profile,
+    plan_scene,
+    scene_info,
+)
 from p2ptools.prep.raster import (
     GDAL_CACHE_BYTES,
     SceneInfo,
@@ -93,6 +100,7 @@ class MosaicReport:
     tiles: int
     input_kind: str
     seconds: float = 0.0
+    what: str = ""  # the input in words: "1-band photo", "label raster" … (:func:`describe_input`)
 
     @property
     def mpix_per_s(self) -> float:
@@ -141,12 +149,13 @@ def predict_scene(run_or_ckpt: Path, scene: Path, out: Path, options: PredictOpt
                           PlanOptions(options.input_kind, options.palette, options.rgb, overlap, options.blend,
                                       T // 4 if options.pad is None else options.pad))
         info = scene_info(src, scene, plan, contract.photo, options.bands)
+        what = describe_input(plan, info.bands, src.count, src.dtypes[0])
         run = make_engine(G, meta, EngineRequest(mcfg.in_channels, T, dev, options.amp,
                                                  channels_last=dev.type in ("cpu", "cuda")), options.engine)
         total = _render(_Scene(run, src, out, scene.name, info, plan, options), tags)
-    result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind)
+    result = MosaicReport(out, meta["path"], src.width, src.height, total, plan.kind, what=what)
     result.seconds = time.perf_counter() - start
-    report("predicted %s (%d×%d, %d windows) in %s → %s", scene, src.width, src.height, total,
+    report("predicted %s (%d×%d %s, %d windows) in %s → %s", scene, src.width, src.height, result.what, total,
            duration(result.seconds), out)
     return result
 

@@ -165,6 +165,24 @@ def plan_scene(src: rasterio.io.DatasetReader, scene: Path, contract: DataContra
                  channels=native[1].channels if native else 3)
 
 
+def describe_input(plan: ScenePlan, bands: tuple[int, ...], count: int, dtype: str) -> str:
+    """What the raster is, in words, for the logs: ``label raster``, ``1-band photo``, ``3-band photo (bands
+    1,2,3 of 4)``, ``4-band uint16 photo`` (read in its own units by a model trained on GeoTIFF tiles).
+
+    Args:
+        plan: the scene's plan (what the model reads).
+        bands: the bands read (1-based).
+        count: the raster's band count.
+        dtype: the raster's data type.
+    """
+    if plan.kind == "labels":
+        return "label raster"
+    if plan.kind == "native":
+        return f"{len(bands)}-band {dtype} photo"
+    part = f" (bands {','.join(map(str, bands))} of {count})" if len(bands) != count else ""
+    return f"{len(bands)}-band photo{part}"
+
+
 def output_profile(src: rasterio.io.DatasetReader, plan: ScenePlan) -> dict[str, Any]:
     profile: dict[str, Any] = {"driver": "GTiff", "width": src.width, "height": src.height, "tiled": True,
                                "blockxsize": 256, "blockysize": 256}

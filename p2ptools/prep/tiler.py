@@ -223,8 +223,9 @@ def _contract(cfg: TileConfig, meta: dict[str, Any], palette: Palette, infos: di
                       stretch=(float(cfg.stretch[0]), float(cfg.stretch[1])),
                       stretch_scope="dataset" if cfg.stretch_scope == "dataset" else "per scene",
                       dataset_stretch=dataset_stretch or None)
-    return DataContract(kind="tiles", a=meta["A"], b=meta["B"], size=cfg.size, palette=palette.to_dict(),
-                        photo=photo, scenes=dict(sorted(scenes.items())))
+    labels = "label" in (meta["A"], meta["B"])  # photo → photo: no label palette
+    return DataContract(kind="tiles", a=meta["A"], b=meta["B"], size=cfg.size,
+                        palette=palette.to_dict() if labels else None, photo=photo, scenes=dict(sorted(scenes.items())))
 
 
 def _tif_record(out: Path, rows: list[dict[str, str]], roles: tuple[str, str], infos: dict[str, SceneInfo],
@@ -698,7 +699,8 @@ def _start_output(cfg: TileConfig, found: Any, palette: Palette, photo_pairs: bo
     before = (read_dataset_json(out) or {}).get("contract") if resumed else None
     meta: dict[str, Any] = {
         "kind": "tiles", "params": params, "A": "label" if label_is_a else "photo",
-        "B": "photo" if label_is_a or photo_pairs else "label", "palette": palette.to_dict(), "complete": False,
+        "B": "photo" if label_is_a or photo_pairs else "label",
+        "palette": None if photo_pairs else palette.to_dict(), "complete": False,  # photo → photo: no labels
         "input_names": names, **({"contract": before} if before else {}),
     }
     write_dataset_json(out, meta)

@@ -4,6 +4,7 @@ written, evaluate knows what predict did, and a missing weights file costs only 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,14 +14,14 @@ import rasterio
 from click.testing import CliRunner
 
 from p2ptools.cli.main import cli
-from tests.conftest import SMALL_TRAIN, small_pairs
+from tests.conftest import ROOT, SMALL_TRAIN, small_pairs
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_walk_through_as_written(tmp_path):
+def test_walk_through_as_written(tmp_path, monkeypatch):
     tiles, runs, preds, rep = tmp_path / "tiles", tmp_path / "run", tmp_path / "preds", tmp_path / "report"
     res = run("tile", "--sample", tiles)
     assert res.exit_code == 0, res.output
@@ -41,14 +42,29 @@ def test_walk_through_as_written(tmp_path):
     assert res.exit_code == 0, res.output
     summary = pd.read_csv(rep / "summary.csv").set_index("metric")
     assert summary.loc["l1", "baseline"] > 0 and "baseline" in res.output
+    # the grey tiles left grey, beside the mean colour (the demo's numbers on its 8 test tiles)
+    assert summary.loc["l1", "identity"] == pytest.approx(10.2, abs=0.05), summary
+    assert summary.loc["ssim", "identity"] == pytest.approx(0.970, abs=0.0005), summary
+    assert summary.loc["l1", "baseline"] == pytest.approx(15.5, abs=0.05), summary
+    assert summary.loc["ssim", "baseline"] == pytest.approx(0.612, abs=0.0005), summary
+    assert "input itself 10.16" in res.output and str(rep / "report.html") in res.output
     doc = json.loads((rep / "evaluate.json").read_text())
     assert "training targets" in doc["baseline"]["what"] and doc["run"] == str(runs)
     assert doc["provenance"]["images"]["scored"] == len(out) and doc["provenance"]["torch"]
     from p2ptools.recipe import sample_root
 
-    res = run("predict", runs, sample_root() / "naip" / "pan" / "naip.tif", tmp_path / "colour.tif")
+    # the README's last line, as typed, from a folder that is not the clone
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("p2ptools predict run s"))
+    words = line.split("#")[0].split()
+    assert words == ["p2ptools", "predict", "run", "sample", "colour.tif"], line
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = run("predict", runs, *words[3:])
     assert res.exit_code == 0, res.output
-    with rasterio.open(tmp_path / "colour.tif") as ds, rasterio.open(sample_root() / "naip" / "rgb" / "naip.tif") as t:
+    assert "INPUT sample: the built-in demo's grey scene" in res.output
+    assert "934×724 1-band photo → colour.tif" in res.output  # what it read, not "rgb raster"
+    with rasterio.open(elsewhere / "colour.tif") as ds, rasterio.open(sample_root() / "naip" / "rgb" / "naip.tif") as t:
         assert (ds.count, ds.dtypes[0], ds.crs, ds.transform, ds.shape) == (3, "uint8", t.crs, t.transform, t.shape)
 
 
@@ -63,6 +79,22 @@ def test_outputs_keep_the_inputs_size_and_say_so(tmp_path):
     assert res.exit_code == 0, res.output
     assert cv2.imread(str(tmp_path / "preds" / "0.png")).shape == (64, 48, 3)
     assert "2 image(s) were not 32 px (the model's size)" in res.output and "resized back" in res.output
+    # … and the help and the docs say so
+    helped = " ".join(run("predict", "--help").output.split())
+    assert "at each input's own size (translated at the model's size and resized back" in helped
+    assert "OUT/<name>.png at the model's size" not in helped
+    for page in ("README.md", "docs/getting-started/walk-through.md"):
+        assert "at the tiles' size" not in (ROOT / page).read_text(), page
+
+
+def test_an_explicit_path_named_sample_wins(tmp_path, monkeypatch):
+    from p2ptools.recipe import resolve_sample_input, sample_root
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_sample_input(Path("sample")) == sample_root() / "naip" / "pan" / "naip.tif"
+    assert resolve_sample_input(Path("other")) == Path("other")
+    (tmp_path / "sample").mkdir()
+    assert resolve_sample_input(Path("sample")) == Path("sample")
 
 
 def test_evaluate_takes_the_target_half_from_the_prediction_record(tmp_path):
@@ -98,6 +130,22 @@ def test_a_missing_weights_file_costs_only_its_metric(tmp_path, monkeypatch):
     summary = pd.read_csv(tmp_path / "r" / "summary.csv")
     assert list(summary["metric"]) == ["l1", "ssim"] and (tmp_path / "r" / "report.html").is_file()
     assert "fid" in json.loads((tmp_path / "r" / "evaluate.json").read_text())["unavailable"]
+
+
+def test_nothing_computed_says_so(tmp_path, monkeypatch):
+    """Only metrics whose weights are missing: no table, no "scored and written", exit 1; the page's path."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(real / f"{i}.png"), np.full((16, 16, 3), 60 * i, np.uint8))
+    res = run("evaluate", "--real", real, "--fake", real, "--metrics", "fid", "--offline", "--out", tmp_path / "r",
+              "--workers", 0)
+    assert res.exit_code == 1, res.output
+    assert "DataFrame" not in res.output and "Columns:" not in res.output and "scored and written" not in res.output
+    assert "nothing computed" in res.output and "metric fid not computed" in res.output
+    assert str(tmp_path / "r" / "report.html") in res.output
 
 
 def test_baseline_is_the_mean_colour_scored_on_the_same_images(tmp_path):

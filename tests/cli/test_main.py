@@ -36,3 +36,13 @@ def test_every_package_is_listed_for_the_wheel():
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "p2ptools").rglob("__init__.py")}
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
     assert {"p2ptools._models", "p2ptools._recipes"} <= listed
+
+
+def test_run_help_lists_every_bundled_recipe():
+    from p2ptools.recipe import recipes_dir
+
+    res = CliRunner().invoke(cli, ["run", "--help"])
+    helped = " ".join(res.output.split())
+    names = sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+    assert res.exit_code == 0 and "atlanta" in names
+    assert f"a bundled recipe ({', '.join(names)})" in helped

@@ -46,6 +46,7 @@ def test_sample_scene_end_to_end(tmp_path):
     assert len(tiles(out)) == 58 and "no georeference" not in res.output
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["complete"] and meta["A"] == "photo" and meta["B"] == "photo"
+    assert meta["palette"] is None and meta["contract"]["palette"] is None  # photo → photo: no label classes
     ab = read_image(sorted((out / "train").glob("*.png"))[0])
     a, b = split_ab(ab)
     assert ab.shape == (128, 256, 3) and (a[..., 0] == a[..., 2]).all() and not (b[..., 0] == b[..., 2]).all()

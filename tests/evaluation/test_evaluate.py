@@ -157,3 +157,49 @@ def test_compare_of_a_damaged_report_is_one_line_and_writes_nothing(tmp_path, da
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
     assert res.output.startswith(f"Error: {tmp_path / 'b' / damage}: not ") and res.output.count("\n") == 1, res.output
     assert not (tmp_path / "cmp" / "comparison.csv").exists()
+
+
+def _ab_split(folder, offset, n=3, size=32):
+    """A|B pairs whose A half is B plus ``offset`` (a photo and a comparable photo of it)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        b = rng.integers(40, 200, (size, size, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i}.png"), np.concatenate([b + offset, b], axis=1))
+    return folder
+
+
+def test_identity_baseline_scores_the_input_itself(tmp_path):
+    """Photo → photo (A|B of one size): the input itself as the output, beside the mean-colour baseline, in
+    summary.csv, evaluate.json, the printed lines and the page."""
+    import json
+
+    real = _ab_split(tmp_path / "test", 10)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for p in real.iterdir():
+        cv2.imwrite(str(fake / p.name), cv2.imread(str(p))[:, 32:] + 2)  # the target, off by 2
+    res = run("evaluate", "--real", real, "--fake", fake, "--metrics", "l1,ssim", "--out", tmp_path / "r",
+              "--workers", 0)
+    assert res.exit_code == 0, res.output
+    s = pd.read_csv(tmp_path / "r" / "summary.csv").set_index("metric")
+    assert s.loc["l1", "mean"] == pytest.approx(2.0) and s.loc["l1", "identity"] == pytest.approx(10.0)
+    assert s.loc["l1", "baseline"] > 10 and 0 < s.loc["ssim", "identity"] < 1
+    doc = json.loads((tmp_path / "r" / "evaluate.json").read_text())
+    assert doc["identity"]["scores"]["l1"] == pytest.approx(10.0) and "A half" in doc["identity"]["what"]
+    assert doc["baseline"]["scores"]["l1"] == pytest.approx(s.loc["l1", "baseline"])
+    assert "input itself 10" in res.output and "input itself" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_no_identity_baseline_for_label_maps(tmp_path):
+    """A label → photo split (by the split's dataset.json) has no identity baseline: a label map is no output."""
+    import json
+
+    real = _ab_split(tmp_path / "ds" / "test", 10)
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps({"kind": "tiles", "A": "label", "B": "photo"}))
+    res = run("evaluate", "--real", real, "--fake", real, "--metrics", "l1", "--out", tmp_path / "r",
+              "--workers", 0, "--real-kind", "ab", "--resize", "fake")
+    assert res.exit_code == 0, res.output
+    s = pd.read_csv(tmp_path / "r" / "summary.csv").set_index("metric")
+    assert np.isnan(s.loc["l1", "identity"]) and s.loc["l1", "baseline"] > 0
+    assert json.loads((tmp_path / "r" / "evaluate.json").read_text())["identity"] is None

@@ -121,7 +121,7 @@ def test_cli_raster_prediction_and_errors(run, tmp_path):
     res = CliRunner().invoke(cli, ["predict", str(run), str(scene), str(tmp_path / "o.tif"), "--overviews"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "64×64 labels raster" in res.output
+    assert "64×64 label raster →" in res.output  # what it read, in words
     bad = write_tif(tmp_path / "bad.tif", blocks_mask(64, 64, [0, 3], block=8))
     res = CliRunner().invoke(cli, ["predict", str(run), str(bad), str(tmp_path / "x.tif")])
     assert res.exit_code == 1 and "values outside palette" in res.output and "3" in res.output
@@ -160,7 +160,7 @@ def test_photo_to_label_model_writes_a_class_raster(photo_run, tmp_path):
     scene = write_tif(tmp_path / "rgb.tif", photo(80, 100, seed=3))
     out = tmp_path / "classes.tif"
     rep = predict_scene(photo_run, scene, out, PredictOptions(progress=False))
-    assert rep.input_kind == "rgb"
+    assert rep.input_kind == "rgb" and rep.what == "3-band photo"
     with rasterio.open(out) as b:
         assert (b.count, b.dtypes[0]) == (1, "uint8")
         assert set(np.unique(b.read(1))) <= {0, 255}  # palette values, never a blend of them

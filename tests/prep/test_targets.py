@@ -40,6 +40,8 @@ def test_targets_on_another_grid_are_aligned_to_the_photo(tmp_path):
             assert inside.mean() > 0.7 and np.array_equal(pa[:, inside], pb[:, inside])
     c = json.loads((tmp_path / "out" / "dataset.json").read_text())["contract"]
     assert (c["a"], c["b"], c["tif"]["A"]["role"], c["tif"]["B"]["role"]) == ("photo", "photo", "photo", "photo")
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert c["palette"] is None and meta["palette"] is None  # photo → photo: no label palette
 
 
 def test_png_pairs_and_errors(tmp_path):
