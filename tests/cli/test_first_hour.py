@@ -115,13 +115,19 @@ def test_evaluate_takes_the_target_half_from_the_prediction_record(tmp_path):
     assert res.exit_code == 0 and "says the model was trained BtoA" in res.output
 
 
-def test_a_missing_weights_file_costs_only_its_metric(tmp_path, monkeypatch):
+def _flat_images_without_weights(tmp_path, monkeypatch):
+    """Three flat 16-px images, with no metric weights to be found."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
     real = tmp_path / "real"
     real.mkdir()
     for i in range(3):
         cv2.imwrite(str(real / f"{i}.png"), np.full((16, 16, 3), 60 * i, np.uint8))
+    return real
+
+
+def test_a_missing_weights_file_costs_only_its_metric(tmp_path, monkeypatch):
+    real = _flat_images_without_weights(tmp_path, monkeypatch)
     res = run("evaluate", "--real", real, "--fake", real, "--metrics", "l1,ssim,fid", "--out", tmp_path / "r",
               "--workers", 0)
     assert res.exit_code == 1, res.output
@@ -134,12 +140,7 @@ def test_a_missing_weights_file_costs_only_its_metric(tmp_path, monkeypatch):
 
 def test_nothing_computed_says_so(tmp_path, monkeypatch):
     """Only metrics whose weights are missing: no table, no "scored and written", exit 1; the page's path."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
-    monkeypatch.delenv("P2PTOOLS_WEIGHTS", raising=False)
-    real = tmp_path / "real"
-    real.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(real / f"{i}.png"), np.full((16, 16, 3), 60 * i, np.uint8))
+    real = _flat_images_without_weights(tmp_path, monkeypatch)
     res = run("evaluate", "--real", real, "--fake", real, "--metrics", "fid", "--offline", "--out", tmp_path / "r",
               "--workers", 0)
     assert res.exit_code == 1, res.output
