@@ -71,6 +71,21 @@ class P2PGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except (MemoryError, RuntimeError) as exc:  # an allocator refusal is the machine's size, not a bug
+            if not _out_of_memory(exc):
+                raise
+            raise click.ClickException(
+                "out of memory: " + (" ".join(str(exc).split())[:200] or type(exc).__name__)
+                + "; the network, batch or image is too large for this machine: use a smaller model (--set "
+                "model.ngf=…, --model tiny), --batch-size or image size, or another device") from None
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator refusal (CPU or GPU), as torch and numpy raise them."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return any(s in text for s in ("can't allocate memory", "out of memory", "Unable to allocate"))
 
 
 class _ProgressFormatter(logging.Formatter):

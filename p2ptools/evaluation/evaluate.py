@@ -865,7 +865,14 @@ def _read_summary(rep: Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path}: not an evaluate summary (no {', '.join(missing)} column); run p2ptools evaluate "
                          f"--out {rep} again")
-    return s
+    numbers = s[["mean", "std", "n"]].apply(pd.to_numeric, errors="coerce")
+    bad = ~s["metric"].map(lambda m: isinstance(m, str) and bool(m)) | numbers["mean"].isna() & s["mean"].notna() \
+        | numbers["n"].isna() | (numbers["n"] % 1 != 0)
+    if bad.any():
+        row = int(bad.idxmax()) + 2  # the file's line: a header, then rows from 0
+        raise InputError(f"{path}: line {row} is not an evaluate summary row (a metric name, a number for mean and "
+                         f"a count for n); run p2ptools evaluate --out {rep} again")
+    return s.assign(mean=numbers["mean"], std=numbers["std"], n=numbers["n"].astype(int))
 
 
 def compare_reports(reports: list[Path], out: Path) -> pd.DataFrame:

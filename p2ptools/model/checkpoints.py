@@ -260,13 +260,32 @@ def load_generator(run_or_file: Path, which: str = "latest", device: torch.devic
     ckpt = load_checkpoint(path, mmap=True)  # the discriminator and optimiser states stay on disk
     mcfg = ModelConfig(**ckpt["model_config"])  # validated by load_checkpoint
     G = build_generator(mcfg.generator, mcfg.generator_kwargs())
-    G.load_state_dict(ckpt["G"])
+    load_weights(G, ckpt.get("G"), path, "generator")
     G.to(device).eval()
     meta = {"path": str(path), "train_config": ckpt["train_config"], "state": ckpt["state"],
             "dataset": ckpt.get("dataset")}
     if ckpt.get("official"):  # imported from the official code: its uint8 conversion, for equal outputs
         meta["official"] = ckpt["official"]
     return G, mcfg, meta
+
+
+def load_weights(net: nn.Module, state: Any, path: Path, what: str) -> None:
+    """Load the state dict ``state`` of a checkpoint into ``net``, or refuse in one line naming the file.
+
+    Raises:
+        InputError: when ``state`` is not a state dict of tensors (missing, damaged, crafted) or its
+            tensors do not fit the network the checkpoint's ``model_config`` describes.
+    """
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise InputError(f"{path}: holds no {what} weights p2ptools can read (missing or not a state dict of "
+                         "tensors); the file is damaged or was not written by p2ptools")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        said = " ".join(str(exc).split())
+        raise InputError(f"{path}: its {what} weights do not fit the network its model_config describes "
+                         f"({said[:240]}{'…' if len(said) > 240 else ''})") from None
 
 
 def run_files(run_dir: Path) -> list[Path]:

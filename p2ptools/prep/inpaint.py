@@ -35,6 +35,7 @@ from p2ptools.runtime.output import (
     STATE_DIR,
     atomic_write_text,
     check_distinct_outputs,
+    check_not_inside,
     csv_text,
     inputs_digest,
     prepare_output,
@@ -291,8 +292,9 @@ def make_inpaint_dataset(cfg: InpaintConfig, progress: bool = True) -> InpaintRe
 
     Raises:
         InputError: if the source has no images.
-        OutputError: if the output folder holds another dataset.
+        OutputError: if the output folder holds another dataset, or is or holds the input folder.
     """
+    check_not_inside(cfg.out, [cfg.src])  # before the scan, which leaves the output folder out
     files = list_images(cfg.src, exclude=cfg.out)
     if not files:
         raise InputError(f"{cfg.src}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -84,6 +84,23 @@ def refuse_link(path: Path) -> None:
                           "through or replaces a link it did not make: remove the link, or write elsewhere")
 
 
+def refuse_shared(path: Path, fd: int) -> None:
+    """Refuse a file opened in place (a lock, an appended log) that is not a plain file of its own: a hard
+    link shares its contents with another name, maybe outside the output folder (closes ``fd`` first).
+
+    Raises:
+        OutputError: naming the file and what it is.
+    """
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        return
+    os.close(fd)
+    what = (f"a hard link ({st.st_nlink} names share its contents)" if stat.S_ISREG(st.st_mode)
+            else "not a plain file")
+    raise OutputError(f"{path}: is {what} where p2ptools writes into a file of its own; p2ptools never writes "
+                      "into a file that has other names: remove it, or write elsewhere")
+
+
 def ensure_folder(folder: Path) -> Path:
     """Create ``folder`` (and its parents) as real folders; returns it.
 
@@ -243,6 +260,7 @@ def append_text(path: Path, text: str) -> None:
     _check_target(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        refuse_shared(path, fd)
         with os.fdopen(fd, "a", encoding="utf-8", newline="") as fh:
             fh.write(text)
     except OSError as exc:
@@ -327,7 +345,9 @@ def open_lock(folder: Path, path: Path) -> int:
         else:
             ensure_folder(path.parent)
         refuse_link(path)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+        refuse_shared(path, fd)  # a hard link to a file elsewhere would be truncated and rewritten
+        return fd
     except OutputError as exc:
         if is_disk_full(exc):
             raise _lock_error(folder, path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None

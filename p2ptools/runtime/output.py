@@ -360,6 +360,11 @@ def refuse_foreign(out: Path, foreign: list[str]) -> None:
     """
     if foreign:
         shown = ", ".join(map(shown_name, foreign[:5])) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        links = [f for f in foreign if (out / f).is_symlink()]
+        if links:  # named as what they are: p2ptools never makes a link, nor writes through one
+            raise OutputError(f"{out}: holds {len(links)} link(s) p2ptools did not make "
+                              f"({', '.join(map(shown_name, links[:5]))}); p2ptools never writes through or replaces "
+                              "a link: remove them, or use another output folder")
         runs = [f for f in foreign if re.fullmatch(r"(latest|best|epoch_\d+)\.pt", f)]
         if runs:  # p2ptools wrote them, as a training run: this command's outputs go elsewhere
             raise OutputError(f"{out}: is a p2ptools training run folder ({', '.join(runs[:3])}); it is not an output "

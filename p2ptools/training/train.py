@@ -29,13 +29,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2ptools.config import TrainConfig
-from p2ptools.errors import ConfigError, P2PError
+from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.model.checkpoints import (
     RunState,
     dataset_meta,
     foreign_run_files,
     load_checkpoint,
     load_generator,
+    load_weights,
     prune_snapshots,
     resolve_checkpoint,
     save_checkpoint,
@@ -654,13 +655,17 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
         raise ConfigError(f"{path}: was trained with another model configuration")
     if not ckpt.get("full"):
         raise ConfigError(f"{path}: is a generator-only snapshot; --resume needs a full latest.pt")
-    unwrap(m.G).load_state_dict(ckpt["G"])
-    unwrap(m.D).load_state_dict(ckpt["D"])
-    for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
-        getattr(m, name).load_state_dict(ckpt[name])
-    state = RunState(**ckpt["state"])
+    load_weights(unwrap(m.G), ckpt.get("G"), path, "generator")
+    load_weights(unwrap(m.D), ckpt.get("D"), path, "discriminator")
+    try:
+        for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
+            getattr(m, name).load_state_dict(ckpt[name])
+        state = RunState(**ckpt["state"])
+        set_rng_states(ckpt["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or crafted file, not a bug
+        raise InputError(f"{path}: its training state cannot be restored ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); resume from another checkpoint or start anew") from None
     state.finished = False
-    set_rng_states(ckpt["rng"])
     for sched in (m.sched_G, m.sched_D):  # the schedule may have changed (more epochs, another decay)
         for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
             group["lr"] = base * lr_factor(state.epoch, tcfg.epochs, tcfg.n_decay)

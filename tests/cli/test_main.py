@@ -46,3 +46,21 @@ def test_run_help_lists_every_bundled_recipe():
     names = sorted(p.stem for p in recipes_dir().glob("*.yaml"))
     assert res.exit_code == 0 and "atlanta" in names
     assert f"a bundled recipe ({', '.join(names)})" in helped
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    """A network under the configuration's bounds can still be too large for the machine: the allocator's
+    refusal is one line saying what to make smaller, not a traceback."""
+    import p2ptools.training.train as train_mod
+    from tests.conftest import SMALL_TRAIN, small_pairs
+
+    def fit(*_a, **_k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(train_mod, "fit", fit)
+    res = CliRunner().invoke(cli, ["train", str(small_pairs(tmp_path / "ds")), "--out", str(tmp_path / "run"),
+                                   "--epochs", "1", *SMALL_TRAIN])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+    assert res.output.startswith("Error: out of memory: ") and res.output.count("\n") == 1, res.output
+    assert "--set model.ngf" in res.output
