@@ -101,6 +101,7 @@ def _quantize(graph: bytes, tiles: np.ndarray) -> bytes:
     """``graph`` statically quantized on ``tiles`` (see the module)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = [{"input": tiles[i : i + CALIBRATION_BATCH]} for i in range(0, len(tiles), CALIBRATION_BATCH)]
 
@@ -109,10 +110,16 @@ def _quantize(graph: bytes, tiles: np.ndarray) -> bytes:
             return batches.pop(0) if batches else None
 
     with tempfile.TemporaryDirectory(prefix="p2ptools-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(onnx.load_from_string(graph), out, Reader(), quant_format=QuantFormat[QUANT_FORMAT],
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        prepared, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        try:  # ONNX shape inference and ONNX Runtime's graph optimisations (the symbolic one cannot follow
+            # the dynamic sizes through DepthToSpace), then the quantizer
+            quant_pre_process(onnx.load_from_string(graph), prepared, skip_symbolic_shape=True)
+            quantize_static(prepared, out, Reader(), quant_format=QuantFormat[QUANT_FORMAT],
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        except Exception as exc:  # the quantizer raises bare Exceptions: one line, not a traceback
+            raise ConfigError(f"--amp int8: ONNX Runtime could not quantize this network ({exc}); use --amp none"
+                              ) from exc
         return out.read_bytes()
 
 
