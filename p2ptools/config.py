@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from p2ptools.errors import ConfigError
 from p2ptools.runtime.formats import IMAGE_FORMATS
-from p2ptools.runtime.precisions import AMPS
+from p2ptools.runtime.precisions import AMPS, TRAIN_AMPS  # noqa: F401  (AMPS: predict --amp, re-exported)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -510,7 +510,7 @@ class TrainConfig:
             ConfigError: naming the first invalid field.
         """
         choices = {"optimizer": OPTIMIZERS, "gan_loss": GAN_LOSSES, "augment": AUGMENTS,
-                   "direction": AB_DIRECTIONS, "amp": AMPS}
+                   "direction": AB_DIRECTIONS, "amp": TRAIN_AMPS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")

@@ -9,6 +9,7 @@ import click
 from p2ptools.cli.options import dask_option, max_pixels_option
 from p2ptools.config import AMPS, BLENDS, INPUT_KINDS, SWITCHES
 from p2ptools.inference.engine import ENGINE_CHOICES, ENGINES
+from p2ptools.runtime.precisions import PRECISIONS
 
 
 def _input_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
@@ -51,7 +52,7 @@ def _input_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(AMPS), default="auto", show_default=True,
-              help="Precision: auto = bf16 where the device runs it natively, else fp32.")
+              help="Precision: " + "; ".join(f"{p.name}: {p.help}" for p in PRECISIONS.values()) + ".")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="What runs the network: " + "; ".join(f"{e.name}: {e.help}" for e in ENGINES.values())
                    + "; auto: the first of these that can run here (torch on a GPU, with native bf16 or with "

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from p2ptools.cli.options import max_pixels_option, parse_assignments
-from p2ptools.config import AB_DIRECTIONS, AMPS, AUGMENTS, GAN_LOSSES, PRESET_NAMES
+from p2ptools.config import AB_DIRECTIONS, AUGMENTS, GAN_LOSSES, PRESET_NAMES, TRAIN_AMPS
 
 EXPECTED = "model.FIELD=VALUE or train.FIELD=VALUE"
 
@@ -67,7 +67,7 @@ def _preset_default(field: str) -> str:
               help="DataLoader worker processes.")
 @click.option("--seed", type=int, show_default=_preset_default("seed"))
 @click.option("--device", show_default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps …")
-@click.option("--amp", type=click.Choice(AMPS), show_default="auto",
+@click.option("--amp", type=click.Choice(TRAIN_AMPS), show_default="auto",
               help="Mixed precision; auto = bf16 where the device runs it natively (CUDA, CPUs with AMX or "
                    "AVX-512 BF16), else fp32.")
 @click.option("--channels-last", is_flag=True, default=None, help="Channels-last memory format.")

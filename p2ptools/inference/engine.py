@@ -57,18 +57,20 @@ class TorchEngine:
 
 
 class OnnxRuntimeEngine:
-    """The generator exported to ONNX (BatchNorm folded) and run by ONNX Runtime in fp32 on the CPU."""
+    """The generator exported to ONNX (BatchNorm folded) and run by ONNX Runtime on the CPU: fp32, or the
+    ``graph`` given (the int8 graph of :mod:`p2ptools.inference.quantize`)."""
 
-    def __init__(self, G: nn.Module, meta: dict[str, Any], in_channels: int, size: int) -> None:
+    def __init__(self, G: nn.Module, meta: dict[str, Any], in_channels: int, size: int, graph: bytes | None = None,
+                 name: str = "onnxruntime fp32") -> None:
         import onnxruntime as ort
 
-        graph = _onnx_graph(G, in_channels, size)
+        graph = _onnx_graph(G, in_channels, size) if graph is None else graph
         opts = ort.SessionOptions()
         import torch
 
         opts.intra_op_num_threads = max(1, torch.get_num_threads())
         self.session = ort.InferenceSession(graph, sess_options=opts, providers=["CPUExecutionProvider"])
-        self.name = "onnxruntime fp32"
+        self.name = name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -99,6 +101,16 @@ def _onnxruntime_missing() -> str | None:
         import onnxruntime  # noqa: F401
     except ImportError:
         return "ONNX Runtime is not installed (pip install 'p2ptools[onnx]')"
+    return None
+
+
+def _quantizer_missing() -> str | None:
+    """None when ONNX Runtime and onnx (its quantizer reads and writes ONNX models) can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        return "--amp int8 needs ONNX Runtime and onnx (pip install 'p2ptools[onnx]')"
     return None
 
 
@@ -161,6 +173,13 @@ def _onnxruntime(G: nn.Module, meta: dict[str, Any], req: EngineRequest, precisi
     return OnnxRuntimeEngine(G, meta, req.in_channels, req.size)
 
 
+def _onnxruntime_int8(G: nn.Module, meta: dict[str, Any], req: EngineRequest, precision: str) -> Engine:
+    from p2ptools.inference.quantize import int8_graph
+
+    graph = int8_graph(G, meta, req.in_channels, req.size)
+    return OnnxRuntimeEngine(G, meta, req.in_channels, req.size, graph, "onnxruntime int8")
+
+
 #: the engines, in the order ``auto`` prefers them where each can run (ONNX Runtime fp32 first: 2.3×
 #: torch fp32 per window on an AVX2-only EPYC; on a GPU or with native bf16 only torch qualifies)
 ENGINES: dict[str, EngineSpec] = {
@@ -170,6 +189,9 @@ ENGINES: dict[str, EngineSpec] = {
                    ("none",), training_layers=False, auto=True, missing=_onnxruntime_missing, build=_onnxruntime),
         EngineSpec("torch", "the network in PyTorch, at --amp", ("cpu", "cuda", "mps"), ("none", "bf16", "fp16"),
                    training_layers=True, auto=True, missing=lambda: None, build=_torch),
+        EngineSpec("onnxruntime-int8", "ONNX Runtime, int8 on the CPU (--amp int8): statically quantized, "
+                   "calibrated on 32 of the run's own tiles", ("cpu",), ("int8",), training_layers=False, auto=False,
+                   missing=_quantizer_missing, build=_onnxruntime_int8),
     )
 }
 #: the ``--engine`` values
@@ -177,41 +199,64 @@ ENGINE_CHOICES: tuple[str, ...] = ("auto", *ENGINES)
 
 
 def _precision(spec: EngineSpec | None, req: EngineRequest) -> str:
-    """The precision to run: ``--amp auto`` on an engine that runs fp32 only is fp32, said nowhere."""
-    if spec is not None and spec.precisions == ("none",) and req.amp in ("auto", "none"):
-        return "none"
+    """The precision to run: ``--amp auto`` on an engine of one precision is that one, said nowhere."""
+    if spec is not None and len(spec.precisions) == 1 and req.amp in ("auto", spec.precisions[0]):
+        return spec.precisions[0]
     from p2ptools.runtime.device import resolve_amp
 
     return resolve_amp(req.amp, req.device)
 
 
+def _shown(precision: str) -> str:
+    return "fp32" if precision == "none" else precision
+
+
+def _instead(precision: str, device: str, training_layers: bool) -> str:
+    """What to use instead: the registry's engines that run ``precision`` on ``device`` (keeping training-mode
+    layers where asked), or what cannot be had."""
+    able = [e.name for e in ENGINES.values() if precision in e.precisions and device in e.devices
+            and (e.training_layers or not training_layers)]
+    if able:
+        return f"use --engine {' or --engine '.join(able)}"
+    if training_layers:
+        return f"{_shown(precision)} cannot keep them: use --amp none or bf16"
+    where = sorted({d for e in ENGINES.values() if precision in e.precisions for d in e.devices})
+    return f"{_shown(precision)} runs on {'/'.join(where)} only"
+
+
 def _refusal(spec: EngineSpec, req: EngineRequest, precision: str) -> str | None:
-    """Why ``spec`` cannot serve ``req`` (one line), or None."""
+    """Why ``spec`` cannot serve ``req`` (one line, saying what to use instead), or None."""
     if req.training_layers and not spec.training_layers:
         return (f"--dropout on and --batch-stats on run the network in training mode, which --engine {spec.name} "
-                "cannot keep: use --engine torch")
+                f"cannot keep: {_instead(precision, req.device.type, True)}")
     if req.device.type not in spec.devices:
-        return f"--engine {spec.name} runs on {'/'.join(spec.devices)}; the device is {req.device} (use --engine torch)"
+        return (f"--engine {spec.name} runs on {'/'.join(spec.devices)}; the device is {req.device} "
+                f"({_instead(precision, req.device.type, req.training_layers)})")
     if precision not in spec.precisions:
-        shown = "fp32" if spec.precisions == ("none",) else ", ".join(spec.precisions)
-        return f"--engine {spec.name} runs {shown}; --amp {req.amp} is for --engine torch"
+        able = [e.name for e in ENGINES.values() if precision in e.precisions]
+        return (f"--engine {spec.name} runs {', '.join(_shown(p) for p in spec.precisions)}; --amp {req.amp} is "
+                f"for --engine {' or --engine '.join(able)}")
     return spec.missing()
 
 
 def _choose(req: EngineRequest) -> tuple[EngineSpec, str]:
-    """``--engine auto``: the first engine of the registry that qualifies, said in one line."""
+    """``--engine auto``: the first engine of the registry that qualifies, said in one line. An engine that
+    ``auto`` never picks on its own (int8) qualifies only when ``--amp`` names its one precision."""
     from p2ptools.runtime.device import resolve_amp
 
     precision = resolve_amp(req.amp, req.device)
     refused: list[str] = []
     for spec in ENGINES.values():
-        why_not = _refusal(spec, req, precision) if spec.auto else "not chosen by auto"
+        asked = spec.precisions == (precision,) and req.amp == precision
+        why_not = _refusal(spec, req, precision) if spec.auto or asked else "not chosen by auto"
         if why_not is None:
             break
         refused.append(why_not)
-    else:  # pragma: no cover - torch always qualifies
-        raise ConfigError("no engine can run this network here")
-    if req.device.type != "cpu":
+    else:  # torch serves every precision but an engine's own (int8): that engine's refusal is the one to say
+        raise ConfigError(next((r for r in reversed(refused) if r != "not chosen by auto"), "no engine can run here"))
+    if not spec.auto:
+        why = f"--amp {req.amp}"
+    elif req.device.type != "cpu":
         why = "a GPU"
     elif req.training_layers:
         why = "training-mode layers kept"
@@ -219,7 +264,7 @@ def _choose(req: EngineRequest) -> tuple[EngineSpec, str]:
         why = f"native {precision}"
     else:  # the preferred engine is not installed, or this is it
         why = refused[0] if refused else "CPU without native bf16: ONNX Runtime fp32 is the fastest measured"
-    shown = f"torch {precision if precision != 'none' else 'fp32'}" if spec.name == "torch" else spec.name
+    shown = f"torch {_shown(precision)}" if spec.name == "torch" else spec.name
     report("engine: %s (--engine auto: %s)", shown, why)
     return spec, precision
 

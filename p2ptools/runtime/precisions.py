@@ -13,10 +13,12 @@ class Precision:
     Args:
         name: the option's value.
         help: what it means, for the CLI's help.
+        training: whether training runs in it (``train --amp``); inference-only precisions are ``predict``'s.
     """
 
     name: str
     help: str
+    training: bool = True
 
 
 PRECISIONS: dict[str, Precision] = {
@@ -26,8 +28,12 @@ PRECISIONS: dict[str, Precision] = {
         Precision("none", "fp32 throughout"),
         Precision("bf16", "bfloat16 autocast"),
         Precision("fp16", "float16 autocast (CUDA; training scales the loss)"),
+        Precision("int8", "int8 on the CPU (predict only): ONNX Runtime static quantization of the network, "
+                  "calibrated on 32 of the run's own tiles (--engine onnxruntime-int8)", training=False),
     )
 }
 
-#: accepted values of ``--amp``
+#: accepted values of ``predict --amp``
 AMPS: tuple[str, ...] = tuple(PRECISIONS)
+#: accepted values of ``train --amp`` (a training run's precision)
+TRAIN_AMPS: tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.training)
