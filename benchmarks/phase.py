@@ -8,7 +8,10 @@ and, in the phase form only, ONNX Runtime int8 (static QDQ, per-channel weights)
 fastest of ``--repeats`` calls; GFLOP/s count the transposed convolution's multiply-adds (2 × C_in ×
 C_out × 16 × H × W per image) for both forms, so the columns compare times.
 
-Usage: ``python benchmarks/phase.py [--repeats 5] [--out bench-out]``
+``--encoder`` adds the eight 4×4 stride-2 encoder convolutions (torch fp32/bf16, ONNX Runtime
+fp32/int8): with them the table is the whole network's convolutions, layer by layer.
+
+Usage: ``python benchmarks/phase.py [--repeats 5] [--encoder] [--out bench-out]``
 """
 
 from __future__ import annotations
@@ -42,6 +45,32 @@ def unet_layers(ngf: int = 64, num_downs: int = 8, size: int = 256) -> list[tupl
         c_out = 3 if i == 0 else chans[i - 1]
         layers.append((f"up{k}", c_in, c_out, size >> (i + 1)))
     return layers
+
+
+def encoder_layers(ngf: int = 64, num_downs: int = 8, size: int = 256) -> list[tuple[str, int, int, int]]:
+    """(name, C_in, C_out, input side) of the U-Net's 4×4 stride-2 convolutions, outermost first."""
+    chans = [ngf * min(2**i, 8) for i in range(num_downs)]
+    return [(f"down{i}", 3 if i == 0 else chans[i - 1], c, size >> i) for i, c in enumerate(chans)]
+
+
+def measure_encoder_layer(c_in: int, c_out: int, side: int, repeats: int) -> dict[str, float]:
+    """GFLOP/s of one encoder convolution in torch fp32 and bf16 (channels-last) and ONNX Runtime fp32 and int8."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(c_in, c_out, 4, 2, 1).eval()
+    x = torch.randn(BATCH, c_in, side, side)
+    flop = 2.0 * BATCH * c_in * c_out * 16 * (side // 2) ** 2
+    row: dict[str, float] = {"gflop": round(flop / 1e9, 2)}
+    xc, mc = x.contiguous(memory_format=torch.channels_last), copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        row["torch_fp32"] = _best(lambda: mc(xc), flop, repeats)
+        with torch.autocast("cpu", torch.bfloat16):
+            row["torch_bf16"] = _best(lambda: mc(xc), flop, repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        for int8 in (False, True):
+            sess = _ort_session(conv, x, int8, Path(tmp))
+            row[f"ort_{'int8' if int8 else 'fp32'}"] = _best(lambda sess=sess: sess.run(None, {"input": x.numpy()}),
+                                                            flop, repeats)
+    return row
 
 
 def _ort_session(module: nn.Module, x: torch.Tensor, int8: bool, tmp: Path) -> object:
@@ -94,6 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    ap.add_argument("--encoder", action="store_true", help="also the encoder's convolutions (the rest of the network)")
     args = ap.parse_args()
     print_machine()
     rows = []
@@ -112,6 +142,13 @@ def main() -> None:
     table.to_csv(args.out / "phase_layers.csv", index=False)
     print("\nGFLOP/s per layer (the transposed convolution's FLOP for both forms; batch 8)")
     print(table.to_string(index=False))
+    if args.encoder:
+        enc = pd.DataFrame([{"layer": name, "shape": f"{ci}→{co} {side}²→{side // 2}²",
+                             **{k: round(v, 2) for k, v in measure_encoder_layer(ci, co, side, args.repeats).items()}}
+                            for name, ci, co, side in encoder_layers()])
+        enc.to_csv(args.out / "encoder_layers.csv", index=False)
+        print("\nGFLOP/s per encoder layer (4×4 stride-2 convolutions; batch 8)")
+        print(enc.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def engines(args: argparse.Namespace) -> None:
     rows = []
     for size in args.sizes:
         _, labels = build_mirrored_scene(SHARED / "rasterio" / "cogeo.tif", size, args.out / f"scene{size}")
-        ckpt = make_checkpoint(args.out, calibration_dataset(labels, args.out / "calibration"))
+        ckpt = args.checkpoint or make_checkpoint(args.out, calibration_dataset(labels, args.out / "calibration"))
         nets = {key: network_ms(ckpt, *key) for key in ENGINE_RUNS}
         runs = _scene_runs(args, ckpt, labels, size)
         ref = args.out / f"engine{size}-torch-none.tif"
@@ -178,7 +178,7 @@ def engines(args: argparse.Namespace) -> None:
                 net_ms=round(ms, 1), net_gflops=round(gflop / (ms / 1000)),
                 net_of_peak=f"{gflop / (ms / 1000) / peak:.0%}" if peak else "?", build_s=round(build, 1),
                 outside_network_s=round(wall - n * ms / 1000, 1), peak_mem_mb=round(mem),
-                psnr_vs_fp32=round(db, 1) if db < 200 else "same", same_georef=same))
+                psnr_vs_fp32="reference" if (engine, amp) == ENGINE_RUNS[0] else round(db, 1), same_georef=same))
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     base = table[(table.engine == "torch") & (table.precision == "fp32")].set_index("scene")["mpix_per_s"]
@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--engines", action="store_true", help="compare engines and precisions on blended scenes")
     ap.add_argument("--repeats", type=int, default=2, help="runs per engine and scene; the fastest counts")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="--engines: a trained pix2pix checkpoint instead of random weights (its run's dataset "
+                         "calibrates int8; the PSNR column then compares real outputs)")
     ap.add_argument("--peak-gflops", type=float, default=None,
                     help="the CPU's fp32 peak, for the share reached (default: measured in the run, "
                          "benchmarks/peak.py)")

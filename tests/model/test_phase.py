@@ -77,3 +77,17 @@ def test_the_onnx_graph_of_the_phase_form_has_no_conv_transpose_and_the_same_out
     y = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         assert _rel_diff(torch.from_numpy(y), G(x)) <= 1e-5
+
+
+def test_the_torch_engine_runs_the_phase_form_on_the_cpu_with_the_same_outputs():
+    from p2ptools.inference.engine import EngineRequest, make_engine
+
+    torch.manual_seed(2)
+    G = UNetGenerator(3, 3, num_downs=5, ngf=8).eval()
+    init_weights(G)
+    ref = copy.deepcopy(G)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    run = make_engine(G, {}, EngineRequest(3, 32, torch.device("cpu"), "none", channels_last=True), "torch")
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in run.G.modules())
+    with torch.no_grad():
+        assert _rel_diff(run(x), ref(x)) <= 1e-5

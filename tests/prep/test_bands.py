@@ -218,3 +218,24 @@ def test_photo_statistics_leave_out_nan_pixels_and_nan_nodata(tmp_path):
     write_tif(tmp_path / "a.tif", data, nodata=float("nan"))
     low, high = photo_statistics([tmp_path / "a.tif"], "float32", float("nan"))
     assert all(np.isfinite(low)) and all(np.isfinite(high)) and min(low) >= 100 and max(high) <= 200
+
+
+def test_tile_splits_run_int8_calibrated_on_the_runs_geotiff_tiles(rgbn_tiles, tmp_path, monkeypatch):
+    """--amp int8 on a GeoTIFF tile split: calibrated on the run's own GeoTIFF tiles (encoded as training
+    read them), every tile written with its georeference, close to ONNX Runtime fp32."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("P2PTOOLS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["train", str(rgbn_tiles), "--out", str(run), *TINY]).exit_code == 0
+    for name, amp in (("fp32", ["--amp", "none", "--engine", "onnxruntime"]), ("int8", ["--amp", "int8"])):
+        res = CliRunner().invoke(cli, ["predict", str(run), str(rgbn_tiles / "val"), str(tmp_path / name), *amp])
+        assert res.exit_code == 0, res.output
+    assert "int8: calibrating on" in res.output and "of val/" in res.output
+    tiles = sorted(p.name for p in (tmp_path / "fp32").glob("*.tif"))
+    assert tiles and tiles == sorted(p.name for p in (tmp_path / "int8").glob("*.tif"))
+    for t in tiles:
+        with rasterio.open(tmp_path / "fp32" / t) as a, rasterio.open(tmp_path / "int8" / t) as b:
+            assert (a.crs, a.transform, a.count, a.dtypes) == (b.crs, b.transform, b.count, b.dtypes)
+            x, y = a.read().astype(np.float64), b.read().astype(np.float64)
+            assert np.abs(x - y).mean() <= 0.05 * (x.max() - x.min() + 1)
