@@ -97,15 +97,11 @@ class OnnxRuntimeEngine:
 def _onnx_graph(G: nn.Module, in_channels: int, size: int) -> bytes:
     """The ONNX graph of ``G`` (moved to the CPU, eval mode, BatchNorm folded), from the cache of
     :mod:`p2ptools.inference.onnx_cache` (keyed by its tensors and the exporter) or exported now."""
-    from torch import nn
-
     from p2ptools.inference.onnx_cache import cached_graph
     from p2ptools.model.export import OPSET, exporter_version, onnx_graph
+    from p2ptools.model.tensors import folded_for_inference
 
-    G = G.cpu().eval()
-    fold = getattr(G, "fold_batchnorm", None)
-    if fold is not None and any(isinstance(m, nn.BatchNorm2d) for m in G.modules()):
-        fold().eval()  # the Identity modules that replace BatchNorm are new, in train mode
+    G = folded_for_inference(G.cpu())
     return cached_graph(G, in_channels, size, exporter_version(OPSET),
                         lambda: onnx_graph(G, in_channels, size, OPSET))
 
@@ -324,16 +320,14 @@ def _prepared(path: str, mtime_ns: int, size: int, device: str) -> tuple[Any, An
 
     dev = torch.device(device)
     from p2ptools.model.checkpoints import load_generator
-    from p2ptools.model.tensors import set_inference_mode
+    from p2ptools.model.tensors import folded_for_inference
 
     G, mcfg, meta = load_generator(Path(path), device=dev)
-    set_inference_mode(G)
+    folded_for_inference(G)  # eval-mode BatchNorm is an affine map: folded into the convolutions
     if mcfg.g_norm == "instance":
         log.warning("%s: the generator uses instance normalisation, so each window is normalised by its own "
                     "statistics and neighbouring windows can differ in tone; the blending hides most of it, a "
                     "larger --overlap more", meta["path"])
-    if hasattr(G, "fold_batchnorm"):
-        G.fold_batchnorm()  # eval-mode BatchNorm is an affine map: fold it into the convolutions
     if dev.type in ("cpu", "cuda"):
         G = G.to(memory_format=torch.channels_last)
     return G, mcfg, meta

@@ -138,10 +138,9 @@ def quantizer_version() -> str:
 def phase_form_generator(G: nn.Module) -> nn.Module:
     """A copy of ``G`` on the CPU in eval mode, BatchNorm folded, transposed convolutions in the phase form."""
     from p2ptools.model.nets.phase import to_phase_form
+    from p2ptools.model.tensors import folded_for_inference
 
-    net = copy.deepcopy(G).cpu().eval()
-    if hasattr(net, "fold_batchnorm"):
-        net.fold_batchnorm()
+    net = folded_for_inference(copy.deepcopy(G).cpu())
     to_phase_form(net)
     return net.eval()
 

@@ -132,7 +132,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
         OutputError: ``out`` exists and is not an earlier export, or is one and ``overwrite`` is off.
     """
     from p2ptools.model.checkpoints import load_generator
-    from p2ptools.model.tensors import set_inference_mode
+    from p2ptools.model.tensors import folded_for_inference
 
     onnx = _require_onnx()
     out = Path(out)
@@ -140,9 +140,7 @@ def export_onnx(run_or_ckpt: Path, out: Path, which: str = "latest", opset: int 
         raise ConfigError(f"{out}: name the exported file .onnx")
     check_export_target(out, overwrite)
     G, mcfg, meta = load_generator(run_or_ckpt, which, "cpu")
-    set_inference_mode(G)
-    if hasattr(G, "fold_batchnorm"):
-        G.fold_batchnorm()
+    folded_for_inference(G)
     multiple = int(getattr(G, "multiple", 1))
     size = max(mcfg.image_size, multiple)
     model = onnx.load_from_string(onnx_graph(G, mcfg.in_channels, size, opset))

@@ -28,6 +28,19 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
+def folded_for_inference(G: nn.Module) -> nn.Module:
+    """``G`` in eval mode with its BatchNorm folded into the convolutions (in place; returned): an
+    eval-mode BatchNorm is an affine map, so the outputs stay the same within float rounding.
+
+    Only for inference with running statistics (not with ``--batch-stats on``, nor for training).
+    """
+    set_inference_mode(G)
+    fold = getattr(G, "fold_batchnorm", None)
+    if fold is not None:
+        fold()
+    return G
+
+
 def set_inference_mode(G: nn.Module, dropout: bool = False, batch_stats: bool = False) -> None:
     """Eval mode, then optionally dropout and/or BatchNorm batch statistics back on (the paper's test mode)."""
     G.eval()

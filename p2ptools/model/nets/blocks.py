@@ -102,4 +102,4 @@ def fold_batchnorm_into(seq: nn.Sequential) -> None:
         conv, bn = layers[i], layers[i + 1]
         if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
             seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
-            seq[i + 1] = nn.Identity()
+            seq[i + 1] = nn.Identity().train(bn.training)  # in the mode of what it replaces (eval)
