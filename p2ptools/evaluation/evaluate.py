@@ -480,8 +480,7 @@ def score_pairs(job: EvalJob, nets: Networks, cached: dict[str, Any], progress: 
 def _pixel_row(it: dict[str, Any], want: set[str], native: NativeSplit | None) -> dict[str, Any]:
     row: dict[str, Any] = {"name": it["stem"]}
     real_px, fake_px = it.get("real_all", it["real"]), it.get("fake_all", it["fake"])
-    for spec in pixel_metrics(want):
-        row[spec.name] = spec.function(real_px, fake_px, it.get("mask"))  # type: ignore[misc]
+    row.update(_pixel_scores(real_px, fake_px, it.get("mask"), want))
     if "l1" in want and native is not None and native.per_band():
         for b in range(real_px.shape[-1]):
             row[f"l1_band{b + 1}"] = pixel.l1(real_px[..., b], fake_px[..., b], it.get("mask"))
@@ -731,12 +730,23 @@ def identity_baseline(cfg: EvalConfig, record: dict[str, Any] | None, ab: bool, 
     return f"each pair's input ({half} half), unchanged"
 
 
+def _pixel_scores(real: np.ndarray, output: np.ndarray, mask: np.ndarray | None, want: set[str]) -> dict[str, Any]:
+    """The wanted pixel metrics (:func:`pixel_metrics`) of ``output`` against ``real``, inside ``mask`` if any."""
+    return {spec.name: spec.function(real, output, mask) for spec in pixel_metrics(want)}  # type: ignore[misc]
+
+
+def _row_means(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each metric over a baseline's rows (as summary.csv gives a metric's mean)."""
+    table = pd.DataFrame(rows)
+    return {col: summarize(table[col])["mean"] for col in table.columns}
+
+
 def _identity_row(it: dict[str, Any], want: set[str]) -> dict[str, Any] | None:
     """Pixel metrics of the input itself against the real image (None when their sizes differ)."""
-    real, inp = it["real"], it.get("label")
-    if inp is None or inp.shape != real.shape:
+    inp = it.get("label")
+    if inp is None or inp.shape != it["real"].shape:
         return None
-    return {spec.name: spec.function(real, inp, it.get("mask")) for spec in pixel_metrics(want)}  # type: ignore[misc]
+    return _pixel_scores(it["real"], inp, it.get("mask"), want)
 
 
 def identity_means(scan: Scan) -> dict[str, float]:
@@ -744,8 +754,7 @@ def identity_means(scan: Scan) -> dict[str, float]:
     scored pair's input was comparable to its target."""
     if not scan.identity_rows or any(r is None for r in scan.identity_rows):
         return {}
-    table = pd.DataFrame(scan.identity_rows)
-    return {col: summarize(table[col])["mean"] for col in table.columns}
+    return _row_means(scan.identity_rows)  # type: ignore[arg-type]
 
 
 def _scores(summary: pd.DataFrame, column: str) -> dict[str, float]:
@@ -755,16 +764,13 @@ def _scores(summary: pd.DataFrame, column: str) -> dict[str, float]:
 
 def _baseline_row(it: dict[str, Any], colour: np.ndarray, want: set[str]) -> dict[str, Any]:
     """Pixel metrics of a constant image of ``colour`` against the real one."""
-    real = it["real"]
-    flat = np.broadcast_to(np.clip(np.rint(colour), 0, 255).astype(np.uint8), real.shape)
-    return {spec.name: spec.function(real, np.ascontiguousarray(flat), it.get("mask"))  # type: ignore[misc]
-            for spec in pixel_metrics(want)}
+    flat = np.broadcast_to(np.clip(np.rint(colour), 0, 255).astype(np.uint8), it["real"].shape)
+    return _pixel_scores(it["real"], np.ascontiguousarray(flat), it.get("mask"), want)
 
 
 def baseline_means(scan: Scan) -> dict[str, float]:
     """The mean-colour baseline's mean per pixel metric, on the same images (summary.csv's ``baseline``)."""
-    table = pd.DataFrame(scan.base_rows)
-    return {col: summarize(table[col])["mean"] for col in table.columns}
+    return _row_means(scan.base_rows)
 
 
 def provenance(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> dict[str, Any]:
