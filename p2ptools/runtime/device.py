@@ -163,7 +163,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
         raise ConfigError(f"amp must be one of {', '.join(AMPS)}, got {amp!r}")
     if amp == "auto":
         chosen, why = _auto_amp(device)
-        line = ("precision: %s on %s (--amp auto: %s)", describe_precision(device, chosen),
+        line = ("precision: %s on %s (--amp auto: %s)", describe_precision(device, chosen, training=False),
                 describe_device(device), why)
         if line not in _SAID:  # once per process, not once per scene or model
             _SAID.add(line)
@@ -183,7 +183,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return amp
 
 
-def describe_precision(device: torch.device, amp: str) -> str:
+def describe_precision(device: torch.device, amp: str, training: bool = True) -> str:
     """What a resolved ``amp`` runs on ``device``, for logs and provenance (checkpoints, run pages,
     ``evaluate.json``): ``bf16 autocast``, ``fp16 autocast + GradScaler``, ``fp32 (TF32 matmul/conv)``,
     ``fp32 (TF32 conv)``, ``fp32``. TF32 is named where CUDA's flags let cuDNN or cuBLAS use it (cuDNN
@@ -192,11 +192,12 @@ def describe_precision(device: torch.device, amp: str) -> str:
     Args:
         device: the device the network runs on.
         amp: a resolved precision (``none``, ``bf16``, ``fp16``, ``int8``).
+        training: whether it describes training (fp16 on CUDA then scales the loss: ``+ GradScaler``).
     """
     if amp == "bf16":
         return "bf16 autocast"
     if amp == "fp16":
-        return "fp16 autocast + GradScaler" if device.type == "cuda" else "fp16 autocast"
+        return "fp16 autocast + GradScaler" if training and device.type == "cuda" else "fp16 autocast"
     if amp == "int8":
         return "int8"
     if device.type != "cuda":

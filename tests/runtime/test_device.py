@@ -52,7 +52,8 @@ def test_auto_reads_the_capability_of_the_gpu_asked_for(gpus, capability, gpu, e
     assert asked and set(asked) == {1}  # GPU 1, never the current GPU 0
     major, minor = capability
     assert len(said) == 1 and gpu in said[0] and f"compute capability {major}.{minor}" in said[0]
-    assert said[0].startswith(f"precision: {device_mod.describe_precision(torch.device('cuda:1'), expected)}")
+    shown = device_mod.describe_precision(torch.device("cuda:1"), expected, training=False)
+    assert said[0].startswith(f"precision: {shown} on {gpu}")
 
 
 def test_bare_cuda_reads_the_current_gpu(gpus):
@@ -66,7 +67,7 @@ def test_the_report_line_is_said_once_per_process(gpus):
     table[1] = ((7, 0), "Tesla V100")
     for _ in range(3):
         device_mod.resolve_amp("auto", torch.device("cuda:1"))
-    assert len(said) == 1 and "fp16 autocast + GradScaler" in said[0]
+    assert len(said) == 1 and "precision: fp16 autocast on Tesla V100" in said[0]
 
 
 def test_explicit_bf16_below_ampere_warns_and_runs(gpus, caplog):
@@ -87,6 +88,7 @@ def test_describe_precision_names_tf32_on_cuda(gpus, monkeypatch):
     assert device_mod.describe_precision(cpu, "none") == "fp32"
     assert device_mod.describe_precision(cpu, "bf16") == "bf16 autocast"
     assert device_mod.describe_precision(cuda, "fp16") == "fp16 autocast + GradScaler"
+    assert device_mod.describe_precision(cuda, "fp16", training=False) == "fp16 autocast"
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     assert device_mod.describe_precision(cuda, "none") == "fp32 (TF32 matmul/conv)"
