@@ -45,7 +45,7 @@ from p2ptools.evaluation.report import ReportData, thumb_names, write_comparison
 from p2ptools.inference.predict import detect_input_kind, no_images_message
 from p2ptools.prep.images import image_size, images_by_stem, load_rgb8, resize
 from p2ptools.runtime import door
-from p2ptools.runtime.device import select_device
+from p2ptools.runtime.device import describe_precision, select_device, tf32_disabled
 from p2ptools.runtime.output import (
     atomic_write_bytes,
     atomic_write_text,
@@ -221,8 +221,9 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _to_batch(imgs: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` images → ``(N, 3, H, W)`` float32 in [0, 1] (``ToTensor`` semantics)."""
-    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
+    """uint8 ``(H, W, 3)`` images → ``(N, 3, H, W)`` float32 in [0, 1] (``ToTensor`` semantics), sent to
+    ``device`` as uint8 (a quarter of float32's bytes) and made float there."""
+    return torch.from_numpy(np.stack(imgs)).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 @dataclass
@@ -251,6 +252,8 @@ class EvalJob:
         base: the mean-colour baseline, its colour and what it is (None: no baseline).
         identity: what the identity baseline is (the input itself as the output), when input and target
             are comparable images (:func:`identity_baseline`; None: none).
+        precision: what the metric networks ran in (:func:`p2ptools.runtime.device.describe_precision`):
+            ``fp32`` on a CPU, ``fp32 (TF32 off)`` on a GPU with TF32.
     """
 
     cfg: EvalConfig
@@ -262,6 +265,7 @@ class EvalJob:
     with_input: bool
     base: tuple[np.ndarray, str] | None = None
     identity: str | None = None
+    precision: str = "fp32"
 
 
 def summarize(values: pd.Series) -> dict[str, float]:
@@ -314,11 +318,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> EvalResult:
     claim_folder(cfg.out, set(REPORT_FILES) | thumbs, inputs=[cfg.real, cfg.fake])
     device = select_device(cfg.device)
     report("evaluate %s: %d pairs, metrics %s, on %s", cfg.label, len(pairs), ", ".join(cfg.metrics), device)
-    nets = load_networks(cfg, ab, native, device)
-    job = EvalJob(cfg, pairs, ab, native, record, device, with_input, baseline_colour(cfg, record, pairs, ab, native),
-                  identity_baseline(cfg, record, ab, native))
-    cached = cached_real_features(cfg, pairs, ab, nets)
-    scan = score_pairs(job, nets, cached, progress)
+    with tf32_disabled():  # the metric networks in full fp32 on CUDA too (TF32 moves FID/LPIPS by ~1e-3)
+        nets = load_networks(cfg, ab, native, device)
+        job = EvalJob(cfg, pairs, ab, native, record, device, with_input,
+                      baseline_colour(cfg, record, pairs, ab, native), identity_baseline(cfg, record, ab, native),
+                      precision=describe_precision(device, "none"))
+        cached = cached_real_features(cfg, pairs, ab, nets)
+        scan = score_pairs(job, nets, cached, progress)
     if not scan.rows:
         lines = "\n".join(f"  {s}: {e}" for s, e in scan.errors[:30])
         raise InputError(f"no pair could be evaluated ({len(scan.errors)} failed):\n{lines}")
@@ -490,6 +496,8 @@ def _pixel_row(it: dict[str, Any], want: set[str], native: NativeSplit | None) -
 def _network_metrics(good: list[dict[str, Any]], rows: list[dict[str, Any]], scan: Scan, nets: Networks,
                      cached: dict[str, Any], device: torch.device) -> None:
     """VGG, LPIPS, FID/KID features and FCN confusions of a batch (images of one size at a time)."""
+    if nets.fid is None and nets.vgg is None and nets.lpips is None and nets.seg is None:
+        return  # pixel metrics only: nothing to send to the device
     sizes = {it["real"].shape for it in good}
     groups = [good] if len(sizes) == 1 else [[it] for it in good]
     for group, grow in _split_rows(groups, rows):
@@ -791,7 +799,7 @@ def provenance(job: EvalJob, result: EvalResult, scan: Scan, nets: Networks) -> 
     return {
         "p2ptools": __version__, "torch": torch.__version__, "numpy": np.__version__,
         "scikit-image": skimage.__version__,
-        "python": platform.python_version(), "device": str(job.device), "precision": "fp32",
+        "python": platform.python_version(), "device": str(job.device), "precision": job.precision,
         "weights": [{"file": k, "sha256": v} for k, v in nets.weights.items()],
         "resize": {"pairs": cfg.resize, "filter": "bilinear (OpenCV INTER_LINEAR)" if cfg.resize != "none" else None,
                    "fid_kid": "bilinear to 299×299 inside the Inception network (pytorch-fid)" if nets.fid is not None

@@ -4,7 +4,8 @@ Every scene is one work unit, translated by :func:`p2ptools.inference.mosaic.pre
 ``OUT/<scene stem>.tif``; units run in this process, in ``workers`` local processes, or on a Dask
 cluster (``dask``: a scheduler address or ``local:N``, as for ``tile``), each process loading the
 generator once. Workers must see the checkpoint, the scenes and OUT (a shared file system or
-object storage).
+object storage). Local workers on a machine with several GPUs spread over them: with ``--device
+auto`` or a bare ``cuda``, worker i runs on ``cuda:(i % GPUs)``; an explicit ``cuda:K`` stays on K.
 
 Reruns resume: an output whose ``P2PTOOLS_PREDICTION`` tag matches this run (the checkpoint file's
 path, size and modification time, the scene, and every option that changes the pixels) is kept and
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,6 +51,7 @@ class SceneTask:
     options: PredictOptions
     tag: str
     threads: int = 0  # torch threads in a local worker (0: leave as is)
+    spread_gpus: bool = False  # a local worker: a bare cuda (or auto) becomes this worker's share of the GPUs
 
 
 @dataclass
@@ -118,6 +121,25 @@ def existing_tag(out: Path) -> str | None:
     return (raster_tags(out) or {}).get(PREDICTION_TAG)
 
 
+def worker_device(spec: str, worker: int) -> str:
+    """The ``--device`` of local worker ``worker`` (0-based): ``auto`` or a bare ``cuda`` with several
+    visible GPUs becomes ``cuda:(worker % GPUs)``; anything else (``cuda:K``, ``cpu``, ``mps``, one GPU)
+    is kept."""
+    import torch
+
+    if spec not in ("auto", "cuda") or not torch.cuda.is_available():
+        return spec
+    count = torch.cuda.device_count()
+    return f"cuda:{worker % count}" if count > 1 else spec
+
+
+def worker_slot() -> int:
+    """This process's place among the workers of its pool, from 0 (0 in the main process too):
+    multiprocessing numbers the processes a process starts 1, 2, … in start order."""
+    identity = multiprocessing.current_process()._identity
+    return identity[-1] - 1 if identity else 0
+
+
 def predict_one(task: SceneTask) -> SceneResult:
     """Translate one scene (in any process); errors come back in the result, not raised."""
     from p2ptools.inference.mosaic import predict_scene
@@ -127,6 +149,8 @@ def predict_one(task: SceneTask) -> SceneResult:
 
         torch.set_num_threads(task.threads)
     quiet = dataclasses.replace(task.options, progress=False, window_lines=False)  # one line per scene instead
+    if task.spread_gpus:
+        quiet = dataclasses.replace(quiet, device=worker_device(quiet.device, worker_slot()))
     try:
         rep = predict_scene(Path(task.checkpoint), RemotePath(task.scene) if is_remote(task.scene) else
                             Path(task.scene), Path(task.out), quiet, tags={PREDICTION_TAG: task.tag})
@@ -152,7 +176,8 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Pred
         out_dir: the output folder.
         options: options of every scene's prediction (``progress``: a bar, or a line per scene when
             stderr is not a terminal).
-        workers: local worker processes (each gets an equal share of the CPU's threads).
+        workers: local worker processes (each gets an equal share of the CPU's threads, and of the GPUs
+            under ``--device auto`` or a bare ``cuda``).
         dask: a Dask scheduler address or ``local:N`` (workers then come from the cluster).
 
     Raises:
@@ -176,9 +201,9 @@ def predict_scenes(run_or_ckpt: Path, source: Path, out_dir: Path, options: Pred
             continue
         tasks.append(SceneTask(str(checkpoint), str(s), str(out), options, tag))
     local_workers = 1 if dask else max(1, min(workers, len(tasks)))
-    if local_workers > 1:  # each local process gets an equal share of the CPU's threads
+    if local_workers > 1:  # each local process gets an equal share of the CPU's threads, and of the GPUs
         threads = max(1, (os.cpu_count() or 1) // local_workers)
-        tasks = [dataclasses.replace(t, threads=threads) for t in tasks]
+        tasks = [dataclasses.replace(t, threads=threads, spread_gpus=True) for t in tasks]
     start = time.perf_counter()
     with Ticker(len(tasks), "predict", "scenes", show_bar=options.progress) as bar:
         for res in imap_unordered(predict_one, tasks, local_workers, dask, on_error=_failed):

@@ -35,6 +35,7 @@ from p2ptools.errors import ConfigError, InputError
 from p2ptools.model.config import ModelConfig
 from p2ptools.model.nets import build_generator
 from p2ptools.runtime import door
+from p2ptools.runtime.device import describe_precision
 from p2ptools.runtime.output import atomic_write_bytes, contained, foreign_files, read_dataset_json, remove_inside
 from p2ptools.runtime.safeload import load_torch_file
 
@@ -102,7 +103,13 @@ def dataset_meta(root: Path) -> dict[str, Any] | None:
 
 def checkpoint_payload(models: Any, state: RunState, mcfg: ModelConfig, tcfg: TrainConfig, full: bool,
                        dataset: dict[str, Any] | None) -> dict[str, Any]:
-    """The dictionary saved to a checkpoint file; ``full=False`` keeps only what prediction needs."""
+    """The dictionary saved to a checkpoint file; ``full=False`` keeps only what prediction needs.
+
+    ``precision`` says what the training ran in (:func:`p2ptools.runtime.device.describe_precision`:
+    ``bf16 autocast``, ``fp32 (TF32 matmul/conv)``, …), from the generator's device and the resolved
+    ``models.amp``."""
+    G = unwrap(models.G)
+    device = next((p.device for p in G.parameters()), torch.device("cpu"))
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -111,7 +118,8 @@ def checkpoint_payload(models: Any, state: RunState, mcfg: ModelConfig, tcfg: Tr
         "model_config": dataclasses.asdict(mcfg),
         "train_config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(tcfg).items()},
         "state": dataclasses.asdict(state),
-        "G": unwrap(models.G).state_dict(),
+        "precision": describe_precision(device, getattr(models, "amp", "none")),
+        "G": G.state_dict(),
     }
     if full:
         payload.update({

@@ -24,7 +24,8 @@ class Precision:
 PRECISIONS: dict[str, Precision] = {
     p.name: p
     for p in (
-        Precision("auto", "bf16 where the device runs it natively (CUDA, CPUs with AMX or AVX-512 BF16), else fp32"),
+        Precision("auto", "bf16 where the device runs it natively (GPUs of compute capability 8.0 or more, CPUs "
+                  "with AMX or AVX-512 BF16), fp16 on GPUs of 7.x and 6.0, else fp32"),
         Precision("none", "fp32 throughout"),
         Precision("bf16", "bfloat16 autocast"),
         Precision("fp16", "float16 autocast (CUDA; training scales the loss)"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -273,3 +275,73 @@ def test_evaluate_scores_the_good_pairs_and_lists_the_bad(tmp_path):
     assert res.exit_code == 1 and "3 pair(s) scored and written" in res.output and "1 pair(s) left out" in res.output
     rows = pd.read_csv(tmp_path / "r" / "per_image.csv")
     assert sorted(rows["name"].astype(str)) == ["0", "1", "3"] and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_fid_chunks_follow_the_device(monkeypatch):
+    """8 images per forward on a CPU (cache-sized), the whole batch (up to 256) on a GPU."""
+    from p2ptools.evaluation.metrics import fid
+
+    assert fid.chunk_size(torch.device("cpu")) == 8
+    assert fid.chunk_size(torch.device("cuda")) == fid.chunk_size(torch.device("cuda:1")) == 256
+    net = fid.FIDFeatures(fid.fid_inception_v3(), dims=64)
+    sizes: list[int] = []
+    monkeypatch.setattr(net, "_features", lambda x: (sizes.append(len(x)), torch.zeros(len(x), 64))[1])
+    x = torch.zeros(20, 3, 8, 8, dtype=torch.uint8)
+    assert net(x).shape == (20, 64) and sizes == [8, 8, 4]
+    sizes.clear()
+    monkeypatch.setattr(fid, "chunk_size", lambda device: 256 if device.type == "cpu" else 0)  # as on a GPU
+    net(torch.zeros(300, 3, 8, 8))
+    assert sizes == [256, 44]
+
+
+def test_images_cross_to_the_device_as_uint8_and_become_float_there(monkeypatch):
+    """uint8 is sent (a quarter of float32's bytes); the features are those of float [0, 1] input."""
+    from p2ptools.evaluation.evaluate import _to_batch
+    from p2ptools.evaluation.metrics import fid
+
+    moves: list[tuple[torch.dtype, tuple, dict]] = []
+    real_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        moves.append((self.dtype, args, kwargs))
+        return real_to(self, *args, **kwargs)
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    expected = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    batch = _to_batch(imgs, torch.device("cpu"))
+    assert moves and all(dtype == torch.uint8 and torch.float32 not in (*a, *k.values()) for dtype, a, k in moves)
+    assert batch.dtype == torch.float32 and torch.equal(batch, expected)
+    monkeypatch.setattr(torch.Tensor, "to", real_to)
+    torch.manual_seed(0)
+    net = fid.FIDFeatures(fid.fid_inception_v3(), dims=64).optimize()
+    as_uint8 = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+    ours = fid.get_activations([as_uint8], net, torch.device("cpu"))
+    np.testing.assert_array_equal(ours, fid.get_activations([expected], net, torch.device("cpu")))
+
+
+def test_evaluate_runs_without_tf32_and_says_what_ran(tmp_path, monkeypatch):
+    """evaluate.json's precision: ``fp32`` on a CPU; on a GPU with TF32 (mocked) ``fp32 (TF32 off)``,
+    the flags off while the metrics run and restored after."""
+    from p2ptools.evaluation import evaluate as ev
+
+    _maps_sets(tmp_path, 3)
+    cfg = ev.EvalConfig(real=tmp_path / "real", fake=tmp_path / "fake", out=tmp_path / "cpu", metrics=("l1",),
+                        workers=0)
+    ev.evaluate(cfg, progress=False)
+    assert json.loads((tmp_path / "cpu" / "evaluate.json").read_text())["provenance"]["precision"] == "fp32"
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    monkeypatch.setattr(ev, "select_device", lambda spec: torch.device("cuda:0"))
+    flags = []
+    real_score = ev.score_pairs
+    monkeypatch.setattr(ev, "score_pairs", lambda *a, **k: (
+        flags.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)), real_score(*a, **k))[1])
+    ev.evaluate(dataclasses.replace(cfg, out=tmp_path / "gpu"), progress=False)
+    prov = json.loads((tmp_path / "gpu" / "evaluate.json").read_text())["provenance"]
+    assert prov["precision"] == "fp32 (TF32 off)" and prov["device"] == "cuda:0"
+    assert flags == [(False, False)]
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32

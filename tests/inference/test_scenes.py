@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,65 @@ def test_many_scene_errors(setup, tmp_path):
     res = CliRunner().invoke(cli, ["predict", str(root / "run"), str(root / "scenes"), str(tmp_path / "mine"),
                                    "--scenes"])
     assert res.exit_code == 1 and "notes.txt" in res.output and (tmp_path / "mine" / "notes.txt").is_file()
+
+
+@pytest.fixture
+def three_gpus(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+
+
+def test_local_workers_spread_over_the_gpus(three_gpus):
+    from p2ptools.inference.scenes import worker_device
+
+    assert [worker_device("cuda", i) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert [worker_device("auto", i) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+    assert {worker_device(spec, i) for spec in ("cuda:2",) for i in range(4)} == {"cuda:2"}  # explicit: kept
+    assert worker_device("cpu", 1) == "cpu"
+
+
+def test_one_gpu_or_none_keeps_the_device(monkeypatch):
+    import torch
+
+    from p2ptools.inference.scenes import worker_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert worker_device("cuda", 3) == "cuda" and worker_device("auto", 1) == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert worker_device("auto", 1) == "auto"
+
+
+@pytest.mark.parametrize(("device", "workers", "expected"), [
+    ("cuda", 2, {"cuda:0", "cuda:1", "cuda:2"}), ("auto", 2, {"cuda:0", "cuda:1", "cuda:2"}),
+    ("cuda:2", 2, {"cuda:2"}), ("cuda", 1, {"cuda"})])
+def test_each_worker_is_given_its_gpu(setup, tmp_path, monkeypatch, three_gpus, device, workers, expected):
+    """Workers are forked processes (the mocks go with them); each one keeps one GPU for all its scenes."""
+    import os
+    import time
+    from types import SimpleNamespace
+
+    from p2ptools.inference import mosaic, scenes
+
+    given = tmp_path / "given"
+    given.mkdir()
+
+    def fake_predict_scene(ckpt, scene, out, options, tags=None):
+        (given / Path(scene).name).write_text(f"{os.getpid()} {options.device}")
+        time.sleep(0.2)  # every worker gets scenes
+        return SimpleNamespace(seconds=0.0, tiles=0)
+
+    monkeypatch.setattr(mosaic, "predict_scene", fake_predict_scene)
+    scenes.predict_scenes(setup / "run", setup / "scenes", tmp_path / "out", PredictOptions(device=device),
+                          workers=workers)
+    seen = [p.read_text().split() for p in given.iterdir()]
+    by_pid = {pid: {d for p, d in seen if p == pid} for pid, _ in seen}
+    assert len(seen) == 4 and all(len(d) == 1 for d in by_pid.values())
+    devices = [d.pop() for d in by_pid.values()]
+    assert set(devices) <= expected
+    if len(expected) > 1:
+        assert len(set(devices)) == len(devices)  # one GPU per worker, none shared
+    if workers > 1:
+        assert len(by_pid) == workers and os.getpid() not in {int(p) for p in by_pid}

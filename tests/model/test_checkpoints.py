@@ -5,6 +5,7 @@ traceback."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,33 @@ def test_the_checkpoint_as_written_loads(tmp_path):
     G, mcfg, _ = load_generator(_checkpoint(tmp_path / "run", {"dropout": 0}))
     assert mcfg == ModelConfig(**{**dataclasses.asdict(TINY), "dropout": 0.0})
     assert isinstance(mcfg.dropout, float)  # stored values come back coerced to their fields' types
+
+
+@pytest.mark.parametrize(("amp", "said"), [("none", "fp32"), ("bf16", "bf16 autocast")])
+def test_a_checkpoint_states_the_precision_it_was_trained_in(amp, said):
+    from types import SimpleNamespace
+
+    from p2ptools.config import TrainConfig
+    from p2ptools.model.checkpoints import checkpoint_payload
+
+    G = build_generator(TINY.generator, TINY.generator_kwargs())
+    tcfg = TrainConfig(dataset=Path("d"), out=Path("o"))
+    payload = checkpoint_payload(SimpleNamespace(G=G, amp=amp), RunState(), TINY, tcfg, False, None)
+    assert payload["precision"] == said
+
+
+def test_on_a_gpu_the_checkpoint_states_tf32(monkeypatch):
+    from types import SimpleNamespace
+
+    from p2ptools.config import TrainConfig
+    from p2ptools.model import checkpoints
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 0))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    fake = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("cuda:0"))]),
+                           state_dict=lambda: {})
+    monkeypatch.setattr(checkpoints, "unwrap", lambda net: net)
+    tcfg = TrainConfig(dataset=Path("d"), out=Path("o"))
+    payload = checkpoints.checkpoint_payload(SimpleNamespace(G=fake, amp="none"), RunState(), TINY, tcfg, False, None)
+    assert payload["precision"] == "fp32 (TF32 conv)"

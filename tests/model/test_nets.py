@@ -139,3 +139,40 @@ def test_batchnorm_folding_keeps_outputs():
         after = g.fold_batchnorm()(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def _ramp(size: int = 64) -> torch.Tensor:
+    return torch.linspace(-1, 1, size * size).reshape(1, 1, size, size).expand(1, 3, size, size).contiguous()
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet"])
+def test_output_layer_runs_in_fp32_under_bf16_autocast(name):
+    """Under bf16 autocast a bf16 tanh has 128 levels per binade: at most 512 in 0.25 ≤ |y| < 1. The output
+    layer in fp32 keeps the levels a 16-bit or float target needs."""
+    torch.manual_seed(0)
+    kwargs = {"ngf": 8, "num_downs": 5} if name == "unet" else {"ngf": 8, "n_blocks": 1}
+    G = build_generator(name, kwargs).eval()
+    with torch.no_grad():
+        if name == "unet":  # outputs over the whole of (-1, 1), not only near 0 (instance norm does it for resnet)
+            G.up[-1][1].weight.mul_(100)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = G(_ramp())
+        y32 = G(_ramp())
+    assert y.dtype == torch.float32
+    wide = y[y.abs() >= 0.25]
+    assert wide.numel() > 2000 and wide.unique().numel() > 512
+    assert (y - y32).abs().mean() < 0.01  # the rest of the network still ran in bf16: close, not equal
+
+
+def test_fp32_output_keeps_keys_and_the_fp32_graph():
+    from p2ptools.model.nets.blocks import FP32Output
+
+    torch.manual_seed(0)
+    G = UNetGenerator(num_downs=5, ngf=8).eval()
+    assert isinstance(G.up[-1], FP32Output) and {"up.4.1.weight", "up.4.1.bias"} <= set(G.state_dict())
+    plain = UNetGenerator(num_downs=5, ngf=8).eval()
+    plain.up[-1] = torch.nn.Sequential(*G.up[-1])
+    assert list(plain.state_dict()) == list(G.state_dict())
+    plain.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        assert torch.equal(plain(_ramp(32)), G(_ramp(32)))  # no autocast: exactly the plain Sequential

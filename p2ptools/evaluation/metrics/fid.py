@@ -92,12 +92,32 @@ def fid_inception_v3(state_dict: dict[str, torch.Tensor] | None = None) -> torch
     return net
 
 
+#: images per forward pass on a CPU: small batches keep the activations in cache (benchmarks/fid.py)
+CPU_CHUNK = 8
+#: images per forward pass on a GPU: the whole batch, up to this many (~13 GiB of activations at 299²)
+GPU_CHUNK = 256
+
+
+def chunk_size(device: torch.device) -> int:
+    """Images per forward pass of the FID network on ``device``: :data:`CPU_CHUNK` on a CPU, else
+    :data:`GPU_CHUNK` (8 images at a time would leave a GPU idle between kernel launches)."""
+    return CPU_CHUNK if device.type == "cpu" else GPU_CHUNK
+
+
+def as_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1] on their own device: uint8 ``[0, 255]`` is converted there (send
+    uint8 to a GPU, a quarter of the bytes of float32), float is cast to float32."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 #: feature dimension → number of leading layers of ``FIDFeatures.layers`` (pytorch-fid's blocks)
 DIMS_TO_LAYERS: dict[int, int] = {64: 4, 192: 7, 768: 15, 2048: 19}
 
 
 class FIDFeatures(nn.Module):
-    """``(N, 3, H, W)`` RGB in [0, 1] → ``(N, dims)`` FID features (eval mode, fp32).
+    """``(N, 3, H, W)`` RGB in [0, 1] (or uint8) → ``(N, dims)`` FID features (eval mode, fp32).
+
+    Batches run in chunks of :func:`chunk_size` images for the device (``chunk`` overrides it).
 
     ``dims`` 2048 (the standard: final average pool), or 64 / 192 / 768 (earlier blocks, spatially
     averaged), as pytorch-fid's ``--dims``.
@@ -116,7 +136,7 @@ class FIDFeatures(nn.Module):
         ]
         self.dims = dims
         self.channels_last = False
-        self.chunk = 8  # images per forward pass: small batches keep activations in cache on CPU
+        self.chunk: int | None = None  # images per forward pass; None: chunk_size(device)
         self.body = nn.Sequential(*layers[: DIMS_TO_LAYERS[dims]])
         self.eval()
         for p in self.parameters():
@@ -137,11 +157,12 @@ class FIDFeatures(nn.Module):
         return self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        chunks = x.split(self.chunk) if x.shape[0] > self.chunk else (x,)
+        chunk = self.chunk or chunk_size(x.device)
+        chunks = x.split(chunk) if x.shape[0] > chunk else (x,)
         return torch.cat([self._features(c) for c in chunks])
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)  # (N, 3, 299, 299)
+        x = F.interpolate(as_unit_float(x), size=(299, 299), mode="bilinear", align_corners=False)  # (N, 3, 299, 299)
         x = 2 * x - 1
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -253,8 +274,10 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
 
 @torch.inference_mode()
 def get_activations(batches: Iterable[torch.Tensor], net: nn.Module, device: torch.device) -> np.ndarray:
-    """Run ``net`` over batches of ``(N, 3, H, W)`` float [0, 1] images; ``(total, D)`` float64 features."""
-    out = [net(b.to(device, torch.float32)).double().cpu().numpy() for b in batches]
+    """Run ``net`` over batches of ``(N, 3, H, W)`` float [0, 1] or uint8 images; ``(total, D)`` float64
+    features. Each batch is sent to ``device`` as it is (uint8: a quarter of float32's bytes) and made
+    float there."""
+    out = [net(as_unit_float(b.to(device, non_blocking=True))).double().cpu().numpy() for b in batches]
     return np.concatenate(out, axis=0) if out else np.zeros((0, getattr(net, "dims", FEATURE_DIM)))
 
 

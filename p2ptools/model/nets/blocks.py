@@ -80,6 +80,41 @@ class ResidualSEBlock(nn.Module):
         return x + self.body(x)
 
 
+class FP32Output(nn.Sequential):
+    """A generator's output layers that run in fp32 under autocast: a ``Sequential`` whose last
+    ``fp32_layers`` layers (all by default) see their input cast to float32 with autocast off.
+
+    Under bf16 autocast a tanh output has 8 significant bits: about 128 levels in [0.5, 1), so 16-bit
+    and float targets would be predicted on a coarse grid in training and inference alike. The
+    children and their ``state_dict`` keys are those of the plain ``Sequential`` it replaces, so
+    checkpoints and the official weights load unchanged; without autocast (fp32, ONNX export) it is
+    that ``Sequential``, node for node.
+
+    Args:
+        layers: the layers, in order.
+        fp32_layers: how many of the last layers run in fp32 (``None``: all of them).
+    """
+
+    def __init__(self, *layers: nn.Module, fp32_layers: int | None = None) -> None:
+        super().__init__(*layers)
+        self.fp32_layers = len(layers) if fp32_layers is None else fp32_layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        split = len(layers) - self.fp32_layers
+        for layer in layers[:split]:
+            x = layer(x)
+        if not torch.is_autocast_enabled(x.device.type):
+            for layer in layers[split:]:
+                x = layer(x)
+            return x
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            for layer in layers[split:]:
+                x = layer(x)
+        return x  # float32
+
+
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """The pix2pix initialisation: conv weights ~ N(0, std), biases 0, BatchNorm weights ~ N(1, std)."""
     for m in module.modules():

@@ -1,6 +1,6 @@
 """The ResNet generator of Johnson et al. (2016) as used by pix2pix and CycleGAN (``resnet_6blocks``,
 ``resnet_9blocks``): a 7×7 stem, two stride-2 downsamplings, N residual blocks, two transposed
-upsamplings and a 7×7 tanh head.
+upsamplings and a 7×7 tanh head (in fp32 under autocast: :class:`~p2ptools.model.nets.blocks.FP32Output`).
 
 Parameter names follow the official code's ``state_dict`` (``model.<i>`` in one sequence, blocks as
 ``model.<i>.conv_block.<j>``), so its ``*_net_G.pth`` files load unchanged.
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from p2ptools.errors import ConfigError
-from p2ptools.model.nets.blocks import fold_batchnorm_into, norm_layer
+from p2ptools.model.nets.blocks import FP32Output, fold_batchnorm_into, norm_layer
 
 
 class ResnetBlock(nn.Module):
@@ -62,7 +62,7 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                        make_norm(c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
+        self.model = FP32Output(*layers, fp32_layers=3)  # the 7×7 head and tanh in fp32 under autocast
 
     @property
     def multiple(self) -> int:

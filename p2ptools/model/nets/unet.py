@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from p2ptools.errors import ConfigError
-from p2ptools.model.nets.blocks import ResidualSEBlock, fold_batchnorm_into, norm_layer
+from p2ptools.model.nets.blocks import FP32Output, ResidualSEBlock, fold_batchnorm_into, norm_layer
 
 #: the U-Net's layer kinds: the paper's plain convolutions, or residual squeeze-and-excitation blocks
 BLOCKS: tuple[str, ...] = ("conv", "se_res")
@@ -18,7 +18,8 @@ class UNetGenerator(nn.Module):
     Encoder ``C64-C128-C256-C512-C512-C512-C512-C512`` (for ``ngf=64, num_downs=8``): LeakyReLU 0.2,
     no norm on the first layer nor on the innermost one. Decoder mirrors it: ReLU, norm, dropout 0.5
     in the ``n_dropout`` innermost decoder blocks (the paper's noise, its first three decoder
-    layers), decoder block i concatenated with encoder block n−i, tanh output in [-1, 1].
+    layers), decoder block i concatenated with encoder block n−i, tanh output in [-1, 1]. The output
+    layer (ReLU, transposed convolution, tanh) runs in fp32 under autocast (:class:`FP32Output`).
 
     Args:
         in_channels: channels of the input (3 for RGB).
@@ -69,8 +70,10 @@ class UNetGenerator(nn.Module):
             k = num_downs - 1 - i
             c_in = chans[i] if i == num_downs - 1 else chans[i] * 2
             layers = [nn.ReLU(inplace=True)]
-            if i == 0:
+            if i == 0:  # the output layer: in fp32 under autocast (FP32Output), same keys as a Sequential
                 layers += [nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()]
+                self.up.append(FP32Output(*layers))
+                continue
             else:
                 c_out = chans[i - 1]
                 layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias), make_norm(c_out)]
