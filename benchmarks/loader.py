@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -28,19 +29,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import TrainConfig  # noqa: E402
-from p2ptools.training.data import AlignedDataset, EpochSampler, to_device_batch  # noqa: E402
+from p2ptools.model.tensors import to_tensor  # noqa: E402
+from p2ptools.prep.dataset import read_ab  # noqa: E402
+from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform, to_device_batch  # noqa: E402
 from p2ptools.training.train import _loader  # noqa: E402
 
 CPU = torch.device("cpu")
 
 
 class FloatSamples(AlignedDataset):
-    """The old samples: float32 in [-1, 1] made in the worker (``to_tensor``'s values exactly)."""
+    """The old samples, as the old ``__getitem__`` made them: float32 in [-1, 1] by ``to_tensor`` in
+    the worker."""
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
-        item = super().__getitem__(index)
-        A, B = to_device_batch({"A": item["A"], "B": item["B"]}, CPU)
-        return {"A": A, "B": B, "name": item["name"]}
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        a, b = read_ab(self.files[i], self.direction)
+        a, b = paired_transform(a, b, self.load_size, self.crop_size, self.augment, rng)
+        return {"A": to_tensor(a), "B": to_tensor(b), "name": self.files[i].stem}
 
 
 def before(ds: FloatSamples, workers: int, epochs: int, batch: int) -> float:

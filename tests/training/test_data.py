@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from p2ptools.config import TrainConfig
-from p2ptools.model.tensors import to_tensor, uint8_to_unit
+from p2ptools.model.tensors import to_tensor, uint8_to_unit, unit_by_lookup
 from p2ptools.prep.dataset import read_ab
 from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform, to_device_batch
 from p2ptools.training.train import _loader
@@ -40,8 +40,11 @@ def _old_sample(ds: AlignedDataset, epoch: int, i: int) -> tuple[torch.Tensor, t
 def test_every_byte_maps_to_the_float_of_to_tensor():
     img = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     want = to_tensor(img)
-    got = uint8_to_unit(torch.from_numpy(img).permute(2, 0, 1))
-    assert got.dtype == torch.float32 and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    x = torch.from_numpy(img).permute(2, 0, 1)
+    for got in (uint8_to_unit(x), unit_by_lookup(x)):  # the CPU's formula; the GPU's look-up
+        assert got.dtype == torch.float32 and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    # why a look-up off the CPU: CUDA divides by a scalar as a multiplication by its reciprocal
+    assert not torch.equal(x.float() * torch.tensor(1 / 127.5) - 1, want)
 
 
 @pytest.mark.parametrize("augment", ["flip", "d4", "none"])
