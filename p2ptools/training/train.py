@@ -306,6 +306,8 @@ def _loader(ds: AlignedDataset, tcfg: TrainConfig, device: torch.device, sampler
     The generator only seeds the workers' global generators, which the dataset does not draw from,
     so the global torch generator (dropout) is untouched by the loader."""
     options = loader_options(resolve_workers(tcfg.workers, device), tcfg.batch_size, device)
+    log.info("loader: %d worker(s) (--workers %s)%s", options["num_workers"], tcfg.workers,
+             ", pinned memory" if options["pin_memory"] else "")
     return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler,
                       generator=torch.Generator().manual_seed(tcfg.seed), **options)
 
