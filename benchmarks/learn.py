@@ -27,14 +27,19 @@ from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import TrainConfig, load_preset  # noqa: E402
 from p2ptools.model.config import ModelConfig
-from p2ptools.training.data import AlignedDataset, EpochSampler  # noqa: E402
+from p2ptools.training.data import AlignedDataset, EpochSampler, to_device_batch  # noqa: E402
 from p2ptools.training.train import build_models, save_samples, train_step, validate  # noqa: E402
 
 
 def mean_image_l1(train: AlignedDataset, val: AlignedDataset) -> float:
     """L1 (0–255) on ``val`` of always predicting the mean training target."""
-    mean = torch.stack([train[i]["B"] for i in range(len(train))]).mean(0)
-    return float(np.mean([(val[i]["B"] - mean).abs().mean().item() * 127.5 for i in range(len(val))]))
+    cpu = torch.device("cpu")
+
+    def target(ds: AlignedDataset, i: int) -> torch.Tensor:
+        return to_device_batch({"A": ds[i]["A"][None], "B": ds[i]["B"][None]}, cpu)[1][0]
+
+    mean = torch.stack([target(train, i) for i in range(len(train))]).mean(0)
+    return float(np.mean([(target(val, i) - mean).abs().mean().item() * 127.5 for i in range(len(val))]))
 
 
 def plot(table: pd.DataFrame, trivial: float, label: str, path: Path) -> None:
@@ -93,7 +98,7 @@ def main() -> None:
         loader = DataLoader(train_ds, batch_size=1, sampler=EpochSampler(len(train_ds), 0, epoch), num_workers=1)
         for batch in loader:
             t = time.perf_counter()
-            train_step(m, batch["A"], batch["B"], tcfg, device)
+            train_step(m, *to_device_batch(batch, device), tcfg, device)
             trained += time.perf_counter() - t
             step += 1
             if trained >= next_val or trained >= budget:

@@ -25,7 +25,7 @@ from common import SHARED, print_machine  # noqa: E402
 from p2ptools.config import TrainConfig, from_mapping, load_preset  # noqa: E402
 from p2ptools.model.checkpoints import RunState, save_checkpoint  # noqa: E402
 from p2ptools.model.config import ModelConfig
-from p2ptools.training.data import AlignedDataset  # noqa: E402
+from p2ptools.training.data import AlignedDataset, to_device_batch  # noqa: E402
 from p2ptools.training.train import build_models, save_samples, train_step  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         m = build_models(mcfg, tcfg, dev)
         ds = AlignedDataset(facades, "train", "BtoA", mcfg.load_size, mcfg.image_size, "flip", limit=4)
         item = ds[0]
-        train_step(m, item["A"][None], item["B"][None], tcfg, dev)
+        train_step(m, *to_device_batch({"A": item["A"][None], "B": item["B"][None]}, dev), tcfg, dev)
         full = save_checkpoint(Path(tmp) / "latest.pt", m, RunState(), mcfg, tcfg, full=True, dataset={})
         snap = save_checkpoint(Path(tmp) / "epoch_5.pt", m, RunState(), mcfg, tcfg, full=False, dataset={})
         save_samples(m.G, ds, Path(tmp) / "samples" / "epoch_001.jpg", dev)

@@ -33,7 +33,7 @@ from common import ROOT, SHARED, print_machine  # noqa: E402
 
 from p2ptools.config import TrainConfig  # noqa: E402
 from p2ptools.model.config import ModelConfig
-from p2ptools.training.data import AlignedDataset  # noqa: E402
+from p2ptools.training.data import AlignedDataset, to_device_batch  # noqa: E402
 from p2ptools.training.train import Models, build_models, train_step  # noqa: E402
 
 
@@ -102,8 +102,7 @@ def main() -> None:
     rows = []
     for bs in args.batches:
         batch = [ds[i] for i in range(bs)]
-        A = torch.stack([b["A"] for b in batch]).to(device)
-        B = torch.stack([b["B"] for b in batch]).to(device)
+        A, B = to_device_batch({k: torch.stack([b[k] for b in batch]) for k in ("A", "B")}, device)
         tcfg = TrainConfig(dataset=maps, out=args.out / "unused", batch_size=bs)
         m = fresh(mcfg, tcfg, device)
         fns: dict[str, object] = {
@@ -135,7 +134,7 @@ def main() -> None:
     traj = []
     for i in range(args.trajectory):
         item = ds[i]
-        A, B = item["A"][None].to(device), item["B"][None].to(device)
+        A, B = to_device_batch({"A": item["A"][None], "B": item["B"][None]}, device)
         torch.manual_seed(100 + i)  # the same dropout masks for both
         lb = baseline_step(mb.G, mb.D, mb.opt_G, mb.opt_D, A, B)
         torch.manual_seed(100 + i)

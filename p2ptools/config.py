@@ -420,6 +420,28 @@ def from_mapping(cls: type[T], data: dict[str, Any], source: str = "config") -> 
 
 
 GAN_LOSSES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp")
+#: the worker counts chosen for the machine (``--workers auto``); any count ≥ 0 is taken as well
+AUTO_WORKERS: tuple[str, ...] = ("auto",)
+
+
+def parse_workers(value: Any) -> int | str:
+    """A training ``workers`` value: ``auto`` or a count ≥ 0 (``"4"``, ``4`` or ``4.0`` → 4).
+
+    Raises:
+        ConfigError: for anything else, in one line.
+    """
+    if isinstance(value, str) and value.strip().lower() in AUTO_WORKERS:
+        return "auto"
+    number = value.strip() if isinstance(value, str) else value
+    try:
+        count = int(number) if not isinstance(number, bool | float) else None
+    except (TypeError, ValueError):
+        count = None
+    if isinstance(number, float) and number.is_integer():
+        count = int(number)
+    if count is None or count < 0:
+        raise ConfigError(f"workers must be auto or a count of processes (0 or more), got {value!r}")
+    return count
 AUGMENTS: tuple[str, ...] = ("none", "flip", "d4")
 
 
@@ -449,12 +471,15 @@ class TrainConfig:
         augment: ``flip`` (resize to load_size, random crop, horizontal flip), ``d4`` (also vertical
             flips and 90° rotations: for aerial tiles) or ``none`` (resize only).
         direction: ``AtoB`` or ``BtoA``.
-        workers: DataLoader worker processes.
+        workers: DataLoader worker processes, or ``auto`` (from the usable cores and the device:
+            :func:`p2ptools.training.accel.resolve_workers`).
         seed: seed of weights, data order, augmentation and dropout.
         device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
         amp: ``auto`` (bf16 where the device runs it natively, else fp32), ``none``, ``bf16`` or
             ``fp16`` (CUDA).
-        channels_last: use the channels-last memory format.
+        channels_last: use the channels-last memory format; None (auto): on CUDA only.
+        compile: ``torch.compile`` the generator and the discriminator (opt-in: minutes of
+            compiling at the start, then faster steps).
         save_every: steps between ``latest.pt`` checkpoints (also written at the end and on Ctrl-C).
         save_minutes: ``latest.pt`` is also written at the end of the first epoch, then at the end
             of every epoch that finishes this many minutes after the last one was written: a run
@@ -485,11 +510,12 @@ class TrainConfig:
     lambda_gp: float = 10.0
     augment: str = "flip"
     direction: str = "AtoB"
-    workers: int = 2
+    workers: int | str = "auto"
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
-    channels_last: bool = False
+    channels_last: bool | None = None
+    compile: bool = False
     save_every: int = 500
     save_minutes: float = 10.0
     save_epoch_freq: int = 5
@@ -504,7 +530,7 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field.
+        """Check every field (``workers`` given as a number in a string becomes the int).
 
         Raises:
             ConfigError: naming the first invalid field.
@@ -514,7 +540,8 @@ class TrainConfig:
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        for name in ("workers", "patience", "save_epoch_freq", "keep_last"):
+        self.workers = parse_workers(self.workers)
+        for name in ("patience", "save_epoch_freq", "keep_last"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         for name in ("epochs", "batch_size", "n_critic", "save_every", "val_images", "log_every"):

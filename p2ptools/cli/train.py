@@ -63,14 +63,19 @@ def _preset_default(field: str) -> str:
 @click.option("--augment", type=click.Choice(AUGMENTS), show_default=_preset_default("augment"),
               help="flip: resize, random crop, horizontal flips; d4: also vertical flips and 90° rotations.")
 @click.option("--direction", type=click.Choice(AB_DIRECTIONS), show_default=_preset_default("direction"))
-@click.option("--workers", type=click.IntRange(min=0), show_default=_preset_default("workers"),
-              help="DataLoader worker processes.")
+@click.option("--workers", metavar="N|auto", show_default=_preset_default("workers"),
+              help="DataLoader worker processes; auto: from the usable cores and the device (up to 8 "
+                   "on CUDA, none on a CPU share of two cores or fewer).")
 @click.option("--seed", type=int, show_default=_preset_default("seed"))
 @click.option("--device", show_default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps …")
 @click.option("--amp", type=click.Choice(TRAIN_AMPS), show_default="auto",
               help="Mixed precision; auto = bf16 where the device runs it natively (CUDA, CPUs with AMX or "
                    "AVX-512 BF16), else fp32.")
-@click.option("--channels-last", is_flag=True, default=None, help="Channels-last memory format.")
+@click.option("--channels-last/--no-channels-last", default=None, show_default="on with CUDA, else off",
+              help="Channels-last memory format.")
+@click.option("--compile", "compile", is_flag=True, default=None,
+              help="torch.compile the generator and the discriminator: minutes of compiling first, then "
+                   "faster steps (needs a C++ compiler on the CPU, Triton on CUDA).")
 @click.option("--patience", type=click.IntRange(min=0), show_default=_preset_default("patience"),
               help="Early stopping: epochs without a better val L1 (0: never).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps (a short run).")

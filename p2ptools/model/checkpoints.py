@@ -51,8 +51,15 @@ RUN_FILE_PATTERN = re.compile(
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return net.module if hasattr(net, "module") else net
+    """The module inside its DistributedDataParallel and ``torch.compile`` wrappers, in any order
+    and number (or the module itself): what checkpoints save and load (a compiled module's own
+    state dict names every tensor ``_orig_mod.…``)."""
+    while True:
+        inner = getattr(net, "_orig_mod", None)
+        inner = getattr(net, "module", None) if inner is None else inner
+        if not isinstance(inner, nn.Module):
+            return net
+        net = inner
 
 
 def rng_states() -> dict[str, Any]:

@@ -14,6 +14,29 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
+def to_uint8_tensor(img: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` uint8 → ``(C, H, W)`` uint8 (a view): what crosses from DataLoader workers, a
+    quarter of the bytes of :func:`to_tensor`'s floats; :func:`uint8_to_unit` makes it those floats."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+
+
+#: :func:`to_tensor`'s value of each byte, computed by its own formula on the CPU: a look-up in it is
+#: bit-identical to ``x.float().div_(127.5).sub_(1.0)`` on any device (CUDA divides by a scalar as a
+#: multiplication by its reciprocal, which can differ in the last bit).
+_UNIT_OF_BYTE = torch.arange(256, dtype=torch.uint8).float().div_(127.5).sub_(1.0)
+
+
+def uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor (any shape, any device) → float32 in [-1, 1], bit-identical to :func:`to_tensor`:
+    its own formula on the CPU (a look-up there is ~10× slower), a look-up elsewhere."""
+    return x.float().div_(127.5).sub_(1.0) if x.device.type == "cpu" else unit_by_lookup(x)
+
+
+def unit_by_lookup(x: torch.Tensor) -> torch.Tensor:
+    """:func:`uint8_to_unit` on a GPU: each byte's float looked up in :data:`_UNIT_OF_BYTE`."""
+    return _UNIT_OF_BYTE.to(x.device).index_select(0, x.reshape(-1).to(torch.int32)).view(x.shape)
+
+
 def to_image(t: torch.Tensor, truncate: bool = False) -> np.ndarray:
     """``(3, H, W)`` tensor in [-1, 1] → ``(H, W, 3)`` uint8 (rounded, clipped; ``truncate``: rounded
     down, as the official pix2pix code's ``tensor2im`` does). Other channel counts are shown as their

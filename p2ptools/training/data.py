@@ -4,6 +4,11 @@ Augmentation is reproducible whatever the number of DataLoader workers: the rand
 sample ``i`` in epoch ``e`` come from a generator seeded with ``(seed, e, i)``, and the order of
 an epoch is a permutation seeded with ``(seed, e)``. A resumed run therefore sees exactly the
 batches the interrupted run would have seen.
+
+What crosses from the workers is small: image pairs travel as uint8 and become [-1, 1] floats on
+the training device (:func:`to_device_batch`); GeoTIFF tile pairs travel as the float32 their bands
+map to. The epoch travels with each index (:meth:`EpochSampler.set_epoch`), so persistent workers,
+built once per run, draw each epoch's transforms without being told of the epoch.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from p2ptools.errors import InputError, P2PError
-from p2ptools.model.tensors import resize_square, to_tensor
+from p2ptools.model.tensors import resize_square, to_uint8_tensor, uint8_to_unit
 from p2ptools.prep.dataset import list_split, read_ab
 
 cv2.setNumThreads(1)  # DataLoader workers are the parallelism; avoid oversubscription
@@ -51,7 +56,12 @@ def paired_transform(
 
 
 class AlignedDataset(Dataset):
-    """A|B images of one split folder, as ``{"A": (3,H,W), "B": (3,H,W), "name": str}`` in [-1, 1].
+    """A|B images of one split folder, as ``{"A": (3,H,W), "B": (3,H,W), "name": str}``: uint8 for
+    image pairs (:func:`to_device_batch` makes them [-1, 1] floats), float32 in the network's range
+    for GeoTIFF tile pairs.
+
+    An index is ``i`` (the epoch set by :meth:`set_epoch`) or ``(epoch, i)`` (what
+    :class:`EpochSampler` yields, so that workers need no epoch of their own).
 
     A split of GeoTIFF tile pairs (``tile --format tif``: ``A/`` and ``B/``) is read with all its
     bands (:mod:`p2ptools.prep.bands`): ``A`` and ``B`` then have as many channels as the halves
@@ -143,8 +153,9 @@ class AlignedDataset(Dataset):
         a, b = self.specs["A"].channels, self.specs["B"].channels
         return (a, b) if self.direction == "AtoB" else (b, a)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment != "none" else None
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.augment != "none" else None
         if self.pairs is not None:
             from p2ptools.prep.bands import read_tif
 
@@ -157,7 +168,31 @@ class AlignedDataset(Dataset):
             return {"A": _float_tensor(fa), "B": _float_tensor(fb), "name": a_path.stem}
         a, b = read_ab(self.files[i], self.direction)
         a, b = paired_transform(a, b, self.load_size, self.crop_size, self.augment, rng)
-        return {"A": to_tensor(a), "B": to_tensor(b), "name": self.files[i].stem}
+        return {"A": to_uint8_tensor(a), "B": to_uint8_tensor(b), "name": self.files[i].stem}
+
+
+def to_device_batch(batch: dict[str, Any], device: torch.device, channels_last: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of :class:`AlignedDataset` samples on ``device`` as the network takes it.
+
+    The copy is non-blocking (it overlaps the device's work when the loader pins memory); uint8
+    images become [-1, 1] float32 there, bit-identical to :func:`p2ptools.model.tensors.to_tensor`
+    on the CPU; float32 (GeoTIFF tiles) is already in range.
+
+    Args:
+        batch: ``{"A": (N, C, H, W), "B": (N, C, H, W), …}`` uint8 or float32.
+        device: the training device.
+        channels_last: return the channels-last memory format.
+
+    Returns:
+        ``(A, B)`` float32 on ``device``.
+    """
+    out = []
+    for key in ("A", "B"):
+        x = batch[key].to(device, non_blocking=True)
+        x = uint8_to_unit(x) if x.dtype == torch.uint8 else x
+        out.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+    return out[0], out[1]
 
 
 def _float_tensor(img: np.ndarray) -> torch.Tensor:
@@ -175,14 +210,24 @@ def _contract_of(root: Path) -> dict[str, Any]:
     return data["contract"]
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[Any]):
     """A seeded permutation per epoch, optionally skipping the first ``skip`` indices (resume)
-    and sharded across ``world_size`` ranks (distributed training)."""
+    and sharded across ``world_size`` ranks (distributed training).
+
+    One sampler serves a whole run: :meth:`set_epoch` chooses the epoch (and the skip) before each
+    one, as ``DistributedSampler.set_epoch`` does. With ``tagged`` it yields ``(epoch, i)``, so the
+    dataset draws the epoch's transforms in persistent workers too (their copy of the dataset never
+    sees the main process's :meth:`AlignedDataset.set_epoch`).
+    """
 
     def __init__(self, n: int, seed: int, epoch: int = 0, skip: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, tagged: bool = False) -> None:
         self.n, self.seed, self.epoch, self.skip = n, seed, epoch, skip
-        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.rank, self.world_size, self.shuffle, self.tagged = rank, world_size, shuffle, tagged
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Yield the order of ``epoch`` from now on, leaving out its first ``skip`` indices."""
+        self.epoch, self.skip = epoch, skip
 
     def order(self) -> list[int]:
         """This rank's indices of the epoch, before skipping."""
@@ -195,8 +240,9 @@ class EpochSampler(Sampler[int]):
             idx += idx[: self.world_size - self.n % self.world_size]
         return idx[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.skip :])
+    def __iter__(self) -> Iterator[Any]:
+        idx = self.order()[self.skip :]
+        return iter([(self.epoch, i) for i in idx] if self.tagged else idx)
 
     def __len__(self) -> int:
         return max(0, len(self.order()) - self.skip)

@@ -54,7 +54,14 @@ from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse
 from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.space import human_bytes
-from p2ptools.training.data import AlignedDataset, EpochSampler
+from p2ptools.training.accel import (
+    compile_module,
+    loader_options,
+    resolve_workers,
+    tune_for_fixed_sizes,
+    use_channels_last,
+)
+from p2ptools.training.data import AlignedDataset, EpochSampler, to_device_batch
 from p2ptools.training.run_page import write_run_page
 
 __all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
@@ -130,11 +137,15 @@ class Models:
 
 
 def build_models(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device) -> Models:
-    """Networks (initialised N(0, 0.02)), optimizers, learning-rate schedulers and the precision."""
+    """Networks (initialised N(0, 0.02)), optimizers, learning-rate schedulers and the precision;
+    channels-last and cuDNN autotuning on CUDA, the networks compiled with ``tcfg.compile``."""
     G = build_generator(mcfg.generator, mcfg.generator_kwargs()).to(device)
     D = build_discriminator(mcfg.discriminator, mcfg.discriminator_kwargs()).to(device)
-    if tcfg.channels_last:
+    if use_channels_last(tcfg.channels_last, device):
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    tune_for_fixed_sizes(device)
+    if tcfg.compile:  # the same parameters: the optimizers below are unaffected; unwrap() gives G and D back
+        G, D = compile_module(G, device), compile_module(D, device)
     if tcfg.optimizer == "adam":
         # fused Adam (one kernel over all parameters) is about 2.5× faster than the default
         # multi-tensor loop on CPU and on CUDA: on a 54M-parameter U-Net that is ~10% of a CPU step
@@ -288,10 +299,17 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _loader(ds: AlignedDataset, tcfg: TrainConfig, sampler: Any, seed: int) -> DataLoader:
-    return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.workers,
-                      pin_memory=False, generator=torch.Generator().manual_seed(seed),
-                      persistent_workers=False)
+def _loader(ds: AlignedDataset, tcfg: TrainConfig, device: torch.device, sampler: EpochSampler | None = None
+            ) -> DataLoader:
+    """A split's loader for the whole run: persistent workers, pinned memory on CUDA (see
+    :func:`p2ptools.training.accel.loader_options`); the sampler's epoch is set before each epoch.
+    The generator only seeds the workers' global generators, which the dataset does not draw from,
+    so the global torch generator (dropout) is untouched by the loader."""
+    options = loader_options(resolve_workers(tcfg.workers, device), tcfg.batch_size, device)
+    log.info("loader: %d worker(s) (--workers %s)%s", options["num_workers"], tcfg.workers,
+             ", pinned memory" if options["pin_memory"] else "")
+    return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler,
+                      generator=torch.Generator().manual_seed(tcfg.seed), **options)
 
 
 @torch.no_grad()
@@ -307,7 +325,7 @@ def validate(m: Models, loader: DataLoader, tcfg: TrainConfig, device: torch.dev
     l1 = gg = dd = 0.0
     n = 0
     for batch in loader:
-        A, B = batch["A"].to(device), batch["B"].to(device)
+        A, B = to_device_batch(batch, device)
         with autocast(device, m.amp):
             fake = G(A)
             pf, pr = D(torch.cat([A, fake], 1)), D(torch.cat([A, B], 1))
@@ -332,8 +350,8 @@ def save_samples(G: nn.Module, ds: AlignedDataset, path: Path, device: torch.dev
     rows = []
     for i in range(min(count, len(ds))):
         item = ds[i]
-        fake = G(item["A"][None].to(device))[0]
-        rows.append(np.concatenate([to_image(item["A"]), to_image(item["B"]), to_image(fake)], axis=1))
+        A, B = to_device_batch({"A": item["A"][None], "B": item["B"][None]}, device)
+        rows.append(np.concatenate([to_image(A[0]), to_image(B[0]), to_image(G(A)[0])], axis=1))
     G.train(was_training)
     if not rows:
         return None
@@ -445,6 +463,7 @@ class _Trainer:
         self.saved_epochs = 0  # latest.pt files this process wrote at an epoch's end
         self.space_checked = False
         self.epoch_times: list[float] = []
+        self.loaders: dict[str, DataLoader] = {}  # built at their first use, kept for the run (see loader())
         self.bar = progress_bar(tcfg.epochs * self.steps_per_epoch, "train", "step", progress and self.main,
                                 self.state.global_step)
 
@@ -468,6 +487,17 @@ class _Trainer:
         if self.saved_epochs == 0 or self.state.global_step - self.saved_step >= tcfg.save_every:
             return True
         return time.monotonic() - self.saved_at >= tcfg.save_minutes * 60
+
+    def loader(self, split: str) -> DataLoader:
+        """The ``train`` or ``val`` loader, built at its first use and kept for the run, so its
+        workers start once; the training sampler yields ``(epoch, index)`` for them."""
+        if split not in self.loaders:
+            ds = self.train_ds if split == "train" else self.val_ds
+            assert ds is not None
+            sampler = (EpochSampler(len(ds), self.tcfg.seed, rank=self.rank, world_size=self.world, tagged=True)
+                       if split == "train" else None)
+            self.loaders[split] = _loader(ds, self.tcfg, self.device, sampler)
+        return self.loaders[split]
 
     def run(self) -> FitResult:
         """Train until the epochs are done, ``max_steps`` is reached or early stopping stops it."""
@@ -495,8 +525,10 @@ class _Trainer:
         """The steps of the current epoch (from where it stopped); False when ``max_steps`` ended it."""
         tcfg, state, m = self.tcfg, self.state, self.m
         self.train_ds.set_epoch(state.epoch)
-        sampler = EpochSampler(len(self.train_ds), tcfg.seed, state.epoch, state.step_in_epoch * tcfg.batch_size,
-                               self.rank, self.world)
+        loader = self.loader("train")
+        sampler = loader.sampler
+        sampler.set_epoch(state.epoch, state.step_in_epoch * tcfg.batch_size)
+        channels_last = use_channels_last(tcfg.channels_last, self.device)
         self.t_epoch = time.perf_counter()
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
@@ -506,14 +538,11 @@ class _Trainer:
                         every=60.0 if self.main else 0.0,
                         extra=lambda: " ".join(f"{k.removeprefix('loss_')} {self.sums[k] / self.counts[k] * (127.5 if k == 'loss_G_L1' else 1):.3f}"  # noqa: E501
                                                for k in ("loss_G_GAN", "loss_D", "loss_G_L1") if k in self.sums))
-        for batch in _loader(self.train_ds, tcfg, sampler, tcfg.seed + state.epoch):
+        for batch in loader:
             if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
                 self.stopped_by = "max_steps"
                 return False
-            A, B = batch["A"].to(self.device), batch["B"].to(self.device)
-            if tcfg.channels_last:
-                A = A.contiguous(memory_format=torch.channels_last)
-                B = B.contiguous(memory_format=torch.channels_last)
+            A, B = to_device_batch(batch, self.device, channels_last)
             update_G = (state.global_step + 1) % tcfg.n_critic == 0
             losses = train_step(m, A, B, tcfg, self.device, update_G,
                                 where=f"epoch {state.epoch + 1}, step {state.global_step}")
@@ -566,7 +595,7 @@ class _Trainer:
         tcfg, state = self.tcfg, self.state
         if self.val_ds is None:
             return None
-        v = validate(self.m, _loader(self.val_ds, tcfg, None, 0), tcfg, self.device)
+        v = validate(self.m, self.loader("val"), tcfg, self.device)
         row = {"epoch": state.epoch, "step": state.global_step, **v}
         self.history.append(row)
         self.logs.add(self.logs.val, VAL_COLUMNS, row)
@@ -732,6 +761,7 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
     finally:
         trainer.bar.close()
         trainer.logs.close()
+        trainer.loaders.clear()  # their persistent workers end with them
     if trainer.main:
         plot_losses(run_dir)
         write_run_page(run_dir, trainer.mcfg, tcfg, state)

@@ -107,3 +107,19 @@ def test_on_a_gpu_the_checkpoint_states_tf32(monkeypatch):
     tcfg = TrainConfig(dataset=Path("d"), out=Path("o"))
     payload = checkpoints.checkpoint_payload(SimpleNamespace(G=fake, amp="none"), RunState(), TINY, tcfg, False, None)
     assert payload["precision"] == "fp32 (TF32 conv)"
+
+
+def test_unwrap_strips_compile_and_distributed_wrappers_in_any_order():
+    from p2ptools.model.checkpoints import unwrap
+
+    class Wrapper(torch.nn.Module):  # DistributedDataParallel's shape: the network as .module
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    compiled = torch.compile(net)  # compiles lazily: nothing runs here
+    assert list(compiled.state_dict())[0].startswith("_orig_mod.")
+    for wrapped in (compiled, Wrapper(compiled), torch.compile(Wrapper(net)), Wrapper(Wrapper(net)), net):
+        assert unwrap(wrapped) is net
+    assert unwrap(torch.nn.Sequential()) is not None  # an empty container is still a module

@@ -17,7 +17,7 @@ from p2ptools.config import TrainConfig
 from p2ptools.inference.options import PredictOptions
 from p2ptools.model.config import ModelConfig
 from p2ptools.training import train as train_mod
-from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform
+from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform, to_device_batch
 from p2ptools.training.train import (
     TrainingDiverged,
     build_models,
@@ -99,7 +99,8 @@ def test_one_epoch_reduces_l1_on_real_pairs(facades):
     tcfg = _cfg(facades, facades / "unused")
     ds = AlignedDataset(facades, "train", crop_size=32, load_size=36, augment="none")
     m = build_models(mcfg, tcfg, torch.device("cpu"))
-    pairs = [(ds[i]["A"][None], ds[i]["B"][None]) for i in range(len(ds))]
+    pairs = [to_device_batch({"A": ds[i]["A"][None], "B": ds[i]["B"][None]}, torch.device("cpu"))
+             for i in range(len(ds))]
 
     def l1() -> float:  # per-image batch statistics, dropout off: the deterministic training-time view
         drops = [mod for mod in m.G.modules() if isinstance(mod, torch.nn.Dropout)]
