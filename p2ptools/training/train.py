@@ -610,17 +610,50 @@ def epoch_seconds(times: list[float], epochs: int) -> float:
 
 
 def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device:
-    """The device of this process (joining torchrun's process group when there is one)."""
+    """The device of this process, joining torchrun's process group when there is one (the backend
+    follows the device: ``nccl`` for CUDA, ``gloo`` for the CPU).
+
+    Raises:
+        ConfigError: for a device that cannot run under torchrun (:func:`_rank_device`).
+    """
     if world == 1:
         return select_device(tcfg.device)
     import torch.distributed as dist
 
+    device = _rank_device(tcfg.device, local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def _rank_device(spec: str, local_rank: int) -> torch.device:
+    """The device of torchrun's process ``LOCAL_RANK`` for ``--device spec``.
+
+    ``cpu`` (or ``auto`` where CUDA is not available) trains every process on the CPU; ``auto`` or
+    ``cuda`` with CUDA gives process ``LOCAL_RANK`` the GPU ``cuda:LOCAL_RANK``. One GPU named
+    (``cuda:1``) is refused: torchrun starts one process per GPU, and each takes its own (choose the
+    GPUs with ``CUDA_VISIBLE_DEVICES``). MPS and other devices are refused (DDP runs on CUDA or the CPU).
+
+    Raises:
+        ConfigError: in one line, for a device that cannot run here under torchrun.
+    """
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if spec not in ("auto", "cuda"):
+        kind = "one GPU" if spec.startswith("cuda:") else f"the device {spec!r}"
+        raise ConfigError(f"--device {spec} names {kind}, but under torchrun every process takes its own device: "
+                          "use --device cuda (process LOCAL_RANK trains on cuda:LOCAL_RANK; choose the GPUs with "
+                          "CUDA_VISIBLE_DEVICES) or --device cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for under torchrun, but CUDA is not available here; use --device cpu")
+    visible = torch.cuda.device_count()
+    if local_rank >= visible:
+        raise ConfigError(f"torchrun process LOCAL_RANK={local_rank} needs cuda:{local_rank}, but {visible} GPU(s) "
+                          f"are visible here: start at most {visible} process(es) per machine "
+                          f"(--nproc-per-node {visible}) or train on the CPU with --device cpu")
+    return torch.device(f"cuda:{local_rank}")
 
 
 def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, AlignedDataset | None]:
@@ -658,8 +691,9 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
     load_weights(unwrap(m.G), ckpt.get("G"), path, "generator")
     load_weights(unwrap(m.D), ckpt.get("D"), path, "discriminator")
     try:
-        for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
+        for name in ("opt_G", "opt_D", "sched_G", "sched_D"):
             getattr(m, name).load_state_dict(ckpt[name])
+        _restore_scalers(m, ckpt, path)
         state = RunState(**ckpt["state"])
         set_rng_states(ckpt["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or crafted file, not a bug
@@ -673,6 +707,31 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
              f"in epoch {state.epoch + 1} after its step {state.step_in_epoch}")
     report("resuming %s %s, at step %d", path.parent, where, state.global_step)
     return state
+
+
+def _restore_scalers(m: Models, ckpt: dict[str, Any], path: Path) -> None:
+    """Load the fp16 loss scalers' state where both the checkpoint's and today's scalers are on.
+
+    A scaler that was off (fp32, bf16, the CPU) saves ``{}``: resuming such a run with ``--amp fp16``
+    starts the scalers anew (torch's initial scale), and resuming an fp16 run in another precision
+    leaves the saved scale unused; each says so in one log line.
+
+    Raises:
+        KeyError: when the checkpoint has no scaler entry (a damaged file; the caller names it).
+        TypeError: when an entry is not a mapping.
+    """
+    for name in ("scaler_G", "scaler_D"):
+        saved, scaler = ckpt[name], getattr(m, name)
+        if not isinstance(saved, dict):
+            raise TypeError(f"{name} is {type(saved).__name__}, not a state dict")
+        if saved and scaler.is_enabled():
+            scaler.load_state_dict(saved)
+        elif scaler.is_enabled() and name == "scaler_G":
+            log.info("%s: was trained without fp16 loss scaling; the fp16 loss scalers start anew (scale %g)",
+                     path, scaler.get_scale())
+        elif saved and name == "scaler_G":
+            log.info("%s: was trained with fp16 loss scaling; %s does not scale losses, the saved scale is unused",
+                     path, m.amp if m.amp != "none" else "fp32")
 
 
 def checkpoint_bytes(m: Models) -> int:
