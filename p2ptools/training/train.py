@@ -711,12 +711,12 @@ class _Trainer:
         state.epoch += 1
         state.step_in_epoch = 0
         val = self.validate_epoch()
+        if _from_rank0(self.latest_due(), self.world):  # rank 0's clock: every process counts the save
+            self.save("latest")
         if self.main:
             if tcfg.save_epoch_freq and state.epoch % tcfg.save_epoch_freq == 0:
                 self.save(f"epoch_{state.epoch}", full=False,
                           then=lambda: prune_snapshots(self.run_dir, tcfg.keep_last))
-            if self.latest_due():
-                self.save("latest")
             grid = save_samples(m.G, self.val_ds or self.train_ds,
                                 self.run_dir / "samples" / f"epoch_{state.epoch:03d}.jpg", self.device)
             if self.logs.tb is not None and grid is not None:

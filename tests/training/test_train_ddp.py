@@ -24,11 +24,19 @@ LAUNCHER = textwrap.dedent("""
 """)
 
 
-def _torchrun(tmp_path, port: int, patch: str, *args: str) -> subprocess.CompletedProcess:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(tmp_path, patch: str, *args: str) -> subprocess.CompletedProcess:
     script = tmp_path / "launch.py"
     script.write_text(LAUNCHER.format(patch=textwrap.dedent(patch)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK"))}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            str(script), "-q", "train", *args, *TINY]
     # a hang (one process raising alone, the other waiting in an all-reduce) ends the test at the timeout
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240,
@@ -45,7 +53,7 @@ def test_a_nan_on_one_process_stops_both_in_one_line(pairs, tmp_path):
         train_mod.gan_loss = gan_loss
     """
     run = tmp_path / "run"
-    res = _torchrun(tmp_path, 29581, patch, str(pairs), "--out", str(run), "--epochs", "3",
+    res = _torchrun(tmp_path, patch, str(pairs), "--out", str(run), "--epochs", "3",
                     "--set", "train.log_every=1")
     assert res.returncode != 0, res.stderr[-3000:]
     lines = [ln for ln in res.stderr.splitlines() if "became nan" in ln]
@@ -62,7 +70,9 @@ def test_early_stopping_is_rank_0s_decision_on_both_processes(pairs, tmp_path):
         train_mod.validate = lambda *a, **k: {"val_l1_255": next(scores), "val_G_GAN": 0.0, "val_D": 0.0}
     """
     run = tmp_path / "run"
-    res = _torchrun(tmp_path, 29583, patch, str(pairs), "--out", str(run), "--epochs", "6", "--patience", "2")
+    # latest.pt every 3 steps (2 per epoch) and at epoch ends: every process counts the saves alike
+    res = _torchrun(tmp_path, patch, str(pairs), "--out", str(run), "--epochs", "6", "--patience", "2",
+                    "--save-every", "3", "--save-minutes", "0")
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = load_checkpoint(run / "latest.pt")
     assert ckpt["state"]["early_stopped"] and ckpt["state"]["epoch"] == 4 and ckpt["state"]["best_epoch"] == 2
