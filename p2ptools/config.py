@@ -480,17 +480,20 @@ class TrainConfig:
         channels_last: use the channels-last memory format; None (auto): on CUDA only.
         compile: ``torch.compile`` the generator and the discriminator (opt-in: minutes of
             compiling at the start, then faster steps).
-        save_every: steps between ``latest.pt`` checkpoints (also written at the end and on Ctrl-C).
+        save_every: steps between ``latest.pt`` checkpoints on the CPU (also written at the end and on
+            Ctrl-C); on CUDA, where steps are fast and the file large, ``save_minutes`` counts instead.
         save_minutes: ``latest.pt`` is also written at the end of the first epoch, then at the end
-            of every epoch that finishes this many minutes after the last one was written: a run
-            killed at any moment (SIGKILL, out of memory, a preempted job) loses at most one epoch
-            or this much time, whichever is longer.
+            of every epoch that finishes this many minutes after the last one was written (on CUDA
+            also within an epoch, checked every ``log_every`` steps): a run killed at any moment
+            (SIGKILL, out of memory, a preempted job) loses at most one epoch or this much time,
+            whichever is longer.
         save_epoch_freq: epochs between ``epoch_K.pt`` snapshots (generator only; 0: none).
         keep_last: keep only the newest ``keep_last`` snapshots (0: keep all).
         patience: stop after this many epochs without a better validation L1 (0: never).
         max_steps: stop after this many steps in all (None: run all epochs).
         val_images: validate on at most this many ``val/`` images.
-        log_every: steps between rows of ``losses.csv``.
+        log_every: steps between rows of ``losses.csv``; the losses are read from the device (and
+            checked for NaN) this often, so a divergence stops training within ``log_every`` steps.
     """
 
     dataset: Path

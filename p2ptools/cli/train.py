@@ -80,7 +80,8 @@ def _preset_default(field: str) -> str:
               help="Early stopping: epochs without a better val L1 (0: never).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps (a short run).")
 @click.option("--save-every", type=click.IntRange(min=1), show_default=_preset_default("save_every"),
-              help="Steps between latest.pt checkpoints (also written at the end, on Ctrl-C and SIGTERM).")
+              help="Steps between latest.pt checkpoints on the CPU (on CUDA --save-minutes counts instead); also "
+                   "written at the end, on Ctrl-C and SIGTERM.")
 @click.option("--save-minutes", type=click.FloatRange(min=0), show_default=_preset_default("save_minutes"),
               help="latest.pt is also written after the first epoch, then at the end of each epoch that ends this "
                    "many minutes after the last one: a killed run loses at most one epoch or this long.")

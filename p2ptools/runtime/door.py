@@ -28,7 +28,9 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from p2ptools.errors import DiskFullError, OutputError
 from p2ptools.runtime.space import disk_full, free_bytes, human_bytes, is_disk_full
@@ -242,6 +244,33 @@ def write_bytes(path: Path, data: bytes) -> None:
         if is_disk_full(exc):
             raise disk_full(path, len(data)) from None
         raise
+
+
+def write_stream(path: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Write ``path`` by handing ``write`` the open temporary file (exclusive, in the same folder),
+    then renaming it into place: :func:`write_bytes` for a writer that streams (``torch.save``),
+    without the whole file in memory first.
+
+    Returns:
+        The size of the file written, in bytes.
+
+    Raises:
+        OutputError: for a link or a folder at ``path`` or among its folders inside the output folder.
+        DiskFullError: when the disk is full (naming the file).
+    """
+    path = Path(path)
+    fd, tmp = new_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            size = fh.tell()
+        replace(tmp, path)
+    except BaseException as exc:
+        remove(tmp)
+        if is_disk_full(exc):
+            raise disk_full(path, None) from None
+        raise
+    return size
 
 
 def write_text(path: Path, text: str) -> None:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from p2ptools.config import TrainConfig
 from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.model.checkpoints import (
+    CheckpointWriter,
     RunState,
     dataset_meta,
     foreign_run_files,
@@ -39,7 +40,6 @@ from p2ptools.model.checkpoints import (
     load_weights,
     prune_snapshots,
     resolve_checkpoint,
-    save_checkpoint,
     set_rng_states,
     unwrap,
 )
@@ -65,12 +65,13 @@ from p2ptools.training.data import AlignedDataset, EpochSampler, to_device_batch
 from p2ptools.training.run_page import write_run_page
 
 __all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
-           "train_step", "validate"]
+           "step_losses", "train_step", "validate"]
 
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["epoch", "step", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "sec_per_step"]
 VAL_COLUMNS = ["epoch", "step", "val_l1_255", "val_G_GAN", "val_D"]
+LOSS_NAMES = ("loss_D", "loss_G_GAN", "loss_G_L1")
 
 
 class TrainingDiverged(P2PError):
@@ -172,28 +173,23 @@ def _set_requires_grad(net: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def _check_finite(losses: dict[str, torch.Tensor], where: str) -> None:
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            raise TrainingDiverged(f"{name} became {value.item()} at {where}")
-
-
-def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, device: torch.device,
-               update_G: bool = True, where: str = "") -> dict[str, float]:
+def step_losses(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, device: torch.device,
+                update_G: bool = True) -> dict[str, torch.Tensor]:
     """One pix2pix step: G forward, D on (A, fake.detach()) and (A, B), D step, D on (A, fake), G step.
+
+    Nothing is read back to the host (no synchronisation with the device): the losses come back as
+    tensors, and a NaN or infinite loss is not checked here (the step is taken; the fit loop checks
+    the losses every ``log_every`` steps, :class:`_LossMeter`).
 
     Args:
         m: the models.
         A: ``(B, C, H, W)`` inputs in [-1, 1].
         B: ``(B, C, H, W)`` targets in [-1, 1].
         update_G: take the generator step (False between WGAN critic steps).
-        where: a description of the step, for the divergence error.
 
     Returns:
-        ``loss_D``, ``loss_G_GAN`` and ``loss_G_L1`` (the L1 term before λ).
-
-    Raises:
-        TrainingDiverged: if a loss is NaN or infinite (nothing is updated then).
+        Detached 0-d tensors on the device: ``loss_D``, and with ``update_G`` ``loss_G_GAN`` and
+        ``loss_G_L1`` (the L1 term before λ).
     """
     mode = tcfg.gan_loss
     with autocast(device, m.amp):
@@ -207,7 +203,6 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
             1.0 if mode in ("wgan", "wgangp") else 0.5)
     if mode == "wgangp":
         loss_D = loss_D + tcfg.lambda_gp * gradient_penalty(m.D, real_ab.float(), fake_ab.detach().float())
-    _check_finite({"loss_D": loss_D}, where)
     m.opt_D.zero_grad(set_to_none=True)
     m.scaler_D.scale(loss_D).backward()
     m.scaler_D.step(m.opt_D)
@@ -216,7 +211,7 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
         with torch.no_grad():
             for p in m.D.parameters():
                 p.clamp_(-tcfg.clip_value, tcfg.clip_value)
-    out = {"loss_D": loss_D.item(), "loss_G_GAN": float("nan"), "loss_G_L1": float("nan")}
+    out = {"loss_D": loss_D.detach()}
     if not update_G:
         return out
     _set_requires_grad(m.D, False)
@@ -224,14 +219,78 @@ def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, d
         loss_G_GAN = gan_loss(m.D(fake_ab), True, mode)
         loss_G_L1 = F.l1_loss(fake.float(), B.float())
         loss_G = loss_G_GAN + tcfg.lambda_l1 * loss_G_L1
-    _check_finite({"loss_G_GAN": loss_G_GAN, "loss_G_L1": loss_G_L1}, where)
     m.opt_G.zero_grad(set_to_none=True)
     m.scaler_G.scale(loss_G).backward()
     m.scaler_G.step(m.opt_G)
     m.scaler_G.update()
     _set_requires_grad(m.D, True)
-    out.update(loss_G_GAN=loss_G_GAN.item(), loss_G_L1=loss_G_L1.item())
+    out.update(loss_G_GAN=loss_G_GAN.detach(), loss_G_L1=loss_G_L1.detach())
     return out
+
+
+def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, device: torch.device,
+               update_G: bool = True, where: str = "") -> dict[str, float]:
+    """:func:`step_losses` with its losses read back as numbers (one synchronisation with the device).
+
+    Args:
+        where: a description of the step, for the divergence error.
+
+    Returns:
+        ``loss_D``, ``loss_G_GAN`` and ``loss_G_L1`` (NaN for the generator's without ``update_G``).
+
+    Raises:
+        TrainingDiverged: if a loss is NaN or infinite (the step was taken: the networks may hold
+            non-finite weights then).
+    """
+    losses = step_losses(m, A, B, tcfg, device, update_G)
+    values = dict(zip(losses, torch.stack(list(losses.values())).tolist(), strict=True))
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{name} became {value} at {where or 'a step'}")
+    return {k: values.get(k, math.nan) for k in LOSS_NAMES}
+
+
+class _LossMeter:
+    """The losses of the steps since the last read, kept on the device (no synchronisation per step).
+
+    Holds, per loss of :data:`LOSS_NAMES`, the sum since the last read, the last step's value, and the
+    first step (and value) where it was NaN or infinite (-1: none). :meth:`packed` gives them as one
+    tensor, which the fit loop reads in one synchronisation (shared by the processes under torchrun).
+    Steps are stored as float32: exact up to 2**24 (16.7 million) steps.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        zeros = torch.zeros(len(LOSS_NAMES), device=device)
+        self.sums, self.last, self.bad_value = zeros.clone(), zeros.clone(), zeros.clone()
+        self.bad_step = torch.full_like(zeros, -1.0)
+        self.zero = torch.zeros((), device=device)
+        self.counts = dict.fromkeys(LOSS_NAMES, 0)  # steps added since the last read, per loss
+        self.last_names: tuple[str, ...] = ()
+
+    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Add one step's losses (``step``: its 0-based global index)."""
+        vec = torch.stack([losses[k].float() if k in losses else self.zero for k in LOSS_NAMES])  # (3,)
+        new_bad = ~torch.isfinite(vec) & (self.bad_step < 0)
+        self.bad_step = torch.where(new_bad, float(step), self.bad_step)
+        self.bad_value = torch.where(new_bad, vec, self.bad_value)
+        self.sums += vec
+        self.last = vec
+        for k in losses:
+            self.counts[k] += 1
+        self.last_names = tuple(losses)
+
+    def packed(self) -> torch.Tensor:
+        """``(12,)``: sums, last values, first non-finite steps, their values."""
+        return torch.cat([self.sums, self.last, self.bad_step, self.bad_value])
+
+    def reset(self) -> None:
+        """Start new sums (after a read); a non-finite step stays recorded."""
+        self.sums.zero_()
+        self.counts = dict.fromkeys(LOSS_NAMES, 0)
+
+    def diverged(self) -> bool:
+        """Whether a loss of this process was NaN or infinite (one synchronisation)."""
+        return bool((self.bad_step >= 0).any())
 
 
 # --- the fit loop ---------------------------------------------------------------------------------
@@ -297,6 +356,29 @@ def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _gather(values: torch.Tensor, world: int) -> list[list[float]]:
+    """Every process's ``values`` (a 1-d tensor on its device), rank by rank, read on the host: one
+    synchronisation, and under torchrun one all-gather that every process must join."""
+    if world == 1:
+        return [values.tolist()]
+    import torch.distributed as dist
+
+    rows = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(rows, values)
+    return torch.stack(rows).tolist()
+
+
+def _from_rank0(value: Any, world: int) -> Any:
+    """Rank 0's ``value`` (a picklable object) on every process (itself without torchrun)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _loader(ds: AlignedDataset, tcfg: TrainConfig, device: torch.device, sampler: EpochSampler | None = None
@@ -462,31 +544,102 @@ class _Trainer:
         self.saved_at = time.monotonic()
         self.saved_epochs = 0  # latest.pt files this process wrote at an epoch's end
         self.space_checked = False
+        self.by_time = self.device.type == "cuda"  # latest.pt within an epoch every save_minutes, not save_every
+        self.meter = _LossMeter(self.device)
+        self.writer = CheckpointWriter()
         self.epoch_times: list[float] = []
         self.loaders: dict[str, DataLoader] = {}  # built at their first use, kept for the run (see loader())
         self.bar = progress_bar(tcfg.epochs * self.steps_per_epoch, "train", "step", progress and self.main,
                                 self.state.global_step)
 
-    def save(self, name: str, full: bool = True) -> None:
-        """Write ``RUN/<name>.pt`` (rank 0 only); the first full checkpoint checks the free space first."""
+    def save(self, name: str, full: bool = True, then: Any = None) -> None:
+        """Write ``RUN/<name>.pt`` on the writer's thread (rank 0 only; ``then()`` runs there after it); the
+        first full checkpoint checks the free space first. Every process keeps the count of saves."""
         if self.main:
             if full and not self.space_checked:
                 check_checkpoint_space(self.run_dir, self.m)
                 self.space_checked = True
-            save_checkpoint(self.run_dir / f"{name}.pt", self.m, self.state, self.mcfg, self.tcfg, full,
-                            self.dataset_meta)
-            if name == "latest":
-                self.saved_step = self.state.global_step
-                self.saved_at = time.monotonic()
-                self.saved_epochs += 1
+            self.writer.save(self.run_dir / f"{name}.pt", self.m, self.state, self.mcfg, self.tcfg, full,
+                             self.dataset_meta, then)
+        if name == "latest":
+            self.saved_step = self.state.global_step
+            self.saved_at = time.monotonic()
+            self.saved_epochs += 1
+
+    def save_interrupted(self) -> str:
+        """Write ``latest.pt`` on Ctrl-C (and wait for it), unless the steps since the last check
+        diverged (this process's losses, or non-finite weights from another's); returns what was done."""
+        latest = self.run_dir / "latest.pt"
+        if self.main:
+            self.writer.wait()
+            weights = [p for net in (self.m.G, self.m.D) for p in net.parameters()]
+            if self.meter.diverged() or not bool(torch.stack([p.isfinite().all() for p in weights]).all()):
+                return f"a loss had become NaN or infinite, so the last good {latest} was kept"
+        self.save("latest")
+        self.writer.wait()
+        return f"saved {latest}"
+
+    def finish_writing(self) -> None:
+        """Wait for the checkpoint being written; its error is raised unless another one is under way."""
+        import sys
+
+        if sys.exc_info()[0] is None:
+            self.writer.wait()
+            return
+        try:
+            self.writer.wait()
+        except P2PError as exc:  # the error being raised says more of what went wrong first
+            log.error("%s", exc)
+
+    def steps_due(self) -> bool:
+        """Whether ``save_every`` steps have passed since ``latest.pt`` (on the CPU; on CUDA, where steps
+        are fast and the file large, ``save_minutes`` counts instead): the same on every process."""
+        return not self.by_time and self.state.global_step - self.saved_step >= self.tcfg.save_every
+
+    def minutes_due(self) -> bool:
+        """Whether ``save_minutes`` have passed since ``latest.pt`` (this process's clock: rank 0's decides)."""
+        return time.monotonic() - self.saved_at >= self.tcfg.save_minutes * 60
 
     def latest_due(self) -> bool:
         """Whether ``latest.pt`` is written at this epoch's end: after the first epoch this process
-        trains, then when ``save_minutes`` have passed since the last one (or ``save_every`` steps)."""
-        tcfg = self.tcfg
-        if self.saved_epochs == 0 or self.state.global_step - self.saved_step >= tcfg.save_every:
-            return True
-        return time.monotonic() - self.saved_at >= tcfg.save_minutes * 60
+        trains, then when ``save_minutes`` have passed since the last one (or ``save_every`` steps on
+        the CPU). Rank 0's decision (only it writes)."""
+        return self.saved_epochs == 0 or self.steps_due() or self.minutes_due()
+
+    def check(self, save_asked: bool = False) -> tuple[dict[str, float], bool]:
+        """Read the losses of the steps since the last check: one synchronisation with the device,
+        and under torchrun one gather that every process joins at the same step.
+
+        Args:
+            save_asked: rank 0 asks for ``latest.pt`` now (time-based saving); shared with all processes.
+
+        Returns:
+            The last step's losses (NaN for a loss it did not compute) and whether rank 0 asked to save.
+
+        Raises:
+            TrainingDiverged: on every process alike, when a loss of any process was NaN or infinite,
+                naming the loss, the process (under torchrun), the epoch and the first such step.
+        """
+        meter = self.meter
+        mine = torch.cat([meter.packed(), torch.full((1,), float(save_asked), device=self.device)])
+        rows = _gather(mine, self.world)
+        # the first step that went wrong; in it, the first loss computed (D's, then G's, which a NaN in
+        # D's gradients, averaged over the processes, spoils everywhere)
+        bad = [(row[6 + i], i, rank, row[9 + i]) for rank, row in enumerate(rows) for i in range(len(LOSS_NAMES))
+               if row[6 + i] >= 0]
+        if bad:
+            step, i, rank, value = min(bad)
+            where = f" on process {rank} of {self.world}" if self.world > 1 else ""
+            raise TrainingDiverged(f"{LOSS_NAMES[i]} became {value}{where} at epoch {self.state.epoch + 1}, "
+                                   f"step {int(step)}")
+        row = rows[self.rank]
+        for i, k in enumerate(LOSS_NAMES):
+            if meter.counts[k]:
+                self.sums[k] = self.sums.get(k, 0.0) + row[i]
+                self.counts[k] = self.counts.get(k, 0) + meter.counts[k]
+        last = {k: row[3 + i] if k in meter.last_names else math.nan for i, k in enumerate(LOSS_NAMES)}
+        meter.reset()
+        return last, bool(rows[0][-1])
 
     def loader(self, split: str) -> DataLoader:
         """The ``train`` or ``val`` loader, built at its first use and kept for the run, so its
@@ -511,7 +664,9 @@ class _Trainer:
             if not self.run_epoch():
                 break
             self.end_epoch()
+        self.check()  # the steps since the last check (max_steps) are good before latest.pt is written
         if state.early_stopped and self.main:
+            self.writer.wait()  # best.pt is on disk
             best = load_checkpoint(self.run_dir / "best.pt")
             unwrap(self.m.G).load_state_dict(best["G"])
             unwrap(self.m.D).load_state_dict(best["D"])
@@ -522,8 +677,12 @@ class _Trainer:
         return FitResult(self.run_dir, state, self.history, self.stopped_by)
 
     def run_epoch(self) -> bool:
-        """The steps of the current epoch (from where it stopped); False when ``max_steps`` ended it."""
-        tcfg, state, m = self.tcfg, self.state, self.m
+        """The steps of the current epoch (from where it stopped); False when ``max_steps`` ended it.
+
+        The losses stay on the device; they are read (and checked) every ``log_every`` steps, at the
+        epoch's last step and before every ``latest.pt`` within the epoch (:meth:`check`).
+        """
+        tcfg, state = self.tcfg, self.state
         self.train_ds.set_epoch(state.epoch)
         loader = self.loader("train")
         sampler = loader.sampler
@@ -532,7 +691,7 @@ class _Trainer:
         self.t_epoch = time.perf_counter()
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
-        t_last, logged_step = time.perf_counter(), state.global_step
+        self.t_last, self.logged_step = time.perf_counter(), state.global_step
         # a line at least every minute within an epoch (a 400-step epoch on a CPU takes minutes)
         ticker = Ticker(len(sampler), f"epoch {state.epoch + 1}/{tcfg.epochs}", "steps", steps=0,
                         every=60.0 if self.main else 0.0,
@@ -542,29 +701,35 @@ class _Trainer:
             if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
                 self.stopped_by = "max_steps"
                 return False
-            A, B = to_device_batch(batch, self.device, channels_last)
-            update_G = (state.global_step + 1) % tcfg.n_critic == 0
-            losses = train_step(m, A, B, tcfg, self.device, update_G,
-                                where=f"epoch {state.epoch + 1}, step {state.global_step}")
-            for k, v in losses.items():
-                if math.isfinite(v):
-                    self.sums[k] = self.sums.get(k, 0.0) + v
-                    self.counts[k] = self.counts.get(k, 0) + 1
-            state.step_in_epoch += 1
-            state.global_step += 1
+            self.step(batch, channels_last)
             self.bar.update(1)
             ticker.update(1)
-            last_of_epoch = state.step_in_epoch == self.steps_per_epoch
-            if (state.global_step % tcfg.log_every == 0 or last_of_epoch) and self.main:  # a row per epoch at least
-                now = time.perf_counter()
-                self.logs.add(self.logs.losses, LOSS_COLUMNS, {
-                    "epoch": state.epoch + 1, "step": state.global_step, "lr": m.opt_G.param_groups[0]["lr"],
-                    **losses, "sec_per_step": (now - t_last) / max(1, state.global_step - logged_step)})
-                t_last, logged_step = now, state.global_step
-                self.bar.set_postfix(D=f"{losses['loss_D']:.3f}", L1=f"{losses['loss_G_L1']:.3f}")
-            if state.global_step - self.saved_step >= tcfg.save_every:
-                self.save("latest")
+        if self.meter.counts["loss_D"]:  # an epoch shorter than steps_per_epoch: its steps are checked too
+            self.check()
         return True
+
+    def step(self, batch: dict[str, torch.Tensor], channels_last: bool) -> None:
+        """One training step, then its log row and ``latest.pt`` when they are due."""
+        tcfg, state = self.tcfg, self.state
+        A, B = to_device_batch(batch, self.device, channels_last)
+        update_G = (state.global_step + 1) % tcfg.n_critic == 0
+        self.meter.add(step_losses(self.m, A, B, tcfg, self.device, update_G), state.global_step)
+        state.step_in_epoch += 1
+        state.global_step += 1
+        log_due = state.global_step % tcfg.log_every == 0 or state.step_in_epoch == self.steps_per_epoch
+        save_due = self.steps_due()
+        if not (log_due or save_due):
+            return
+        losses, asked = self.check(save_asked=self.by_time and self.main and self.minutes_due())
+        if log_due and self.main:  # a row per epoch at least
+            now = time.perf_counter()
+            self.logs.add(self.logs.losses, LOSS_COLUMNS, {
+                "epoch": state.epoch + 1, "step": state.global_step, "lr": self.m.opt_G.param_groups[0]["lr"],
+                **losses, "sec_per_step": (now - self.t_last) / max(1, state.global_step - self.logged_step)})
+            self.t_last, self.logged_step = now, state.global_step
+            self.bar.set_postfix(D=f"{losses['loss_D']:.3f}", L1=f"{losses['loss_G_L1']:.3f}")
+        if save_due or asked:
+            self.save("latest")
 
     def end_epoch(self) -> None:
         """Schedule, validation, checkpoints, samples and the epoch's log line."""
@@ -575,12 +740,12 @@ class _Trainer:
         state.epoch += 1
         state.step_in_epoch = 0
         val = self.validate_epoch()
+        if _from_rank0(self.latest_due(), self.world):  # rank 0's clock: every process counts the save
+            self.save("latest")
         if self.main:
             if tcfg.save_epoch_freq and state.epoch % tcfg.save_epoch_freq == 0:
-                self.save(f"epoch_{state.epoch}", full=False)
-                prune_snapshots(self.run_dir, tcfg.keep_last)
-            if self.latest_due():
-                self.save("latest")
+                self.save(f"epoch_{state.epoch}", full=False,
+                          then=lambda: prune_snapshots(self.run_dir, tcfg.keep_last))
             grid = save_samples(m.G, self.val_ds or self.train_ds,
                                 self.run_dir / "samples" / f"epoch_{state.epoch:03d}.jpg", self.device)
             if self.logs.tb is not None and grid is not None:
@@ -591,11 +756,17 @@ class _Trainer:
             report(self.epoch_line(lr, val))
 
     def validate_epoch(self) -> dict[str, float] | None:
-        """Validate after an epoch, keep ``best.pt`` and the early-stopping count."""
+        """Validate after an epoch, keep ``best.pt`` and the early-stopping count.
+
+        Rank 0 validates (its networks are the ones its checkpoints hold, BatchNorm statistics
+        included) and sends the scores to the other processes, so ``best.pt`` and early stopping are
+        decided alike everywhere.
+        """
         tcfg, state = self.tcfg, self.state
         if self.val_ds is None:
             return None
-        v = validate(self.m, self.loader("val"), tcfg, self.device)
+        v = validate(self.m, self.loader("val"), tcfg, self.device) if self.main else None
+        v = _from_rank0(v, self.world)
         row = {"epoch": state.epoch, "step": state.global_step, **v}
         self.history.append(row)
         self.logs.add(self.logs.val, VAL_COLUMNS, row)
@@ -639,17 +810,50 @@ def epoch_seconds(times: list[float], epochs: int) -> float:
 
 
 def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device:
-    """The device of this process (joining torchrun's process group when there is one)."""
+    """The device of this process, joining torchrun's process group when there is one (the backend
+    follows the device: ``nccl`` for CUDA, ``gloo`` for the CPU).
+
+    Raises:
+        ConfigError: for a device that cannot run under torchrun (:func:`_rank_device`).
+    """
     if world == 1:
         return select_device(tcfg.device)
     import torch.distributed as dist
 
+    device = _rank_device(tcfg.device, local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def _rank_device(spec: str, local_rank: int) -> torch.device:
+    """The device of torchrun's process ``LOCAL_RANK`` for ``--device spec``.
+
+    ``cpu`` (or ``auto`` where CUDA is not available) trains every process on the CPU; ``auto`` or
+    ``cuda`` with CUDA gives process ``LOCAL_RANK`` the GPU ``cuda:LOCAL_RANK``. One GPU named
+    (``cuda:1``) is refused: torchrun starts one process per GPU, and each takes its own (choose the
+    GPUs with ``CUDA_VISIBLE_DEVICES``). MPS and other devices are refused (DDP runs on CUDA or the CPU).
+
+    Raises:
+        ConfigError: in one line, for a device that cannot run here under torchrun.
+    """
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if spec not in ("auto", "cuda"):
+        kind = "one GPU" if spec.startswith("cuda:") else f"the device {spec!r}"
+        raise ConfigError(f"--device {spec} names {kind}, but under torchrun every process takes its own device: "
+                          "use --device cuda (process LOCAL_RANK trains on cuda:LOCAL_RANK; choose the GPUs with "
+                          "CUDA_VISIBLE_DEVICES) or --device cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for under torchrun, but CUDA is not available here; use --device cpu")
+    visible = torch.cuda.device_count()
+    if local_rank >= visible:
+        raise ConfigError(f"torchrun process LOCAL_RANK={local_rank} needs cuda:{local_rank}, but {visible} GPU(s) "
+                          f"are visible here: start at most {visible} process(es) per machine "
+                          f"(--nproc-per-node {visible}) or train on the CPU with --device cpu")
+    return torch.device(f"cuda:{local_rank}")
 
 
 def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, AlignedDataset | None]:
@@ -687,8 +891,9 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
     load_weights(unwrap(m.G), ckpt.get("G"), path, "generator")
     load_weights(unwrap(m.D), ckpt.get("D"), path, "discriminator")
     try:
-        for name in ("opt_G", "opt_D", "sched_G", "sched_D", "scaler_G", "scaler_D"):
+        for name in ("opt_G", "opt_D", "sched_G", "sched_D"):
             getattr(m, name).load_state_dict(ckpt[name])
+        _restore_scalers(m, ckpt, path)
         state = RunState(**ckpt["state"])
         set_rng_states(ckpt["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or crafted file, not a bug
@@ -702,6 +907,31 @@ def _restore(m: Models, path: Path, mcfg: ModelConfig, tcfg: TrainConfig) -> Run
              f"in epoch {state.epoch + 1} after its step {state.step_in_epoch}")
     report("resuming %s %s, at step %d", path.parent, where, state.global_step)
     return state
+
+
+def _restore_scalers(m: Models, ckpt: dict[str, Any], path: Path) -> None:
+    """Load the fp16 loss scalers' state where both the checkpoint's and today's scalers are on.
+
+    A scaler that was off (fp32, bf16, the CPU) saves ``{}``: resuming such a run with ``--amp fp16``
+    starts the scalers anew (torch's initial scale), and resuming an fp16 run in another precision
+    leaves the saved scale unused; each says so in one log line.
+
+    Raises:
+        KeyError: when the checkpoint has no scaler entry (a damaged file; the caller names it).
+        TypeError: when an entry is not a mapping.
+    """
+    for name in ("scaler_G", "scaler_D"):
+        saved, scaler = ckpt[name], getattr(m, name)
+        if not isinstance(saved, dict):
+            raise TypeError(f"{name} is {type(saved).__name__}, not a state dict")
+        if saved and scaler.is_enabled():
+            scaler.load_state_dict(saved)
+        elif scaler.is_enabled() and name == "scaler_G":
+            log.info("%s: was trained without fp16 loss scaling; the fp16 loss scalers start anew (scale %g)",
+                     path, scaler.get_scale())
+        elif saved and name == "scaler_G":
+            log.info("%s: was trained with fp16 loss scaling; %s does not scale losses, the saved scale is unused",
+                     path, m.amp if m.amp != "none" else "fp32")
 
 
 def checkpoint_bytes(m: Models) -> int:
@@ -741,7 +971,10 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
         The result (final state, validation history, why it stopped).
 
     Raises:
-        TrainingDiverged: if a loss becomes NaN/inf (the last good ``latest.pt`` is kept).
+        TrainingDiverged: if a loss becomes NaN/inf, on every process at once under torchrun. The
+            losses are checked every ``log_every`` steps, at each epoch's end and before each
+            ``latest.pt``: a divergence stops training within ``log_every`` steps, and a checkpoint
+            written is never one of diverged weights (the last good ``latest.pt`` is kept).
         TrainingInterrupted: on Ctrl-C or SIGTERM, after saving ``latest.pt``.
         P2PError: for a bad dataset or configuration.
     """
@@ -750,11 +983,12 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
     try:
         result = trainer.run()
     except KeyboardInterrupt:
-        trainer.save("latest")
+        saved = trainer.save_interrupted()
         raise TrainingInterrupted(
-            f"interrupted at epoch {state.epoch + 1}, step {state.global_step}; saved {run_dir / 'latest.pt'}; "
+            f"interrupted at epoch {state.epoch + 1}, step {state.global_step}; {saved}; "
             f"continue with: p2ptools train --resume {run_dir}") from None
     except TrainingDiverged as exc:
+        trainer.writer.wait()  # the last good checkpoint, if one was being written
         kept = (f"the last good checkpoint is {run_dir / 'latest.pt'}" if (run_dir / "latest.pt").exists()
                 else "no checkpoint had been written yet")
         raise TrainingDiverged(f"{exc}; training stopped, {kept} (try a lower --lr, or --amp none)") from None
@@ -762,6 +996,7 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, resume: bool = False, progress: bo
         trainer.bar.close()
         trainer.logs.close()
         trainer.loaders.clear()  # their persistent workers end with them
+        trainer.finish_writing()
     if trainer.main:
         plot_losses(run_dir)
         write_run_page(run_dir, trainer.mcfg, tcfg, state)

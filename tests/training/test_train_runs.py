@@ -135,7 +135,7 @@ def test_interrupted_run_is_resumed_by_rerunning_the_recipe(tmp_path, monkeypatc
     from p2ptools.training import train as train_mod
 
     calls = {"n": 0}
-    real = train_mod.train_step
+    real = train_mod.step_losses
 
     def interrupt_on_third(*args, **kwargs):
         calls["n"] += 1
@@ -143,14 +143,14 @@ def test_interrupted_run_is_resumed_by_rerunning_the_recipe(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "train_step", interrupt_on_third)
+    monkeypatch.setattr(train_mod, "step_losses", interrupt_on_third)
     tiny = "train.set={model: {image_size: 32, load_size: 36, num_downs: 5, ngf: 8, ndf: 8}}"
     args = ["run", "sample", "--workdir", str(tmp_path / "wd"), "--set", "train.epochs=2", "--set", tiny,
             "--until", "train"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1 and "interrupted in the train stage" in res.output
     assert "rerun `p2ptools run" in res.output and "p2ptools train --resume" not in res.output
-    monkeypatch.setattr(train_mod, "train_step", real)
+    monkeypatch.setattr(train_mod, "step_losses", real)
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0 and "train resumed" in res.output
     res = CliRunner().invoke(cli, [*args[:-2], "--set", "train.epochs=3", "--until", "train"],
