@@ -164,10 +164,12 @@ def make_pairs(folder: Path, count: int, size: int) -> Path:
 
 def _device_batches(ds: Any, tcfg: TrainConfig, device: torch.device) -> Any:
     """One epoch of the training loader's batches, on ``device`` as the training loop gets them."""
+    from p2ptools.training.data import EpochSampler, to_device_batch
     from p2ptools.training.train import _loader
 
-    for batch in _loader(ds, tcfg, None, 0):
-        yield batch["A"].to(device), batch["B"].to(device)
+    sampler = EpochSampler(len(ds), tcfg.seed, tagged=True)
+    for batch in _loader(ds, tcfg, device, sampler):
+        yield to_device_batch(batch, device)
 
 
 def bench_loader(sizes: Sizes, device: torch.device, work: Path) -> list[dict[str, Any]]:

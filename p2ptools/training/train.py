@@ -48,7 +48,7 @@ from p2ptools.model.nets import build_discriminator, build_generator
 from p2ptools.model.tensors import to_image
 from p2ptools.prep.dataset import has_images
 from p2ptools.runtime import door
-from p2ptools.runtime.device import autocast, resolve_amp, select_device
+from p2ptools.runtime.device import autocast, describe_precision, resolve_amp, select_device
 from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.runtime.progress import Ticker, duration, report
@@ -659,7 +659,7 @@ class _Trainer:
             report("training %s on %s: %d epochs (constant lr %.2g for %d, linear decay to 0 over %d), "
                    "%d steps per epoch, batch %d, %s%s", self.mcfg.name, tcfg.dataset, tcfg.epochs, tcfg.lr,
                    tcfg.n_constant, tcfg.n_decay, self.steps_per_epoch, tcfg.batch_size, self.device,
-                   "" if self.m.amp == "none" else f", {self.m.amp} autocast")
+                   f", {describe_precision(self.device, self.m.amp)}")
         while state.epoch < tcfg.epochs and not state.early_stopped:
             if not self.run_epoch():
                 break
