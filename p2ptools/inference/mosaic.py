@@ -328,8 +328,14 @@ class _Blender:
 def _to_blend(outs: torch.Tensor) -> Any:
     """A batch of outputs clamped to [-1, 1], where they are blended: a device tensor on a GPU, numpy on the CPU."""
     if outs.device.type != "cpu":
-        return outs.float().clamp_(-1, 1)
+        return _on_device(outs)
     return np.clip(outs.numpy(), -1, 1)
+
+
+def _on_device(outs: torch.Tensor) -> torch.Tensor:
+    """Outputs clamped where they are, for the torch accumulator; a new tensor (the engine's are inference
+    tensors, which may not be changed in place outside inference mode)."""
+    return outs.float().clamp(-1, 1)
 
 
 @dataclass

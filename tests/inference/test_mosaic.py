@@ -337,3 +337,22 @@ def test_reader_and_writer_errors_reach_the_caller(run, tmp_path, monkeypatch):
             predict_scene(run, scene, tmp_path / "b.tif", PredictOptions(progress=False, batch_size=4))
     assert not list(tmp_path.glob(".*")) and not list(tmp_path.glob("[ab].tif"))
     assert not [t for t in threading.enumerate() if t.name.startswith("p2ptools-scene")]
+
+
+def test_device_blending_gives_the_numpy_raster(run, tmp_path, monkeypatch):
+    """The torch accumulator (what a GPU's outputs are blended with, on their device) run here on CPU tensors
+    writes the raster the numpy accumulator writes, bit for bit."""
+    from p2ptools.inference import mosaic
+
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(90, 130, [0, 255], block=8, seed=4))
+    ref = _scene_raster(run, scene, tmp_path / "np.tif", monkeypatch, False, batch_size=5, band_width=64)
+    kinds = set()
+
+    def on_device(outs):  # what _to_blend does with CUDA outputs: a tensor where it is, no copy to numpy
+        kinds.add(type(outs))
+        return mosaic._on_device(outs)  # the engine's outputs are inference tensors: never changed in place
+
+    monkeypatch.setattr(mosaic, "_to_blend", on_device)
+    got = _scene_raster(run, scene, tmp_path / "torch.tif", monkeypatch, False, batch_size=5, band_width=64)
+    assert kinds and all(k.__module__.startswith("torch") for k in kinds)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and got[2] == ref[2]
