@@ -38,11 +38,14 @@ and what runs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,8 @@ from p2ptools.config import BLENDS
 from p2ptools.contract import from_checkpoint
 from p2ptools.errors import ConfigError, InputError
 from p2ptools.inference.engine import EngineRequest, make_engine, prepared_generator
-from p2ptools.inference.options import PredictOptions
+from p2ptools.inference.options import DEFAULT_OVERLAP, PredictOptions
+from p2ptools.inference.pipeline import Consumer, ahead
 from p2ptools.inference.scene_io import (
     check_raster_output,
     finish_output,
@@ -161,12 +165,13 @@ def predict_scene(run_or_ckpt: Path, scene: Path, out: Path, options: PredictOpt
 
 
 def _checked_overlap(options: PredictOptions, T: int) -> int:
-    """The overlap in pixels (default a quarter of the tile).
+    """The overlap in pixels (default :data:`~p2ptools.inference.options.DEFAULT_OVERLAP` of the tile, chosen by
+    the measured seam error: see there).
 
     Raises:
         ConfigError: for an unknown blend or an overlap outside ``[0, T)``.
     """
-    overlap = T // 4 if options.overlap is None else options.overlap
+    overlap = round(T * DEFAULT_OVERLAP) if options.overlap is None else options.overlap
     if options.blend not in BLENDS:
         raise ConfigError(f"blend must be one of {', '.join(BLENDS)}, got {options.blend!r}")
     if not 0 <= overlap < T:
@@ -212,8 +217,7 @@ def _render(scene: _Scene, tags: dict[str, str] | None) -> int:
         with open_output(tmp, profile, scene.plan, tags) as scene.dst, \
                 Ticker(total, f"predict {scene.name}", "windows",
                        steps=10 if opts.window_lines else 0, show_bar=opts.progress) as scene.bar:
-            for b0, b1, xs in bands:  # vertical bands of the (mirrored) scene, each top to bottom
-                _predict_band(scene, xs, b0, b1)
+            _predict_bands(scene, bands)
         finish_output(tmp, out, scene.src, scene.plan, profile, opts.overviews)
     except Exception as exc:
         if is_disk_full(exc):  # the output's disk, never the scene's fault
@@ -226,7 +230,188 @@ def _render(scene: _Scene, tags: dict[str, str] | None) -> int:
     return total
 
 
-def _predict_band(scene: _Scene, xs: list[int], b0: int, b1: int) -> None:
+def _predict_bands(scene: _Scene, bands: list[tuple[int, int, list[int]]]) -> None:
+    """Translate every band ``(b0, b1, xs)``: windows read ahead on a reader thread, run in batches of
+    ``--batch-size`` that span rows and bands, blended and written on a writer thread.
+
+    The network (ONNX Runtime and torch release the GIL) runs on this thread while the reader reads
+    and mirrors the next windows and stacks them into batches, and the writer accumulates the weighted
+    outputs and writes finished rows. Each queue holds at most :data:`QUEUE_BATCHES` batches, and the
+    writer's accumulator is one window high and one band wide, so memory stays bounded whatever the
+    scene. The writer sees the windows in the order of :func:`_serial_bands` (band by band, row by row,
+    left to right) and adds them the same way, so the raster is the same, bit for bit.
+    """
+    stop = threading.Event()
+    batches = ahead(_batches(scene, bands), QUEUE_BATCHES, stop, "p2ptools-scene-reader")
+    with contextlib.closing(batches), Consumer(_Blender(scene, bands), QUEUE_BATCHES, stop,
+                                               "p2ptools-scene-writer") as writer:
+        for items, batch in batches:
+            writer.put((items, scene.run(batch)))  # (N, C, T, T) in [-1, 1], by the chosen engine
+            scene.bar.update(len(items))
+
+
+#: batches queued between the reader, the network and the writer (each way)
+QUEUE_BATCHES = 2
+
+
+@dataclass
+class _Row:
+    """One row of windows of one band, as the reader read it: where it is, and its validity."""
+
+    band: int
+    r: int  # the row's index in ``plan.ys``
+    valid: np.ndarray  # (T, b1 - b0): input pixels that are not nodata
+
+
+def _rows(scene: _Scene, bands: list[tuple[int, int, list[int]]]) -> Iterator[tuple[_Row, int, np.ndarray]]:
+    """``(row, x, window)`` of every window, band by band, top to bottom, left to right; ``window`` is
+    ``(T, T, C)`` float32 in the network's range.
+
+    Raises:
+        InputError: for a window that cannot be read.
+    """
+    src, info, plan = scene.src, scene.info, scene.plan
+    T = plan.T
+    for band, (b0, b1, xs) in enumerate(bands):
+        x0 = xs[0]
+        span = xs[-1] + T - x0  # columns read for this band's windows
+        for r, y in enumerate(plan.ys):
+            try:
+                net, valid = read_window(src, info, plan, y, x0, span)
+            except rasterio.errors.RasterioError as exc:
+                raise InputError(f"{info.pair.image}: cannot read window at row {y - plan.pad}: {exc}") from exc
+            row = _Row(band, r, valid[:, b0 - x0 : b1 - x0])
+            for x in xs:
+                yield row, x, net[:, x - x0 : x - x0 + T]
+
+
+def _batches(scene: _Scene, bands: list[tuple[int, int, list[int]]]
+             ) -> Iterator[tuple[list[tuple[_Row, int]], torch.Tensor]]:
+    """``(items, batch)``: ``--batch-size`` windows at a time across rows and bands, ``(N, C, T, T)``, in
+    channels-last memory where the engine runs so (numpy stacks them: one thread, no copy left for the
+    engine to make)."""
+    size = scene.options.batch_size
+    items: list[tuple[_Row, int]] = []
+    windows: list[np.ndarray] = []
+    for row, x, window in _rows(scene, bands):
+        items.append((row, x))
+        windows.append(window)
+        if len(items) == size:
+            yield items, _stacked(windows, scene.run)
+            items, windows = [], []
+    if items:
+        yield items, _stacked(windows, scene.run)
+
+
+def _stacked(windows: list[np.ndarray], run: Any) -> torch.Tensor:
+    """``(T, T, C)`` windows as one ``(N, C, T, T)`` batch: channels-last memory for an engine that runs so."""
+    if getattr(run, "channels_last", False):
+        return torch.from_numpy(np.stack(windows)).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.stack([w.transpose(2, 0, 1) for w in windows]))
+
+
+class _Blender:
+    """What the writer thread does with each ``(items, outputs)`` batch: add the outputs to the band's
+    :class:`_Strip`, which writes its rows as they are finished."""
+
+    def __init__(self, scene: _Scene, bands: list[tuple[int, int, list[int]]]) -> None:
+        self.scene, self.bands = scene, bands
+        self.strip: _Strip | None = None
+
+    def __call__(self, batch: tuple[list[tuple[_Row, int]], torch.Tensor]) -> None:
+        items, outs = batch
+        for (row, x), o in zip(items, _to_blend(outs), strict=True):
+            if self.strip is None or self.strip.band != row.band:
+                self.strip = _Strip(self.scene, row.band, self.bands[row.band])
+            self.strip.add(row, x, o)
+
+
+def _to_blend(outs: torch.Tensor) -> Any:
+    """A batch of outputs clamped to [-1, 1], where they are blended: a device tensor on a GPU, numpy on the CPU."""
+    if outs.device.type != "cpu":
+        return _on_device(outs)
+    return np.clip(outs.numpy(), -1, 1)
+
+
+def _on_device(outs: torch.Tensor) -> torch.Tensor:
+    """Outputs clamped where they are, for the torch accumulator; a new tensor (the engine's are inference
+    tensors, which may not be changed in place outside inference mode)."""
+    return outs.float().clamp(-1, 1)
+
+
+@dataclass
+class _Strip:
+    """The accumulator of one band: weighted outputs, weights and validity, one window high, moving down
+    the band as rows are finished. numpy on the CPU; torch on the outputs' device on a GPU (the weights
+    copied there once), finished rows copied back."""
+
+    scene: _Scene
+    band: int
+    where: tuple[int, int, list[int]]  # (b0, b1, xs)
+    acc: Any = None
+    wsum: Any = None
+    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    done: int = 0  # windows of the current row added
+
+    def add(self, row: _Row, x: int, o: Any) -> None:
+        """Add one window's output ``(C, T, T)`` at padded column ``x`` of row ``row``; write the row's
+        finished pixels once its last window is in."""
+        plan, (b0, b1, xs) = self.scene.plan, self.where
+        T = plan.T
+        if self.acc is None:
+            self._start(o, T, b1 - b0)
+        lo, hi = max(x, b0), min(x + T, b1)  # the part of this window inside the band
+        sl = slice(lo - x, hi - x)
+        if plan.blend == "none":
+            self.acc[:, :, lo - b0 : hi - b0] = o[:, :, sl]
+            self.wsum[:, lo - b0 : hi - b0] = 1.0
+        else:
+            self.acc[:, :, lo - b0 : hi - b0] += o[:, :, sl] * self.weights[:, sl]
+            self.wsum[:, lo - b0 : hi - b0] += self.weights[:, sl]
+        self.done += 1
+        if self.done == len(xs):
+            self._finish_row(row)
+
+    def _start(self, o: Any, T: int, bw: int) -> None:
+        C, weights = self.scene.plan.channels, self.scene.plan.weights
+        if isinstance(o, np.ndarray):
+            self.zeros: Callable[..., Any] = lambda *shape: np.zeros(shape, np.float32)
+            self.cat: Callable[..., Any] = np.concatenate
+            self.weights = weights
+        else:
+            self.zeros = lambda *shape: torch.zeros(shape, dtype=torch.float32, device=o.device)
+            self.cat = lambda parts, axis: torch.cat(parts, dim=axis)
+            self.weights = torch.from_numpy(weights).to(o.device)
+        self.acc, self.wsum, self.valid = self.zeros(C, T, bw), self.zeros(T, bw), np.zeros((T, bw), bool)
+
+    def _finish_row(self, row: _Row) -> None:
+        """Write the rows no later window touches, and move the accumulator down past them."""
+        plan, src, (b0, _, _) = self.scene.plan, self.scene.src, self.where
+        T, ys, r = plan.T, plan.ys, row.r
+        self.valid |= row.valid
+        last = r == len(ys) - 1
+        done = min(T, src.height + 2 * plan.pad - ys[r]) if last else ys[r + 1] - ys[r]
+        if isinstance(self.acc, np.ndarray):
+            colors = self.acc[:, :done] / np.maximum(self.wsum[:done], 1e-12)
+        else:
+            colors = (self.acc[:, :done] / self.wsum[:done].clamp(min=1e-12)).cpu().numpy()
+        write_rows(self.scene.dst, plan, colors, self.valid[:done], ys[r], b0, src.height, src.width)
+        C, bw = self.acc.shape[0], self.acc.shape[2]
+        self.acc = self.cat([self.acc[:, done:], self.zeros(C, done, bw)], 1)
+        self.wsum = self.cat([self.wsum[done:], self.zeros(done, bw)], 0)
+        self.valid = np.concatenate([self.valid[done:], np.zeros((done, bw), bool)], axis=0)
+        self.done = 0
+
+
+def _serial_bands(scene: _Scene, bands: list[tuple[int, int, list[int]]]) -> None:
+    """The reference loop (p2ptools ≤ 0.x): one band at a time, one row at a time, batches within a row,
+    no threads. Kept for the tests (the pipelined :func:`_predict_bands` must give the same raster)
+    and the benchmark's baseline (``benchmarks/predict_scene.py --pipeline``)."""
+    for b0, b1, xs in bands:
+        _serial_band(scene, xs, b0, b1)
+
+
+def _serial_band(scene: _Scene, xs: list[int], b0: int, b1: int) -> None:
     """Accumulate and write one vertical band ``[b0, b1)`` (padded coordinates) of the scene, top to bottom.
 
     Rows and columns are in the coordinates of the scene mirrored by ``plan.pad`` pixels on every

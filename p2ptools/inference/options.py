@@ -12,6 +12,23 @@ SCENE_RESULT_FIELDS: tuple[str, ...] = ("which", "overlap", "blend", "amp", "inp
                                         "overviews", "rgb", "engine")
 
 
+#: the default overlap of whole-scene windows, as a fraction of the tile: the smallest whose seam error is
+#: within 0.5 levels (of 255) of the 1/2 overlap's raster on both models measured (``benchmarks/overlap.py``,
+#: Hann blending, torch fp32, the NAIP 2018 pan scene 934×724; 2-core Sapphire Rapids Xeon, shared).
+#: mad: mean |raster − the 1/2 raster|; seam: mean step across the run's own window borders / everywhere.
+#:
+#:   overlap   tiny 128 px, 21 epochs (val L1 7.8)      paper U-Net 256 px, 10 steps
+#:             windows  mad    p99  seam                 windows  mad    p99  seam
+#:   0         56       1.089  14   1.97 (seams)         20       0.366  4    0.83
+#:   1/8       63       0.469  3    0.97                 20       0.559  3    1.06
+#:   1/4       88       0.297  2    0.96                 30       0.304  2    1.06
+#:   3/8       120      0.268  2    0.94                 35       0.391  2    1.06
+#:   1/2       180      0      0    0.97                 48       0      0    1.05
+#:
+#: 1/8 passes on the tiny model only, and barely (0.469); a quarter passes on both with room, so it stays.
+DEFAULT_OVERLAP = 0.25
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """How to predict.
@@ -28,7 +45,7 @@ class PredictOptions:
         dropout: folders: keep dropout on (the paper's test-time noise).
         batch_stats: folders: normalise with batch statistics (the paper's test mode).
         side_by_side: folders: also write ``side_by_side/<stem>.png`` = input | output [| target].
-        overlap: rasters: pixels shared by neighbouring windows (default: a quarter of the tile).
+        overlap: rasters: pixels shared by neighbouring windows (default: :data:`DEFAULT_OVERLAP` of the tile).
         blend: rasters: ``hann`` or ``none`` (each output pixel from one window).
         palette: rasters of labels: the palette when the checkpoint carries none.
         bands: rasters: the photo's bands (1-based) to read.

@@ -13,6 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from p2ptools.contract import check_label_image, from_checkpoint
 from p2ptools.errors import InputError, P2PError
 from p2ptools.inference.engine import EngineRequest, make_engine
 from p2ptools.inference.options import PredictOptions
+from p2ptools.inference.pipeline import Consumer
 from p2ptools.model.checkpoints import load_generator
 from p2ptools.model.tensors import resize_square, set_inference_mode, to_image, to_tensor
 from p2ptools.prep.bands import is_tif_split
@@ -46,6 +51,11 @@ from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.progress import report
 
 log = logging.getLogger(__name__)
+
+#: threads decoding and resizing a folder's next images while the network runs (OpenCV releases the GIL)
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+#: batches decoded ahead of the network, and batches of outputs queued for the writer thread
+CHUNKS_AHEAD = 2
 
 
 @dataclass
@@ -138,10 +148,7 @@ def _predict_images(model: LoadedModel, input_dir: Path, out_dir: Path, options:
            job.direction, mcfg.image_size, out_dir)
     rep = PredictReport(out_dir, meta["path"], kind)
     with progress_bar(len(files), "predict", "img", options.progress) as bar:
-        for start in range(0, len(files), options.batch_size):
-            chunk = files[start : start + options.batch_size]
-            job.run_batch(chunk, rep)
-            bar.update(len(chunk))
+        job.run_all(files, options.batch_size, rep, bar)
     if job.resized:
         report("predict: %d image(s) were not %d px (the model's size): translated at %d px and resized back to "
                "their own size", job.resized, mcfg.image_size, mcfg.image_size)
@@ -202,6 +209,39 @@ class _FolderJob:
             check_label_image(a, self.contract.palette, str(p), self.meta["path"])  # type: ignore[arg-type]
         return a, b
 
+    def prepared(self, p: Path) -> tuple[Path, np.ndarray, np.ndarray | None, torch.Tensor] | P2PError:
+        """``(p, input, target, network input)`` of ``p``, or why it cannot be used (on a decoding thread)."""
+        try:
+            a, b = self.load(p)
+        except P2PError as exc:
+            return exc
+        return p, a, b, to_tensor(resize_square(a, self.mcfg.image_size))
+
+    def run_all(self, files: list[Path], batch_size: int, rep: PredictReport, bar: Any) -> None:
+        """Translate ``files`` in batches of ``batch_size`` (in order) with the network on this thread,
+        while :data:`DECODE_THREADS` threads decode and resize the next :data:`CHUNKS_AHEAD` batches and a
+        writer thread encodes and writes the outputs (the same files, names and order as
+        :meth:`run_batch`, one batch at a time); unreadable inputs go to ``rep.skipped``."""
+        chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+        stop = threading.Event()
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="p2ptools-decode") as pool, \
+                Consumer(lambda item: self.write(*item, rep), CHUNKS_AHEAD, stop, "p2ptools-predict-writer") as out:
+            pending: deque[tuple[list[Path], list[Future[Any]]]] = deque()
+            for i in range(len(chunks)):
+                for chunk in chunks[i + len(pending) : i + CHUNKS_AHEAD + 1]:
+                    pending.append((chunk, [pool.submit(self.prepared, p) for p in chunk]))
+                chunk, futures = pending.popleft()
+                loaded = []
+                for p, future in zip(chunk, futures, strict=True):
+                    result = future.result()
+                    if isinstance(result, P2PError):
+                        rep.skipped.append((str(p), str(result)))
+                    else:
+                        loaded.append(result)
+                if loaded:
+                    out.put(([(q, a, b) for q, a, b, _ in loaded], self.engine(torch.stack([x for *_, x in loaded]))))
+                bar.update(len(chunk))
+
     def run_batch(self, chunk: list[Path], rep: PredictReport) -> None:
         """Translate ``chunk``; unreadable inputs go to ``rep.skipped``, outputs keep each input's size."""
         size = self.mcfg.image_size
@@ -214,7 +254,11 @@ class _FolderJob:
         if not loaded:
             return
         x = torch.stack([to_tensor(resize_square(a, size)) for _, a, _ in loaded])  # (N, C, size, size)
-        y = self.engine(x)  # (N, C, size, size) in [-1, 1]
+        self.write(loaded, self.engine(x), rep)  # (N, C, size, size) in [-1, 1]
+
+    def write(self, loaded: list[tuple[Path, np.ndarray, np.ndarray | None]], y: torch.Tensor,
+              rep: PredictReport) -> None:
+        """Write the outputs ``y`` of ``loaded`` at each input's own size (and side by side where asked)."""
         for (p, a, b), out in zip(loaded, y, strict=True):
             img = to_image(out, truncate=self.official)  # official generators: as their test.py writes
             if img.shape[:2] != a.shape[:2]:  # back to the input's own size (bicubic, as it was read)

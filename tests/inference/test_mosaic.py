@@ -251,3 +251,108 @@ def test_instance_norm_generator_is_warned_about(tiles, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         predict_scene(run, scene, tmp_path / "o.tif", PredictOptions(progress=False))
     assert any("instance normalisation" in r.getMessage() for r in caplog.records)
+
+
+def _scene_raster(run_dir, scene, out, monkeypatch, serial: bool, **options):
+    """The raster and mask of ``predict_scene`` (torch fp32 on the CPU), by the pipelined loop or the serial one."""
+    from p2ptools.inference import mosaic
+
+    with monkeypatch.context() as m:
+        if serial:
+            m.setattr(mosaic, "_predict_bands", mosaic._serial_bands)
+        predict_scene(run_dir, scene, out, PredictOptions(progress=False, engine="torch", amp="none", device="cpu",
+                                                          **options))
+    with rasterio.open(out) as ds:
+        return ds.read(), ds.dataset_mask(), (ds.crs, ds.transform, ds.profile["dtype"])
+
+
+@pytest.mark.parametrize("band_width", [4096, 40])
+def test_batches_across_rows_give_the_serial_raster_bit_for_bit(run, photo_run, tmp_path, monkeypatch, band_width):
+    """The pipelined loop (batches spanning rows and bands, reader and writer threads) writes the raster the
+    one-row-at-a-time loop writes, bit for bit, at batch sizes 1, 3 and 64 (64: every window in one batch)."""
+    labels = write_tif(tmp_path / "labels.tif", blocks_mask(90, 130, [0, 255], block=8, seed=3))
+    img = photo(70, 100, seed=5)
+    img[:, :20, :30] = 0
+    rgb = write_tif(tmp_path / "rgb.tif", img, nodata=0)
+    for model, scene, extra in ((run, labels, {}), (photo_run, rgb, {"rgb": True})):
+        ref = _scene_raster(model, scene, tmp_path / "ref.tif", monkeypatch, True, band_width=band_width, **extra)
+        for batch in (1, 3, 64):
+            got = _scene_raster(model, scene, tmp_path / f"b{batch}.tif", monkeypatch, False, batch_size=batch,
+                                band_width=band_width, **extra)
+            assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and got[2] == ref[2], batch
+    assert not [p for p in tmp_path.glob(".*")]  # no temporary files or sidecars left
+
+
+def test_batch_size_is_honoured_across_rows(run, tmp_path, monkeypatch):
+    """``--batch-size 16`` runs the network on 16 windows at a time, though a row holds only 7."""
+    from p2ptools.inference import mosaic
+
+    sizes: list[int] = []
+    real = mosaic.make_engine
+
+    def recording(*args, **kwargs):
+        engine = real(*args, **kwargs)
+
+        def run_batch(x):
+            sizes.append(x.shape[0])
+            return engine(x)
+
+        return run_batch
+
+    monkeypatch.setattr(mosaic, "make_engine", recording)
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(90, 150, [0, 255], block=8))
+    predict_scene(run, scene, tmp_path / "o.tif", PredictOptions(progress=False, batch_size=16))
+    assert sizes[:-1] == [16] * (len(sizes) - 1) and sum(sizes) == 5 * 7
+
+
+def test_reader_and_writer_errors_reach_the_caller(run, tmp_path, monkeypatch):
+    """An unreadable window (reader thread) and a failed write (writer thread) stop the scene with their error,
+    and leave no temporary file; no thread is left running."""
+    import threading
+
+    from p2ptools.errors import InputError
+    from p2ptools.inference import mosaic
+
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(90, 150, [0, 255], block=8))
+    calls = {"n": 0}
+    real_read = mosaic.read_window
+
+    def failing_read(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise rasterio.errors.RasterioError("broken block")
+        return real_read(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(mosaic, "read_window", failing_read)
+        with pytest.raises(InputError, match="broken block"):
+            predict_scene(run, scene, tmp_path / "a.tif", PredictOptions(progress=False, batch_size=4))
+
+    def failing_write(*args):
+        raise OSError("no space")
+
+    with monkeypatch.context() as m:
+        m.setattr(mosaic, "write_rows", failing_write)
+        with pytest.raises(OSError, match="no space"):
+            predict_scene(run, scene, tmp_path / "b.tif", PredictOptions(progress=False, batch_size=4))
+    assert not list(tmp_path.glob(".*")) and not list(tmp_path.glob("[ab].tif"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("p2ptools-scene")]
+
+
+def test_device_blending_gives_the_numpy_raster(run, tmp_path, monkeypatch):
+    """The torch accumulator (what a GPU's outputs are blended with, on their device) run here on CPU tensors
+    writes the raster the numpy accumulator writes, bit for bit."""
+    from p2ptools.inference import mosaic
+
+    scene = write_tif(tmp_path / "labels.tif", blocks_mask(90, 130, [0, 255], block=8, seed=4))
+    ref = _scene_raster(run, scene, tmp_path / "np.tif", monkeypatch, False, batch_size=5, band_width=64)
+    kinds = set()
+
+    def on_device(outs):  # what _to_blend does with CUDA outputs: a tensor where it is, no copy to numpy
+        kinds.add(type(outs))
+        return mosaic._on_device(outs)  # the engine's outputs are inference tensors: never changed in place
+
+    monkeypatch.setattr(mosaic, "_to_blend", on_device)
+    got = _scene_raster(run, scene, tmp_path / "torch.tif", monkeypatch, False, batch_size=5, band_width=64)
+    assert kinds and all(k.__module__.startswith("torch") for k in kinds)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]) and got[2] == ref[2]
