@@ -51,6 +51,11 @@ SNAPSHOT_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
 RUN_FILE_PATTERN = re.compile(
     r"^(?:(?:latest|best|epoch_\d+)\.pt|(?:losses|val)\.csv|loss_curves\.png|index\.html"
     r"|samples/epoch_\d+\.jpg|tensorboard/events\.out\.tfevents\.[^/]+)$")
+#: the door's temporary files of those (``.latest.pt.<8 hex>.tmp``): a write cut short by SIGKILL or a
+#: full disk leaves one; the run's next start removes it (:func:`clear_unfinished_writes`)
+RUN_TEMP_PATTERN = re.compile(
+    r"^(?:samples/)?\.(?:(?:latest|best|epoch_\d+)\.pt|(?:losses|val)\.csv|loss_curves\.png|index\.html"
+    r"|epoch_\d+\.jpg)\.[0-9a-f]{8}\.tmp$")
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -402,9 +407,24 @@ def run_files(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
+    def ours(rel: str) -> bool:
+        return bool(RUN_FILE_PATTERN.match(rel) or RUN_TEMP_PATTERN.match(rel))
+
     return [p for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and not p.is_symlink() and RUN_FILE_PATTERN.match(p.relative_to(run_dir).as_posix())
+            if p.is_file() and not p.is_symlink() and ours(p.relative_to(run_dir).as_posix())
             and contained(run_dir, p.relative_to(run_dir)) is not None]
+
+
+def clear_unfinished_writes(run_dir: Path) -> list[Path]:
+    """Remove the temporary files of writes that a killed run left in ``run_dir`` (:data:`RUN_TEMP_PATTERN`;
+    call it holding the run's lock, so that no other process is writing them)."""
+    run_dir = Path(run_dir)
+    left = [p for p in run_files(run_dir) if RUN_TEMP_PATTERN.match(p.relative_to(run_dir).as_posix())]
+    removed = [p for p in left if remove_inside(run_dir, p.relative_to(run_dir), "run folder")]
+    if removed:
+        log.info("%s: removed %d unfinished write(s) of an earlier run (%s)", run_dir, len(removed),
+                 ", ".join(p.name for p in removed[:3]))
+    return removed
 
 
 def foreign_run_files(run_dir: Path) -> list[str]:

@@ -33,6 +33,7 @@ from p2ptools.errors import ConfigError, InputError, P2PError
 from p2ptools.model.checkpoints import (
     CheckpointWriter,
     RunState,
+    clear_unfinished_writes,
     dataset_meta,
     foreign_run_files,
     load_checkpoint,
@@ -511,6 +512,7 @@ class _Trainer:
         refuse_foreign(self.run_dir, foreign_run_files(self.run_dir))
         if self.main:  # one writer per run folder (a second train or --resume of it is refused)
             hold(self.run_dir)
+            clear_unfinished_writes(self.run_dir)  # a killed run's half-written checkpoint
         if not resume and (self.run_dir / "latest.pt").exists():
             raise ConfigError(f"{self.run_dir}: already holds a run (latest.pt); "
                               f"use --resume {self.run_dir} or another --out")

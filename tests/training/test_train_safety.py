@@ -37,6 +37,23 @@ def test_sigkill_after_the_first_epoch_leaves_a_checkpoint_to_resume(tmp_path):
     assert f"after epoch {state['epoch']}" in res.output and f"at step {state['global_step']}" in res.output
 
 
+def test_a_write_cut_short_is_removed_on_resume_and_a_lookalike_user_file_is_not(tiny_run, tmp_path):
+    """SIGKILL during a (background) checkpoint write leaves the door's ``.best.pt.<8 hex>.tmp``: the next
+    start removes it instead of refusing the run folder; a user's file of another name is still refused."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / ".best.pt.0a1b2c3d.tmp").write_bytes(b"half a checkpoint")
+    (run / "samples" / ".epoch_001.jpg.00ff00ff.tmp").write_bytes(b"half a jpeg")
+    res = CliRunner().invoke(cli, ["train", "--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert not (run / ".best.pt.0a1b2c3d.tmp").exists() and not (run / "samples" / ".epoch_001.jpg.00ff00ff.tmp").exists()
+    (run / ".best.pt.tmp").write_bytes(b"mine")  # not the door's name: the user's
+    res = CliRunner().invoke(cli, ["train", "--resume", str(run), "--epochs", "3"])
+    assert res.exit_code == 1 and ".best.pt.tmp" in res.output and (run / ".best.pt.tmp").read_bytes() == b"mine"
+
+
 def test_resume_refuses_another_model_naming_what_the_run_has(tiny_run, tmp_path):
     res = CliRunner().invoke(cli, ["train", "--resume", str(tiny_run), "--model", "pix2pix"])
     assert res.exit_code == 1
