@@ -306,8 +306,12 @@ def _batches(scene: _Scene, bands: list[tuple[int, int, list[int]]]
 def _stacked(windows: list[np.ndarray], run: Any) -> torch.Tensor:
     """``(T, T, C)`` windows as one ``(N, C, T, T)`` batch: channels-last memory for an engine that runs so."""
     if getattr(run, "channels_last", False):
-        return torch.from_numpy(np.stack(windows)).permute(0, 3, 1, 2)
-    return torch.from_numpy(np.stack([w.transpose(2, 0, 1) for w in windows]))
+        batch = torch.from_numpy(np.stack(windows)).permute(0, 3, 1, 2)
+    else:
+        batch = torch.from_numpy(np.stack([w.transpose(2, 0, 1) for w in windows]))
+    if getattr(getattr(run, "dev", None), "type", None) == "cuda":
+        batch = batch.pin_memory()  # on the reader thread: the engine's copy to the GPU need not wait
+    return batch
 
 
 class _Blender:

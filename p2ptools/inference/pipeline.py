@@ -82,6 +82,9 @@ class Consumer:
     a clean exit waits for the last item and raises the thread's error, if any; an exit by an error
     stops the thread (items still queued are dropped).
 
+    Its own ``abort`` event, not the shared ``stop``, ends it: a producer that finishes normally sets
+    ``stop`` too (:func:`ahead`), and the items queued by then must still be handled.
+
     Args:
         handle: what the thread does with each item (blend, encode, write …).
         depth: items queued at most (:meth:`put` waits while the queue is full).
@@ -91,6 +94,7 @@ class Consumer:
 
     def __init__(self, handle: Callable[[Any], None], depth: int, stop: threading.Event, name: str) -> None:
         self.handle, self.stop = handle, stop
+        self.abort = threading.Event()
         self.q: queue.Queue[Any] = queue.Queue(depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._work, name=name, daemon=True)
@@ -105,13 +109,14 @@ class Consumer:
         Raises:
             BaseException: the thread's error, once it has failed.
         """
-        if not put(self.q, item, self.stop) or self.error is not None:
+        if not put(self.q, item, self.abort) or self.error is not None:
             raise self.error or RuntimeError(f"{self.thread.name} stopped")
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if kind is None:
-            put(self.q, _END, self.stop)
+            put(self.q, _END, self.abort)
         else:
+            self.abort.set()
             self.stop.set()
         self.thread.join()
         if kind is None and self.error is not None:
@@ -119,8 +124,9 @@ class Consumer:
 
     def _work(self) -> None:
         try:
-            while (item := _get(self.q, self.stop)) is not _END:
+            while (item := _get(self.q, self.abort)) is not _END and not self.abort.is_set():
                 self.handle(item)
         except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
             self.error = exc
+            self.abort.set()
             self.stop.set()

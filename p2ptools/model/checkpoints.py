@@ -218,9 +218,10 @@ class CheckpointWriter:
                                      dataset if dataset is not None else dataset_meta(tcfg.dataset))
         copy = host_copy(payload, self._buffers)
         event = None
-        if torch.cuda.is_available() and any(b.is_pinned() for b in self._buffers.values()):
+        gpu = next((t.device for t in _gpu_tensors(payload)), None)
+        if gpu is not None:  # the copies above are queued on that GPU's stream, not the current device's
             event = torch.cuda.Event()
-            event.record()  # the copies above are queued before it on the current stream
+            event.record(torch.cuda.current_stream(gpu))
         self._thread = threading.Thread(target=self._write, args=(Path(path), copy, event, then),
                                         name=f"p2ptools checkpoint {Path(path).name}")
         self._thread.start()
@@ -253,6 +254,19 @@ class CheckpointWriter:
         said = " ".join(str(error).split())[:240]
         raise OutputError(f"writing a checkpoint failed ({type(error).__name__}: {said}); the previous file of "
                           "that name is kept") from error
+
+
+def _gpu_tensors(payload: Any) -> Any:
+    """The CUDA tensors of a checkpoint payload (nested dicts and lists), in order."""
+    if isinstance(payload, torch.Tensor):
+        if payload.is_cuda:
+            yield payload
+    elif isinstance(payload, dict):
+        for v in payload.values():
+            yield from _gpu_tensors(v)
+    elif isinstance(payload, (list, tuple)):
+        for v in payload:
+            yield from _gpu_tensors(v)
 
 
 def upgrade_train_config(tc: dict[str, Any]) -> dict[str, Any]:

@@ -32,9 +32,16 @@ def uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(127.5).sub_(1.0) if x.device.type == "cpu" else unit_by_lookup(x)
 
 
+_UNIT_ON: dict[torch.device, torch.Tensor] = {}  # the table on each device, copied there once
+
+
 def unit_by_lookup(x: torch.Tensor) -> torch.Tensor:
-    """:func:`uint8_to_unit` on a GPU: each byte's float looked up in :data:`_UNIT_OF_BYTE`."""
-    return _UNIT_OF_BYTE.to(x.device).index_select(0, x.reshape(-1).to(torch.int32)).view(x.shape)
+    """:func:`uint8_to_unit` on a GPU: each byte's float looked up in :data:`_UNIT_OF_BYTE` (copied to
+    the device once: a copy per call would make the host wait for the device at every step)."""
+    table = _UNIT_ON.get(x.device)
+    if table is None:
+        table = _UNIT_ON[x.device] = _UNIT_OF_BYTE.to(x.device)
+    return table.index_select(0, x.reshape(-1).to(torch.int32)).view(x.shape)
 
 
 def to_image(t: torch.Tensor, truncate: bool = False) -> np.ndarray:

@@ -819,7 +819,10 @@ def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device
         ConfigError: for a device that cannot run under torchrun (:func:`_rank_device`).
     """
     if world == 1:
-        return select_device(tcfg.device)
+        device = select_device(tcfg.device)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # streams, events and new tensors default to the GPU asked for
+        return device
     import torch.distributed as dist
 
     device = _rank_device(tcfg.device, local_rank)

@@ -91,3 +91,29 @@ def test_consumer_error_stops_the_producer_and_reaches_the_caller():
                 out.put(i)
     items.close()
     assert not [t for t in threading.enumerate() if t.name in ("t-reader2", "t-writer")]
+
+
+def test_consumer_handles_every_item_after_the_producer_ends_normally():
+    """The producer sets the shared ``stop`` when it is done; items still queued for a slow consumer
+    are handled all the same, and a consumer leaving by an error handles no more."""
+    import time
+
+    handled: list[int] = []
+
+    def slow(item: int) -> None:
+        time.sleep(0.01)
+        handled.append(item)
+
+    stop = threading.Event()
+    with Consumer(slow, 4, stop, "writer") as writer:
+        for item in ahead(range(12), 2, stop, "reader"):
+            writer.put(item)
+        assert stop.is_set()  # the producer is done: the consumer still has items queued
+    assert handled == list(range(12))
+    handled.clear()
+    with pytest.raises(KeyError), Consumer(slow, 8, threading.Event(), "writer") as writer:
+        for item in range(8):
+            writer.put(item)
+        raise KeyError("the engine failed")
+    time.sleep(0.05)
+    assert len(handled) < 8  # the queued items were dropped

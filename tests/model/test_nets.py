@@ -176,3 +176,17 @@ def test_fp32_output_keeps_keys_and_the_fp32_graph():
     plain.load_state_dict(G.state_dict())
     with torch.no_grad():
         assert torch.equal(plain(_ramp(32)), G(_ramp(32)))  # no autocast: exactly the plain Sequential
+
+
+def test_fp32_output_runs_where_torch_has_no_autocast_for_the_device(monkeypatch):
+    """torch before 2.5 raises for ``is_autocast_enabled('mps')``: the output layer then runs as it is."""
+    G = build_generator("unet", {"ngf": 8, "num_downs": 5})
+    want = G(torch.rand(1, 3, 32, 32))
+
+    def raises(device_type=None):
+        raise RuntimeError("unknown device type for autocast")
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", raises)
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    assert G(x).shape == want.shape and G(x).dtype == torch.float32

@@ -116,3 +116,23 @@ def test_untagged_persistent_workers_would_repeat_the_first_epoch(tmp_path):
     assert torch.equal(first, again)  # the worker drew epoch 0's crops again
     sampler.tagged, sampler.epoch = True, 1
     assert not torch.equal(first, to_device_batch(next(iter(loader)), CPU)[0])
+
+
+def test_the_lookup_table_is_copied_to_a_device_once(monkeypatch):
+    """A copy of the table per call is a blocking host → GPU copy: the host would wait for the device at
+    every step. The table is copied once per device and reused."""
+    from p2ptools.model import tensors
+
+    monkeypatch.setattr(tensors, "_UNIT_ON", {})
+    copies = []
+    real_to = torch.Tensor.to
+
+    def counting_to(self, *args, **kwargs):
+        if self is tensors._UNIT_OF_BYTE:
+            copies.append(args)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
+    first, second = tensors.unit_by_lookup(x), tensors.unit_by_lookup(x)
+    assert torch.equal(first, second) and len(copies) == 1

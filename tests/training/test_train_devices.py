@@ -98,3 +98,14 @@ def test_an_fp32_run_resumes_with_fp16_and_an_fp16_run_with_fp32(tmp_path, caplo
     m = _fresh(tcfg, fp16=True)
     _restore(m, path, TINY, tcfg)
     assert m.scaler_G.get_scale() == m.scaler_D.get_scale() == 1024.0  # fp16 to fp16 keeps the scale
+
+
+def test_one_process_on_a_named_gpu_makes_it_the_current_device(joined, monkeypatch, tmp_path):
+    """``--device cuda:1`` without torchrun: GPU 1 becomes the current device, so the checkpoint writer's
+    event and every new stream are on the GPU the tensors are on, not GPU 0."""
+    _gpus(monkeypatch, 2)
+    assert _init_device(_tcfg(tmp_path, device="cuda:1"), 1, 0) == torch.device("cuda:1")
+    assert joined == ["cuda:1"]  # no process group, the device set
+    joined.clear()
+    assert _init_device(_tcfg(tmp_path, device="cuda"), 1, 0) == torch.device("cuda")
+    assert joined == []  # a bare cuda keeps the current device

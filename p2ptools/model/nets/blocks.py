@@ -80,6 +80,15 @@ class ResidualSEBlock(nn.Module):
         return x + self.body(x)
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (False where this torch has no autocast for it: MPS
+    before torch 2.5 raises)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except RuntimeError:
+        return False
+
+
 class FP32Output(nn.Sequential):
     """A generator's output layers that run in fp32 under autocast: a ``Sequential`` whose last
     ``fp32_layers`` layers (all by default) see their input cast to float32 with autocast off.
@@ -104,7 +113,7 @@ class FP32Output(nn.Sequential):
         split = len(layers) - self.fp32_layers
         for layer in layers[:split]:
             x = layer(x)
-        if not torch.is_autocast_enabled(x.device.type):
+        if not _autocast_on(x.device.type):
             for layer in layers[split:]:
                 x = layer(x)
             return x
