@@ -57,13 +57,15 @@ def resolve_workers(workers: int | str, device: torch.device, cores: int | None 
     return min(MAX_AUTO_WORKERS, share - 1)
 
 
-def loader_options(workers: int, batch_size: int, device: torch.device) -> dict[str, Any]:
+def loader_options(workers: int, batch_size: int, device: torch.device, persistent: bool = True
+                   ) -> dict[str, Any]:
     """DataLoader keywords for training on ``device`` with ``workers`` processes: pinned memory on
     CUDA (the copies can then overlap the device's work), persistent workers (started once per run,
-    not once per epoch) and about eight samples queued per worker (two batches at least)."""
+    not once per epoch; ``persistent=False`` for a loader used once per epoch, as validation) and
+    about eight samples queued per worker (two batches at least)."""
     opts: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
     if workers > 0:
-        opts.update(persistent_workers=True, prefetch_factor=max(2, 8 // batch_size))
+        opts.update(persistent_workers=persistent, prefetch_factor=max(2, 8 // batch_size))
     return opts
 
 

@@ -384,11 +384,15 @@ def _from_rank0(value: Any, world: int) -> Any:
 
 def _loader(ds: AlignedDataset, tcfg: TrainConfig, device: torch.device, sampler: EpochSampler | None = None
             ) -> DataLoader:
-    """A split's loader for the whole run: persistent workers, pinned memory on CUDA (see
-    :func:`p2ptools.training.accel.loader_options`); the sampler's epoch is set before each epoch.
-    The generator only seeds the workers' global generators, which the dataset does not draw from,
-    so the global torch generator (dropout) is untouched by the loader."""
-    options = loader_options(resolve_workers(tcfg.workers, device), tcfg.batch_size, device)
+    """A split's loader for the whole run, pinned memory on CUDA (see
+    :func:`p2ptools.training.accel.loader_options`). With a sampler (training), persistent workers
+    and the sampler's epoch set before each epoch; without (validation, one pass per epoch), at most
+    2 workers started for each pass rather than a second full set kept for the run. The generator
+    only seeds the workers' global generators, which the dataset does not draw from, so the global
+    torch generator (dropout) is untouched by the loader."""
+    workers = resolve_workers(tcfg.workers, device)
+    options = loader_options(workers if sampler is not None else min(workers, 2), tcfg.batch_size, device,
+                             persistent=sampler is not None)
     log.info("loader: %d worker(s) (--workers %s)%s", options["num_workers"], tcfg.workers,
              ", pinned memory" if options["pin_memory"] else "")
     return DataLoader(ds, batch_size=tcfg.batch_size, sampler=sampler,

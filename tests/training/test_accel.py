@@ -56,6 +56,23 @@ def test_loader_options_pin_on_cuda_and_keep_workers():
     opts = loader_options(4, 1, CUDA)
     assert opts["pin_memory"] and opts["persistent_workers"] and opts["prefetch_factor"] == 8
     assert loader_options(4, 64, CUDA)["prefetch_factor"] == 2
+    assert loader_options(4, 1, CUDA, persistent=False)["persistent_workers"] is False
+
+
+def test_the_validation_loader_starts_at_most_two_workers_per_pass(tmp_path, monkeypatch):
+    """Training's loader keeps its workers for the run; validation's (one pass per epoch) starts at most
+    2 for each pass instead of keeping a second full set alive all run long."""
+    from p2ptools.config import TrainConfig
+    from p2ptools.training import train
+    from p2ptools.training.data import EpochSampler
+
+    monkeypatch.setattr(train, "resolve_workers", lambda workers, device: 8)
+    tcfg = TrainConfig(dataset=tmp_path, out=tmp_path / "run")
+    ds = list(range(4))
+    val = train._loader(ds, tcfg, CPU)
+    fit = train._loader(ds, tcfg, CPU, EpochSampler(4, 0, tagged=True))
+    assert (val.num_workers, val.persistent_workers) == (2, False)
+    assert (fit.num_workers, fit.persistent_workers) == (8, True)
 
 
 def test_channels_last_auto_is_cuda_only_and_cudnn_benchmark_on_cuda(monkeypatch):
