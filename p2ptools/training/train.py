@@ -15,7 +15,6 @@ import dataclasses
 import io
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -45,253 +44,47 @@ from p2ptools.model.checkpoints import (
     unwrap,
 )
 from p2ptools.model.config import ModelConfig, check_model_and_training
-from p2ptools.model.nets import build_discriminator, build_generator
 from p2ptools.model.tensors import to_image
 from p2ptools.prep.dataset import has_images
 from p2ptools.runtime import door
-from p2ptools.runtime.device import autocast, describe_precision, resolve_amp, select_device
+from p2ptools.runtime.device import autocast, describe_precision, select_device
 from p2ptools.runtime.lock import hold
 from p2ptools.runtime.output import atomic_write_bytes, check_not_inside, refuse_foreign, write_image
 from p2ptools.runtime.progress import Ticker, duration, report
 from p2ptools.runtime.progress import bar as progress_bar
 from p2ptools.runtime.space import human_bytes
 from p2ptools.training.accel import (
-    compile_module,
     loader_options,
     resolve_workers,
-    tune_for_fixed_sizes,
     use_channels_last,
 )
 from p2ptools.training.data import AlignedDataset, EpochSampler, to_device_batch
+from p2ptools.training.distributed import from_rank0, gather, init_device, process_ranks
 from p2ptools.training.run_page import write_run_page
+from p2ptools.training.step import (
+    LOSS_NAMES,
+    LossMeter,
+    Models,
+    TrainingDiverged,
+    build_models,
+    gan_loss,
+    lr_factor,
+    step_losses,
+    train_step,
+)
 
-__all__ = ["RunState", "fit", "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device",
-           "step_losses", "train_step", "validate"]
+__all__ = ["LOSS_NAMES", "Models", "RunState", "TrainingDiverged", "build_models", "fit", "lr_factor",
+           "load_checkpoint", "load_generator", "resolve_checkpoint", "select_device", "step_losses", "train_step",
+           "validate"]
 
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["epoch", "step", "lr", "loss_D", "loss_G_GAN", "loss_G_L1", "sec_per_step"]
 VAL_COLUMNS = ["epoch", "step", "val_l1_255", "val_G_GAN", "val_D"]
-LOSS_NAMES = ("loss_D", "loss_G_GAN", "loss_G_L1")
-
-
-class TrainingDiverged(P2PError):
-    """A loss became NaN or infinite."""
 
 
 class TrainingInterrupted(P2PError):
     """Training was interrupted (Ctrl-C); the state was saved for ``--resume``."""
-
-
-# --- losses --------------------------------------------------------------------------------------
-
-def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
-    """The adversarial loss of discriminator logits ``pred`` against the label real/fake.
-
-    ``vanilla``: binary cross-entropy with logits (the paper); ``lsgan``: mean squared error to
-    1/0; ``wgan``/``wgangp``: ``-mean(pred)`` for real, ``mean(pred)`` for fake (critic scores).
-    """
-    pred = pred.float()
-    if mode == "vanilla":
-        target = torch.ones_like(pred) if real else torch.zeros_like(pred)
-        return F.binary_cross_entropy_with_logits(pred, target)
-    if mode == "lsgan":
-        return F.mse_loss(pred, torch.ones_like(pred) if real else torch.zeros_like(pred))
-    if mode in ("wgan", "wgangp"):
-        return -pred.mean() if real else pred.mean()
-    raise ConfigError(f"unknown gan_loss {mode!r}")
-
-
-def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP penalty ``E[(‖∇D(x̂)‖₂ − 1)²]`` on random interpolates of real and fake pairs."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    out = D(mixed)
-    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-
-
-def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
-    """The pix2pix schedule for epoch index ``epoch`` (0-based) of a run of ``epochs`` in all.
-
-    Constant for the first ``epochs − decay_epochs`` epochs, then linear decay towards 0 over the
-    last ``decay_epochs`` — the official code's rule with ``n_epochs = epochs − decay_epochs`` and
-    ``n_epochs_decay = decay_epochs``: ``1 − max(0, epoch + 1 − n_epochs) / (n_epochs_decay + 1)``.
-    """
-    return 1.0 - max(0, epoch + 1 - (epochs - decay_epochs)) / float(decay_epochs + 1)
-
-
-# --- models and one step --------------------------------------------------------------------------
-
-@dataclass
-class Models:
-    """The networks, optimizers, schedulers and AMP scalers of a run."""
-
-    G: nn.Module
-    D: nn.Module
-    opt_G: torch.optim.Optimizer
-    opt_D: torch.optim.Optimizer
-    sched_G: torch.optim.lr_scheduler.LRScheduler
-    sched_D: torch.optim.lr_scheduler.LRScheduler
-    scaler_G: torch.amp.GradScaler
-    scaler_D: torch.amp.GradScaler
-    amp: str = "none"  # the precision in use (``--amp auto`` resolved for the device)
-
-
-def build_models(mcfg: ModelConfig, tcfg: TrainConfig, device: torch.device) -> Models:
-    """Networks (initialised N(0, 0.02)), optimizers, learning-rate schedulers and the precision;
-    channels-last and cuDNN autotuning on CUDA, the networks compiled with ``tcfg.compile``."""
-    G = build_generator(mcfg.generator, mcfg.generator_kwargs()).to(device)
-    D = build_discriminator(mcfg.discriminator, mcfg.discriminator_kwargs()).to(device)
-    if use_channels_last(tcfg.channels_last, device):
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    tune_for_fixed_sizes(device)
-    if tcfg.compile:  # the same parameters: the optimizers below are unaffected; unwrap() gives G and D back
-        G, D = compile_module(G, device), compile_module(D, device)
-    if tcfg.optimizer == "adam":
-        # fused Adam (one kernel over all parameters) is about 2.5× faster than the default
-        # multi-tensor loop on CPU and on CUDA: on a 54M-parameter U-Net that is ~10% of a CPU step
-        fused = device.type in ("cpu", "cuda")
-        opt_G = torch.optim.Adam(G.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, tcfg.beta2), fused=fused)
-        opt_D = torch.optim.Adam(D.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, tcfg.beta2), fused=fused)
-    else:
-        opt_G = torch.optim.RMSprop(G.parameters(), lr=tcfg.lr)
-        opt_D = torch.optim.RMSprop(D.parameters(), lr=tcfg.lr)
-
-    def rule(epoch: int) -> float:
-        return lr_factor(epoch, tcfg.epochs, tcfg.n_decay)
-
-    amp = resolve_amp(tcfg.amp, device)
-    fp16 = amp == "fp16" and device.type == "cuda"
-    return Models(G, D, opt_G, opt_D,
-                  torch.optim.lr_scheduler.LambdaLR(opt_G, rule), torch.optim.lr_scheduler.LambdaLR(opt_D, rule),
-                  torch.amp.GradScaler(device.type, enabled=fp16), torch.amp.GradScaler(device.type, enabled=fp16),
-                  amp)
-
-
-def _set_requires_grad(net: nn.Module, flag: bool) -> None:
-    for p in net.parameters():
-        p.requires_grad_(flag)
-
-
-def step_losses(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, device: torch.device,
-                update_G: bool = True) -> dict[str, torch.Tensor]:
-    """One pix2pix step: G forward, D on (A, fake.detach()) and (A, B), D step, D on (A, fake), G step.
-
-    Nothing is read back to the host (no synchronisation with the device): the losses come back as
-    tensors, and a NaN or infinite loss is not checked here (the step is taken; the fit loop checks
-    the losses every ``log_every`` steps, :class:`_LossMeter`).
-
-    Args:
-        m: the models.
-        A: ``(B, C, H, W)`` inputs in [-1, 1].
-        B: ``(B, C, H, W)`` targets in [-1, 1].
-        update_G: take the generator step (False between WGAN critic steps).
-
-    Returns:
-        Detached 0-d tensors on the device: ``loss_D``, and with ``update_G`` ``loss_G_GAN`` and
-        ``loss_G_L1`` (the L1 term before λ).
-    """
-    mode = tcfg.gan_loss
-    with autocast(device, m.amp):
-        fake = m.G(A)  # (B, C, H, W)
-        real_ab = torch.cat([A, B], dim=1)  # (B, 2C, H, W)
-        fake_ab = torch.cat([A, fake], dim=1)
-        _set_requires_grad(m.D, True)
-        pred_fake = m.D(fake_ab.detach())
-        pred_real = m.D(real_ab)
-        loss_D = (gan_loss(pred_fake, False, mode) + gan_loss(pred_real, True, mode)) * (
-            1.0 if mode in ("wgan", "wgangp") else 0.5)
-    if mode == "wgangp":
-        loss_D = loss_D + tcfg.lambda_gp * gradient_penalty(m.D, real_ab.float(), fake_ab.detach().float())
-    m.opt_D.zero_grad(set_to_none=True)
-    m.scaler_D.scale(loss_D).backward()
-    m.scaler_D.step(m.opt_D)
-    m.scaler_D.update()
-    if mode == "wgan":
-        with torch.no_grad():
-            for p in m.D.parameters():
-                p.clamp_(-tcfg.clip_value, tcfg.clip_value)
-    out = {"loss_D": loss_D.detach()}
-    if not update_G:
-        return out
-    _set_requires_grad(m.D, False)
-    with autocast(device, m.amp):
-        loss_G_GAN = gan_loss(m.D(fake_ab), True, mode)
-        loss_G_L1 = F.l1_loss(fake.float(), B.float())
-        loss_G = loss_G_GAN + tcfg.lambda_l1 * loss_G_L1
-    m.opt_G.zero_grad(set_to_none=True)
-    m.scaler_G.scale(loss_G).backward()
-    m.scaler_G.step(m.opt_G)
-    m.scaler_G.update()
-    _set_requires_grad(m.D, True)
-    out.update(loss_G_GAN=loss_G_GAN.detach(), loss_G_L1=loss_G_L1.detach())
-    return out
-
-
-def train_step(m: Models, A: torch.Tensor, B: torch.Tensor, tcfg: TrainConfig, device: torch.device,
-               update_G: bool = True, where: str = "") -> dict[str, float]:
-    """:func:`step_losses` with its losses read back as numbers (one synchronisation with the device).
-
-    Args:
-        where: a description of the step, for the divergence error.
-
-    Returns:
-        ``loss_D``, ``loss_G_GAN`` and ``loss_G_L1`` (NaN for the generator's without ``update_G``).
-
-    Raises:
-        TrainingDiverged: if a loss is NaN or infinite (the step was taken: the networks may hold
-            non-finite weights then).
-    """
-    losses = step_losses(m, A, B, tcfg, device, update_G)
-    values = dict(zip(losses, torch.stack(list(losses.values())).tolist(), strict=True))
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"{name} became {value} at {where or 'a step'}")
-    return {k: values.get(k, math.nan) for k in LOSS_NAMES}
-
-
-class _LossMeter:
-    """The losses of the steps since the last read, kept on the device (no synchronisation per step).
-
-    Holds, per loss of :data:`LOSS_NAMES`, the sum since the last read, the last step's value, and the
-    first step (and value) where it was NaN or infinite (-1: none). :meth:`packed` gives them as one
-    tensor, which the fit loop reads in one synchronisation (shared by the processes under torchrun).
-    Steps are stored as float32: exact up to 2**24 (16.7 million) steps.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        zeros = torch.zeros(len(LOSS_NAMES), device=device)
-        self.sums, self.last, self.bad_value = zeros.clone(), zeros.clone(), zeros.clone()
-        self.bad_step = torch.full_like(zeros, -1.0)
-        self.zero = torch.zeros((), device=device)
-        self.counts = dict.fromkeys(LOSS_NAMES, 0)  # steps added since the last read, per loss
-        self.last_names: tuple[str, ...] = ()
-
-    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
-        """Add one step's losses (``step``: its 0-based global index)."""
-        vec = torch.stack([losses[k].float() if k in losses else self.zero for k in LOSS_NAMES])  # (3,)
-        new_bad = ~torch.isfinite(vec) & (self.bad_step < 0)
-        self.bad_step = torch.where(new_bad, float(step), self.bad_step)
-        self.bad_value = torch.where(new_bad, vec, self.bad_value)
-        self.sums += vec
-        self.last = vec
-        for k in losses:
-            self.counts[k] += 1
-        self.last_names = tuple(losses)
-
-    def packed(self) -> torch.Tensor:
-        """``(12,)``: sums, last values, first non-finite steps, their values."""
-        return torch.cat([self.sums, self.last, self.bad_step, self.bad_value])
-
-    def reset(self) -> None:
-        """Start new sums (after a read); a non-finite step stays recorded."""
-        self.sums.zero_()
-        self.counts = dict.fromkeys(LOSS_NAMES, 0)
-
-    def diverged(self) -> bool:
-        """Whether a loss of this process was NaN or infinite (one synchronisation)."""
-        return bool((self.bad_step >= 0).any())
 
 
 # --- the fit loop ---------------------------------------------------------------------------------
@@ -351,35 +144,6 @@ class _Logs:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _gather(values: torch.Tensor, world: int) -> list[list[float]]:
-    """Every process's ``values`` (a 1-d tensor on its device), rank by rank, read on the host: one
-    synchronisation, and under torchrun one all-gather that every process must join."""
-    if world == 1:
-        return [values.tolist()]
-    import torch.distributed as dist
-
-    rows = [torch.empty_like(values) for _ in range(world)]
-    dist.all_gather(rows, values)
-    return torch.stack(rows).tolist()
-
-
-def _from_rank0(value: Any, world: int) -> Any:
-    """Rank 0's ``value`` (a picklable object) on every process (itself without torchrun)."""
-    if world == 1:
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _loader(ds: AlignedDataset, tcfg: TrainConfig, device: torch.device, sampler: EpochSampler | None = None
@@ -507,9 +271,9 @@ class _Trainer:
     """One run's loop: epochs of steps, then validation, checkpoints, samples and a log line."""
 
     def __init__(self, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool) -> None:
-        self.rank, self.world, local_rank = _distributed()
+        self.rank, self.world, local_rank = process_ranks()
         self.main = self.rank == 0
-        self.device = _init_device(tcfg, self.world, local_rank)
+        self.device = init_device(tcfg, self.world, local_rank)
         check_model_and_training(mcfg, tcfg)
         self.mcfg, self.tcfg, self.run_dir = mcfg, tcfg, tcfg.out
         check_not_inside(self.run_dir, [tcfg.dataset])
@@ -551,7 +315,7 @@ class _Trainer:
         self.saved_epochs = 0  # latest.pt files this process wrote at an epoch's end
         self.space_checked = False
         self.by_time = self.device.type == "cuda"  # latest.pt within an epoch every save_minutes, not save_every
-        self.meter = _LossMeter(self.device)
+        self.meter = LossMeter(self.device)
         self.writer = CheckpointWriter()
         self.epoch_times: list[float] = []
         self.loaders: dict[str, DataLoader] = {}  # built at their first use, kept for the run (see loader())
@@ -628,7 +392,7 @@ class _Trainer:
         """
         meter = self.meter
         mine = torch.cat([meter.packed(), torch.full((1,), float(save_asked), device=self.device)])
-        rows = _gather(mine, self.world)
+        rows = gather(mine, self.world)
         # the first step that went wrong; in it, the first loss computed (D's, then G's, which a NaN in
         # D's gradients, averaged over the processes, spoils everywhere)
         bad = [(row[6 + i], i, rank, row[9 + i]) for rank, row in enumerate(rows) for i in range(len(LOSS_NAMES))
@@ -746,7 +510,7 @@ class _Trainer:
         state.epoch += 1
         state.step_in_epoch = 0
         val = self.validate_epoch()
-        if _from_rank0(self.latest_due(), self.world):  # rank 0's clock: every process counts the save
+        if from_rank0(self.latest_due(), self.world):  # rank 0's clock: every process counts the save
             self.save("latest")
         if self.main:
             if tcfg.save_epoch_freq and state.epoch % tcfg.save_epoch_freq == 0:
@@ -772,7 +536,7 @@ class _Trainer:
         if self.val_ds is None:
             return None
         v = validate(self.m, self.loader("val"), tcfg, self.device) if self.main else None
-        v = _from_rank0(v, self.world)
+        v = from_rank0(v, self.world)
         row = {"epoch": state.epoch, "step": state.global_step, **v}
         self.history.append(row)
         self.logs.add(self.logs.val, VAL_COLUMNS, row)
@@ -813,56 +577,6 @@ def epoch_seconds(times: list[float], epochs: int) -> float:
     median = float(np.median(recent))
     kept = [t for t in recent if t <= 3 * median] or recent
     return sum(kept) / len(kept)
-
-
-def _init_device(tcfg: TrainConfig, world: int, local_rank: int) -> torch.device:
-    """The device of this process, joining torchrun's process group when there is one (the backend
-    follows the device: ``nccl`` for CUDA, ``gloo`` for the CPU).
-
-    Raises:
-        ConfigError: for a device that cannot run under torchrun (:func:`_rank_device`).
-    """
-    if world == 1:
-        device = select_device(tcfg.device)
-        if device.type == "cuda" and device.index is not None:
-            torch.cuda.set_device(device)  # streams, events and new tensors default to the GPU asked for
-        return device
-    import torch.distributed as dist
-
-    device = _rank_device(tcfg.device, local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
-
-
-def _rank_device(spec: str, local_rank: int) -> torch.device:
-    """The device of torchrun's process ``LOCAL_RANK`` for ``--device spec``.
-
-    ``cpu`` (or ``auto`` where CUDA is not available) trains every process on the CPU; ``auto`` or
-    ``cuda`` with CUDA gives process ``LOCAL_RANK`` the GPU ``cuda:LOCAL_RANK``. One GPU named
-    (``cuda:1``) is refused: torchrun starts one process per GPU, and each takes its own (choose the
-    GPUs with ``CUDA_VISIBLE_DEVICES``). MPS and other devices are refused (DDP runs on CUDA or the CPU).
-
-    Raises:
-        ConfigError: in one line, for a device that cannot run here under torchrun.
-    """
-    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if spec not in ("auto", "cuda"):
-        kind = "one GPU" if spec.startswith("cuda:") else f"the device {spec!r}"
-        raise ConfigError(f"--device {spec} names {kind}, but under torchrun every process takes its own device: "
-                          "use --device cuda (process LOCAL_RANK trains on cuda:LOCAL_RANK; choose the GPUs with "
-                          "CUDA_VISIBLE_DEVICES) or --device cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for under torchrun, but CUDA is not available here; use --device cpu")
-    visible = torch.cuda.device_count()
-    if local_rank >= visible:
-        raise ConfigError(f"torchrun process LOCAL_RANK={local_rank} needs cuda:{local_rank}, but {visible} GPU(s) "
-                          f"are visible here: start at most {visible} process(es) per machine "
-                          f"(--nproc-per-node {visible}) or train on the CPU with --device cpu")
-    return torch.device(f"cuda:{local_rank}")
 
 
 def _datasets(mcfg: ModelConfig, tcfg: TrainConfig) -> tuple[AlignedDataset, AlignedDataset | None]:

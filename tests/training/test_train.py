@@ -16,19 +16,11 @@ from p2ptools.cli.main import cli
 from p2ptools.config import TrainConfig
 from p2ptools.inference.options import PredictOptions
 from p2ptools.model.config import ModelConfig
+from p2ptools.training import step as step_mod
 from p2ptools.training import train as train_mod
 from p2ptools.training.data import AlignedDataset, EpochSampler, paired_transform, to_device_batch
-from p2ptools.training.train import (
-    TrainingDiverged,
-    build_models,
-    fit,
-    gan_loss,
-    gradient_penalty,
-    load_checkpoint,
-    load_generator,
-    lr_factor,
-    train_step,
-)
+from p2ptools.training.step import TrainingDiverged, build_models, gan_loss, gradient_penalty, lr_factor, train_step
+from p2ptools.training.train import fit, load_checkpoint, load_generator
 from tests.conftest import shared_path
 
 TINY = dict(ngf=8, ndf=8, num_downs=5, image_size=32, load_size=36)
@@ -168,7 +160,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path, monkeypa
         value = real(pred, is_real, mode)
         return value * float("nan") if calls["n"] > 3 * 7 else value  # 3 calls per step: NaN at step 8
 
-    monkeypatch.setattr(train_mod, "gan_loss", poisoned)
+    monkeypatch.setattr(step_mod, "gan_loss", poisoned)  # where the step takes it
     with pytest.raises(TrainingDiverged, match="loss_D became nan at epoch 1, step 7.*latest.pt"):
         fit(ModelConfig(**TINY), _cfg(pairs, tmp_path / "run", batch_size=1, epochs=3, save_every=3),
             progress=False)

@@ -16,6 +16,7 @@ TINY = ["--model", "tiny", "--set", "model.image_size=32", "--set", "model.load_
 #: the CLI, with ``PATCH`` run first in each process (what the test changes on one rank)
 LAUNCHER = textwrap.dedent("""
     import os, sys
+    from p2ptools.training import step as step_mod
     from p2ptools.training import train as train_mod
     RANK = int(os.environ["RANK"])
     {patch}
@@ -50,7 +51,7 @@ def test_a_nan_on_one_process_stops_both_in_one_line(pairs, tmp_path):
             calls[0] += 1
             value = real(pred, is_real, mode)
             return value * float("nan") if RANK == 1 and calls[0] > 3 * 2 else value  # rank 1's third step
-        train_mod.gan_loss = gan_loss
+        step_mod.gan_loss = gan_loss
     """
     run = tmp_path / "run"
     res = _torchrun(tmp_path, patch, str(pairs), "--out", str(run), "--epochs", "3",

@@ -10,7 +10,8 @@ from p2ptools.config import TrainConfig
 from p2ptools.errors import ConfigError
 from p2ptools.model.checkpoints import save_checkpoint
 from p2ptools.model.config import ModelConfig
-from p2ptools.training.train import RunState, _init_device, _restore, build_models
+from p2ptools.training.distributed import init_device
+from p2ptools.training.train import RunState, _restore, build_models
 
 TINY = ModelConfig(ngf=8, ndf=8, num_downs=5, image_size=32, load_size=36)
 
@@ -38,7 +39,7 @@ def _tcfg(tmp_path, **kw) -> TrainConfig:
 
 def test_torchrun_with_device_cpu_stays_on_the_cpu_of_a_gpu_machine(joined, monkeypatch, tmp_path):
     _gpus(monkeypatch, 1)
-    assert _init_device(_tcfg(tmp_path, device="cpu"), 2, 1) == torch.device("cpu")
+    assert init_device(_tcfg(tmp_path, device="cpu"), 2, 1) == torch.device("cpu")
     assert joined == ["gloo"]  # no cuda:1 on a 1-GPU machine, no nccl
 
 
@@ -46,11 +47,11 @@ def test_torchrun_gives_each_process_its_gpu(joined, monkeypatch, tmp_path):
     _gpus(monkeypatch, 2)
     for spec in ("auto", "cuda"):
         joined.clear()
-        assert _init_device(_tcfg(tmp_path, device=spec), 2, 1) == torch.device("cuda:1")
+        assert init_device(_tcfg(tmp_path, device=spec), 2, 1) == torch.device("cuda:1")
         assert joined == ["nccl", "cuda:1"]
     _gpus(monkeypatch, 0)
     joined.clear()
-    assert _init_device(_tcfg(tmp_path), 2, 1) == torch.device("cpu") and joined == ["gloo"]
+    assert init_device(_tcfg(tmp_path), 2, 1) == torch.device("cpu") and joined == ["gloo"]
 
 
 @pytest.mark.parametrize("spec, gpus, message", [
@@ -62,7 +63,7 @@ def test_torchrun_gives_each_process_its_gpu(joined, monkeypatch, tmp_path):
 def test_torchrun_refuses_a_device_it_cannot_give_in_one_line(joined, monkeypatch, tmp_path, spec, gpus, message):
     _gpus(monkeypatch, gpus)
     with pytest.raises(ConfigError, match="^[^\n]*$") as err:
-        _init_device(_tcfg(tmp_path, device=spec), 2, 1)
+        init_device(_tcfg(tmp_path, device=spec), 2, 1)
     assert message in str(err.value) and joined == []  # refused before joining the group
 
 
@@ -104,8 +105,8 @@ def test_one_process_on_a_named_gpu_makes_it_the_current_device(joined, monkeypa
     """``--device cuda:1`` without torchrun: GPU 1 becomes the current device, so the checkpoint writer's
     event and every new stream are on the GPU the tensors are on, not GPU 0."""
     _gpus(monkeypatch, 2)
-    assert _init_device(_tcfg(tmp_path, device="cuda:1"), 1, 0) == torch.device("cuda:1")
+    assert init_device(_tcfg(tmp_path, device="cuda:1"), 1, 0) == torch.device("cuda:1")
     assert joined == ["cuda:1"]  # no process group, the device set
     joined.clear()
-    assert _init_device(_tcfg(tmp_path, device="cuda"), 1, 0) == torch.device("cuda")
+    assert init_device(_tcfg(tmp_path, device="cuda"), 1, 0) == torch.device("cuda")
     assert joined == []  # a bare cuda keeps the current device

@@ -10,6 +10,7 @@ from p2ptools.config import TrainConfig
 from p2ptools.errors import OutputError
 from p2ptools.model.checkpoints import CheckpointWriter, load_checkpoint
 from p2ptools.model.config import ModelConfig
+from p2ptools.training import step as step_mod
 from p2ptools.training import train as train_mod
 from p2ptools.training.train import RunState, TrainingDiverged, build_models, fit
 
@@ -23,13 +24,13 @@ def _cfg(root, out, **kw) -> TrainConfig:
 
 def test_losses_are_read_every_log_every_steps(pairs, tmp_path, monkeypatch):
     reads = []
-    real = train_mod._gather
+    real = train_mod.gather
 
     def counted(values, world):
         reads.append(values.numel())
         return real(values, world)
 
-    monkeypatch.setattr(train_mod, "_gather", counted)
+    monkeypatch.setattr(train_mod, "gather", counted)
     res = fit(TINY, _cfg(pairs, tmp_path / "run", log_every=3, save_every=100), progress=False)
     assert res.state.global_step == 16  # 8 images, batch 1, 2 epochs
     # steps 3, 6, 8 (the epoch's last), 9, 12, 15, 16, and once before the final latest.pt: no read per step
@@ -47,7 +48,7 @@ def test_a_nan_between_log_rows_is_caught_before_the_next_checkpoint(pairs, tmp_
         value = real(pred, is_real, mode)
         return value * float("nan") if calls["n"] > 3 * 7 else value  # from step 7 (0-based)
 
-    monkeypatch.setattr(train_mod, "gan_loss", poisoned)
+    monkeypatch.setattr(step_mod, "gan_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss_D became nan at epoch 1, step 7; .*latest.pt"):
         fit(TINY, _cfg(pairs, tmp_path / "run", log_every=100, save_every=3), progress=False)
     good = load_checkpoint(tmp_path / "run" / "latest.pt")
